@@ -1,0 +1,1 @@
+"""The ``syncstore`` command line: a thin layer over the library."""

@@ -1,0 +1,87 @@
+"""``status``, ``doctor`` and ``migrate``: the replica itself."""
+
+from __future__ import annotations
+
+import platform
+
+import apsw
+import click
+import msgspec
+
+import syncstore
+from syncstore import schema
+from syncstore.cli.main import json_option, with_store
+from syncstore.cli.output import emit_json, table
+from syncstore.replica import migrations
+from syncstore.replica.connection import connect
+
+
+@click.command()
+@json_option
+@with_store
+def status(store: syncstore.Store, as_json: bool) -> None:
+    """Show the replica: rows per table, changes logged, schema version."""
+    info = store.status()
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"replica   {info['path']}")
+    click.echo(f"site id   {info['site_id']}")
+    click.echo(f"schema    {info['schema_version']}")
+    click.echo(f"changes   {info['changes_logged']} logged, last sequence {info['last_seq']}")
+    table(None, ["table", "rows"], sorted(info["rows"].items()))
+
+
+@click.command()
+@json_option
+def doctor(as_json: bool) -> None:
+    """Report versions and which optional features work here."""
+    conn, caps = connect(":memory:")
+    conn.close()
+    report = {
+        "syncstore": syncstore.__version__,
+        "python": platform.python_version(),
+        "apsw": apsw.apsw_version(),
+        "sqlite": apsw.sqlite_lib_version(),
+        "msgspec": msgspec.__version__,
+        "sqlite_vec": caps.vector_version,
+        "vector_search_sqlite_vec": caps.vector,
+        "problems": [p for p in [caps.vector_problem] if p],
+        "replica_schema": migrations.LATEST,
+        "tables": sorted(schema.TABLES),
+    }
+    for extra, module in (("server", "psycopg"), ("server", "jwt"), ("otel", "opentelemetry.sdk")):
+        try:
+            __import__(module)
+            report[f"extra_{extra}_{module.split('.')[0]}"] = True
+        except ImportError:
+            report[f"extra_{extra}_{module.split('.')[0]}"] = False
+            report["problems"].append(f"{module} is missing: pip install 'syncstore[{extra}]'")
+    if as_json:
+        emit_json(report)
+        return
+    for key, value in report.items():
+        if key != "problems":
+            click.echo(f"{key:28} {value}")
+    for problem in report["problems"]:
+        click.echo(f"problem: {problem}")
+
+
+@click.command()
+@click.option("--rollback", is_flag=True, help="Undo the most recent migration instead.")
+@click.pass_obj
+def migrate(obj, rollback: bool) -> None:
+    """Apply pending replica migrations (done on every open), or roll back the last."""
+    from syncstore.replica.connection import connect as open_raw
+
+    conn, _ = open_raw(obj.db)
+    try:
+        if rollback:
+            undone = migrations.rollback_last(conn, obj.db)
+            click.echo(f"rolled back migration {undone.version} ({undone.name})")
+        else:
+            done = migrations.migrate(conn, obj.db)
+            names = ", ".join(f"{m.version} ({m.name})" for m in done) or "none"
+            click.echo(f"applied: {names}")
+    finally:
+        conn.close()

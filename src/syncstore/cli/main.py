@@ -1,0 +1,90 @@
+"""The root command group and what every command shares.
+
+Every command takes the replica from ``--db`` (or ``SYNCSTORE_DB``), prints a
+table for people or JSON with ``--json``, and turns a syncstore error into one
+line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+import syncstore
+from syncstore.errors import SyncstoreError
+
+DEFAULT_DB = "syncstore.db"
+
+
+class Context:
+    def __init__(self, db: str):
+        self.db = db
+        self._store: syncstore.Store | None = None
+
+    def store(self) -> syncstore.Store:
+        if self._store is None:
+            self._store = syncstore.open(self.db)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+class SyncstoreGroup(click.Group):
+    """Turns library errors into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SyncstoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` on a read command."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+def with_store(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the opened store as the first argument."""
+
+    @click.pass_obj
+    @functools.wraps(fn)
+    def wrapper(obj: Context, *args: Any, **kwargs: Any) -> Any:
+        return fn(obj.store(), *args, **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=SyncstoreGroup)
+@click.option(
+    "--db",
+    envvar="SYNCSTORE_DB",
+    default=DEFAULT_DB,
+    show_default=True,
+    help="The replica file (or set SYNCSTORE_DB).",
+)
+@click.version_option(syncstore.__version__, prog_name="syncstore")
+@click.pass_context
+def cli(ctx: click.Context, db: str) -> None:
+    """syncstore: an offline-first sync store for AI agents."""
+    ctx.obj = Context(db)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _register() -> None:
+    # Each command group lives in its own module beside this one.
+    from syncstore.cli import basics, environments, tasks
+
+    cli.add_command(basics.status)
+    cli.add_command(basics.doctor)
+    cli.add_command(basics.migrate)
+    cli.add_command(tasks.tasks)
+    cli.add_command(environments.environments)
+
+
+_register()

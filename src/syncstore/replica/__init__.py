@@ -1,0 +1,1 @@
+"""The local SQLite replica: connection set-up, migrations, change capture."""

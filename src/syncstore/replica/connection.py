@@ -1,0 +1,60 @@
+"""Opening the replica file with apsw, with the settings every connection needs."""
+
+from __future__ import annotations
+
+import apsw
+import apsw.bestpractice
+
+from syncstore.errors import NotAReplicaError, ReplicaError, ReplicaLockedError
+
+DEFAULT_BUSY_TIMEOUT_MS = 5_000
+
+
+class Capabilities:
+    """What this process can do with SQLite; reported by ``syncstore doctor``."""
+
+    def __init__(self, *, vector: bool, vector_version: str | None, vector_problem: str | None):
+        self.vector = vector
+        self.vector_version = vector_version
+        self.vector_problem = vector_problem
+
+
+def load_sqlite_vec(conn: apsw.Connection) -> Capabilities:
+    """Load sqlite-vec where it loads; otherwise say why, and carry on without it."""
+    try:
+        import sqlite_vec
+    except ImportError as exc:
+        return Capabilities(vector=False, vector_version=None, vector_problem=f"sqlite-vec is not installed ({exc})")
+    try:
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        conn.enable_load_extension(False)
+        (version,) = conn.execute("select vec_version()").fetchone()
+    except (apsw.Error, OSError, AttributeError) as exc:
+        return Capabilities(vector=False, vector_version=None, vector_problem=f"sqlite-vec did not load: {exc}")
+    return Capabilities(vector=True, vector_version=version, vector_problem=None)
+
+
+def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> tuple[apsw.Connection, Capabilities]:
+    """Open ``path`` with WAL, a busy timeout and the other recommended settings."""
+    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    try:
+        conn = apsw.Connection(path, flags=flags)
+        conn.set_busy_timeout(busy_timeout_ms)
+        # Touch the file now so a non-database fails here with a clear error.
+        conn.execute("select count(*) from sqlite_schema").fetchone()
+        apsw.bestpractice.connection_wal(conn)
+        apsw.bestpractice.connection_dqs(conn)
+        apsw.bestpractice.connection_recursive_triggers(conn)
+        if not readonly:
+            conn.pragma("synchronous", "NORMAL")  # durable at checkpoints; safe with WAL
+        conn.pragma("temp_store", "MEMORY")
+    except apsw.BusyError as exc:
+        raise ReplicaLockedError(f"{path}: the replica is locked by another process ({exc})") from None
+    except (apsw.NotADBError, apsw.CorruptError) as exc:
+        raise NotAReplicaError(f"{path}: not a SQLite database or corrupt ({exc})") from None
+    except apsw.CantOpenError as exc:
+        raise ReplicaError(f"{path}: cannot open ({exc})") from None
+    except apsw.Error as exc:
+        raise ReplicaError(f"{path}: {exc}") from None
+    return conn, load_sqlite_vec(conn)

@@ -1,0 +1,13 @@
+DROP TABLE tasks;
+DROP TABLE task_messages;
+DROP TABLE environments;
+DROP TABLE agent_executions;
+DROP TABLE observability_events;
+DROP TABLE agent_memory;
+DROP TABLE workflows;
+DROP TABLE workflow_executions;
+DROP TABLE execution_snapshots;
+DROP TABLE _ss_tombstones;
+DROP TABLE _ss_changes;
+DROP TABLE _ss_clock;
+DROP TABLE _ss_meta;
