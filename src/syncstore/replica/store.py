@@ -232,11 +232,15 @@ class Replica:
 
     # --- local writes ---------------------------------------------------------
 
-    def insert(self, table: str, values: Mapping[str, Any]) -> str:
-        """Insert one row; fills ``id`` (UUIDv7) and timestamps when absent. Returns the id."""
-        return self.insert_many(table, [values])[0]
+    def insert(self, table: str, values: Mapping[str, Any], *, hlc: int | None = None) -> str:
+        """Insert one row; fills ``id`` (UUIDv7) and timestamps when absent. Returns the id.
 
-    def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        ``hlc`` stamps the write with a given clock instead of a fresh tick, for
+        imported data whose time is known (an older stamp loses to later edits).
+        """
+        return self.insert_many(table, [values], hlc=hlc)[0]
+
+    def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]], *, hlc: int | None = None) -> list[str]:
         tbl = schema.table(table)
         sql = self._sql[table]
         ids = []
@@ -253,7 +257,7 @@ class Replica:
                 elif "created_at" in tbl.column_names:
                     row.setdefault("created_at", now)
                 row = schema.validate_row(tbl, row, insert=True)
-                ids.append(self._insert_row(tbl, sql, row, fresh_id=fresh_id))
+                ids.append(self._insert_row(tbl, sql, row, fresh_id=fresh_id, hlc=hlc))
         return ids
 
     def _insert_row(
@@ -273,8 +277,9 @@ class Replica:
         self._notes.append(Change(tbl.name, row_id, "insert", tuple(sql.columns), "local"))
         return row_id
 
-    def update(self, table: str, row_id: str, values: Mapping[str, Any]) -> None:
-        """Write some columns of one row; ``updated_at`` is set unless given."""
+    def update(self, table: str, row_id: str, values: Mapping[str, Any], *, hlc: int | None = None) -> None:
+        """Write some columns of one row; ``updated_at`` is set unless given.
+        ``hlc`` as for :meth:`insert`."""
         tbl = schema.table(table)
         if tbl.append_only:
             raise ValidationError("rows are append-only and cannot be updated", table=table)
@@ -284,7 +289,7 @@ class Replica:
             changes.setdefault("updated_at", schema.now_iso())
         changes = schema.validate_row(tbl, changes, insert=False)
         with self.transaction():
-            self._update_row(tbl, row_id, changes)
+            self._update_row(tbl, row_id, changes, hlc=hlc)
 
     def _update_row(self, tbl: schema.Table, row_id: str, changes: dict[str, Any], *, hlc: int | None = None) -> None:
         found = self._conn.execute(self._sql[tbl.name].select_clock, (row_id,)).fetchone()
