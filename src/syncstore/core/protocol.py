@@ -1,0 +1,213 @@
+"""The sync protocol's messages: tagged, frozen msgspec Structs sent as MessagePack.
+
+One websocket binary frame carries one message. Every message has a ``type``
+tag. The protocol evolves only by adding fields with defaults (old peers
+ignore unknown fields, new peers fill defaults), and by bumping
+``PROTOCOL_VERSION`` when that is not enough.
+
+A session, from the client's side::
+
+    -> Hello(token, site, cursor, acked_seq)      who I am, what I have
+    <- Welcome(tenant, acked_seq, ...)            what the server has of mine
+    -> Push(txs)                                  my local transactions, in order
+    <- Ack(upto_seq, rejected)                    durably merged up to here
+    -> Subscribe(shapes, cursor)                  what I want to receive
+    <- Snapshot(...)* / Changes(txs)*             current rows, then the log
+    <- UpToDate(cursor)                           caught up; live from here
+    <- Changes(txs)                               live, as they commit
+    <-> Ping / Pong                               keep-alive
+
+Values in changes are canonical stored values (see :mod:`syncstore.schema`):
+None, int, float, str or bytes. Clocks are packed HLC integers; sites are the
+16-byte site ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+from syncstore.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+
+
+class _Message(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
+    pass
+
+
+# --- payload pieces -----------------------------------------------------------
+
+
+class LocalChange(msgspec.Struct, frozen=True, array_like=True):
+    """One row written by the pushing client: the columns it wrote, at one clock.
+
+    ``seen`` holds, per written column, the (hlc, site) of the version the
+    writer replaced; the server records a conflict when its current version
+    differs (the write was made without seeing it). None on insert.
+    """
+
+    seq: int  # the client's local sequence number: (site, seq) is unique
+    table: str
+    id: str
+    hlc: int
+    values: dict[str, Any]
+    seen: dict[str, tuple[int, bytes]] | None = None
+
+
+class LocalTx(msgspec.Struct, frozen=True, array_like=True):
+    """Changes committed together on the client: applied together or not at all."""
+
+    tx: int
+    changes: list[LocalChange]
+
+
+class RowChange(msgspec.Struct, frozen=True, array_like=True):
+    """Cells of one row as the server holds them after a merge: {column: (value, hlc, site)}."""
+
+    table: str
+    id: str
+    cells: dict[str, tuple[Any, int, bytes]]
+
+
+class ServerTx(msgspec.Struct, frozen=True, array_like=True):
+    """What one server transaction changed, at its position in the server's log."""
+
+    seq: int
+    changes: list[RowChange]
+
+
+class Shape(msgspec.Struct, frozen=True):
+    """A table and equality/IN filters on indexed columns, within the client's tenant."""
+
+    table: str
+    where: dict[str, list[Any]] = {}
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """A pushed transaction the server refused for good (it will not retry well)."""
+
+    tx: int
+    code: str
+    message: str
+
+
+# --- messages -----------------------------------------------------------------
+
+
+class Hello(_Message, tag="hello"):
+    token: str
+    site: bytes
+    protocol: int = PROTOCOL_VERSION
+    schema: int = 0  # the client's replica schema version
+    cursor: int = 0  # the last server log position the client has applied
+    acked_seq: int = 0  # the last of its own sequence numbers it knows were merged
+
+
+class Welcome(_Message, tag="welcome"):
+    tenant: str
+    acked_seq: int  # the server's record of this site's highest merged sequence
+    protocol: int = PROTOCOL_VERSION
+    schema: int = 0
+    server_id: str = ""
+    server_time_ms: int = 0
+    max_batch: int = 0  # most changes one Push may carry (0: no limit given)
+    max_frame: int = 0  # largest frame in bytes the server accepts
+
+
+class Push(_Message, tag="push"):
+    txs: list[LocalTx]
+
+
+class Ack(_Message, tag="ack"):
+    upto_seq: int  # every change of this site with seq <= upto_seq is merged durably
+    rejected: list[Rejection] = []
+
+
+class Subscribe(_Message, tag="subscribe"):
+    shapes: list[Shape]
+    cursor: int = 0
+    id: str = ""  # the client's name for this subscription, echoed back
+
+
+class Unsubscribe(_Message, tag="unsubscribe"):
+    id: str
+
+
+class Snapshot(_Message, tag="snapshot"):
+    """A chunk of current rows; ``position`` is the log position the snapshot is
+    consistent with. ``last`` closes the snapshot; ``resume`` lets a client that
+    was cut off ask for the rest (an opaque key)."""
+
+    rows: list[RowChange]
+    position: int
+    last: bool = False
+    resume: str = ""
+    id: str = ""
+
+
+class Changes(_Message, tag="changes"):
+    txs: list[ServerTx]
+
+
+class UpToDate(_Message, tag="up_to_date"):
+    cursor: int
+
+
+class MustResnapshot(_Message, tag="must_resnapshot"):
+    """The client's cursor is older than the retained log: drop it and re-snapshot."""
+
+    oldest: int
+
+
+class Error(_Message, tag="error"):
+    code: str
+    message: str
+    fatal: bool = False
+
+
+class Ping(_Message, tag="ping"):
+    nonce: int = 0
+
+
+class Pong(_Message, tag="pong"):
+    nonce: int = 0
+
+
+Message = Union[
+    Hello,
+    Welcome,
+    Push,
+    Ack,
+    Subscribe,
+    Unsubscribe,
+    Snapshot,
+    Changes,
+    UpToDate,
+    MustResnapshot,
+    Error,
+    Ping,
+    Pong,
+]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(message: _Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(frame: bytes) -> Message:
+    """Decode one frame; anything malformed is a :class:`ProtocolError`."""
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise ProtocolError("frames must be binary MessagePack", code="bad_frame")
+    try:
+        return _decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        code = "unknown_message" if "Invalid value" in text and "`$.type`" in text else "bad_message"
+        raise ProtocolError(f"invalid message: {text}", code=code) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"malformed MessagePack: {exc}", code="bad_frame") from None
