@@ -71,11 +71,30 @@ class RowChange(msgspec.Struct, frozen=True, array_like=True):
     cells: dict[str, tuple[Any, int, bytes]]
 
 
+class ConflictRecord(msgspec.Struct, frozen=True):
+    """A concurrent edit the server resolved by last-write-wins, kept for people to inspect."""
+
+    id: str
+    table: str
+    row_id: str
+    column: str
+    winner_value: Any
+    winner_hlc: int
+    winner_site: bytes
+    loser_value: Any
+    loser_hlc: int
+    loser_site: bytes
+    incoming_won: bool  # whether the write that arrived last won
+    created_at: str = ""
+
+
 class ServerTx(msgspec.Struct, frozen=True, array_like=True):
-    """What one server transaction changed, at its position in the server's log."""
+    """What one server transaction changed, at its position in the server's log,
+    and the conflicts it recorded (sent to the tenant's clients for their rows)."""
 
     seq: int
     changes: list[RowChange]
+    conflicts: list[ConflictRecord] = []
 
 
 class Shape(msgspec.Struct, frozen=True):
@@ -161,6 +180,12 @@ class MustResnapshot(_Message, tag="must_resnapshot"):
     oldest: int
 
 
+class Resolved(_Message, tag="resolved"):
+    """The client marked these conflict records resolved (its new value syncs as a write)."""
+
+    conflict_ids: list[str]
+
+
 class Error(_Message, tag="error"):
     code: str
     message: str
@@ -186,6 +211,7 @@ Message = Union[
     Changes,
     UpToDate,
     MustResnapshot,
+    Resolved,
     Error,
     Ping,
     Pong,
