@@ -1,0 +1,162 @@
+"""The hybrid logical clock: packing, ticks, receives and the drift cap."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncstore.core import hlc
+from syncstore.core.hlc import COUNTER_BITS, COUNTER_MAX, HybridClock
+from syncstore.errors import ClockDriftError, SyncstoreError
+
+MS = st.integers(min_value=0, max_value=2**46)  # far past any real date, still < 2**63 packed
+COUNTERS = st.integers(min_value=0, max_value=COUNTER_MAX)
+
+
+class FakeTime:
+    """A wall clock the test moves by hand, forwards or backwards."""
+
+    def __init__(self, ms: int = 1_700_000_000_000):
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@given(MS, COUNTERS)
+def test_pack_unpack_round_trip(ms, counter):
+    assert hlc.unpack(hlc.pack(ms, counter)) == (ms, counter)
+
+
+@given(MS, COUNTERS, MS, COUNTERS)
+def test_packed_stamps_sort_like_their_parts(ms_a, c_a, ms_b, c_b):
+    a, b = hlc.pack(ms_a, c_a), hlc.pack(ms_b, c_b)
+    assert (a < b) == ((ms_a, c_a) < (ms_b, c_b))
+    assert (a == b) == ((ms_a, c_a) == (ms_b, c_b))
+
+
+@pytest.mark.parametrize("ms, counter", [(0, -1), (0, COUNTER_MAX + 1), (-1, 0)])
+def test_pack_refuses_out_of_range_parts(ms, counter):
+    with pytest.raises(ValueError):
+        hlc.pack(ms, counter)
+
+
+def test_from_ms_is_the_first_stamp_of_that_millisecond():
+    assert hlc.from_ms(5) == 5 << COUNTER_BITS
+    assert hlc.unpack(hlc.from_ms(5)) == (5, 0)
+
+
+def test_tick_uses_wall_time_when_it_moved_on():
+    now = FakeTime(1000)
+    clock = HybridClock(now=now)
+    assert hlc.unpack(clock.tick()) == (1000, 0)
+    now.ms = 1005
+    assert hlc.unpack(clock.tick()) == (1005, 0)
+
+
+def test_tick_counts_within_one_millisecond():
+    clock = HybridClock(now=FakeTime(1000))
+    stamps = [clock.tick() for _ in range(3)]
+    assert [hlc.unpack(s) for s in stamps] == [(1000, 0), (1000, 1), (1000, 2)]
+
+
+def test_tick_keeps_counting_when_the_wall_clock_steps_back():
+    now = FakeTime(1000)
+    clock = HybridClock(now=now)
+    first = clock.tick()
+    now.ms = 900
+    second = clock.tick()
+    assert second > first
+    assert hlc.unpack(second) == (1000, 1)
+
+
+def test_a_full_counter_rolls_into_the_next_millisecond():
+    clock = HybridClock(last=hlc.pack(1000, COUNTER_MAX), now=FakeTime(1000))
+    assert hlc.unpack(clock.tick()) == (1001, 0)
+
+
+def test_receive_moves_past_a_stamp_from_the_future():
+    clock = HybridClock(now=FakeTime(1000))
+    clock.tick()
+    remote = hlc.pack(1500, 7)
+    after = clock.receive(remote)
+    assert after > remote
+    assert clock.tick() > remote
+
+
+def test_receive_of_an_old_stamp_still_moves_forward():
+    clock = HybridClock(now=FakeTime(1000))
+    before = clock.tick()
+    assert clock.receive(hlc.pack(10, 0)) > before
+
+
+def test_drift_cap_refuses_a_far_future_stamp_and_changes_nothing():
+    clock = HybridClock(now=FakeTime(1000), max_drift_ms=100)
+    before = clock.tick()
+    with pytest.raises(ClockDriftError) as caught:
+        clock.receive(hlc.pack(1101, 0))
+    err = caught.value
+    assert isinstance(err, SyncstoreError)
+    assert (err.stamp_ms, err.now_ms, err.max_drift_ms) == (1101, 1000, 100)
+    assert "101 ms in the future" in str(err) and "100 ms" in str(err)
+    assert clock.last == before
+
+
+def test_drift_cap_accepts_a_stamp_exactly_at_the_limit():
+    clock = HybridClock(now=FakeTime(1000), max_drift_ms=100)
+    assert clock.receive(hlc.pack(1100, COUNTER_MAX)) > hlc.pack(1100, COUNTER_MAX)
+
+
+def test_check_alone_refuses_without_moving_the_clock():
+    clock = HybridClock(now=FakeTime(1000), max_drift_ms=0)
+    clock.check(hlc.pack(1000, 5))
+    with pytest.raises(ClockDriftError):
+        clock.check(hlc.pack(1001, 0))
+    assert clock.last == 0
+
+
+def test_observe_never_moves_the_clock_back():
+    clock = HybridClock(now=FakeTime(1000))
+    clock.observe(hlc.pack(2000, 0))
+    clock.observe(hlc.pack(1500, 0))
+    assert clock.last == hlc.pack(2000, 0)
+    assert clock.tick() > hlc.pack(2000, 0)
+
+
+# One step of a clock's life: a local tick, a receive, an observe, or the wall clock jumping.
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("tick"), st.just(0)),
+        st.tuples(st.just("receive"), st.integers(min_value=-5_000, max_value=5_000)),
+        st.tuples(st.just("observe"), st.integers(min_value=-5_000, max_value=5_000)),
+        st.tuples(st.just("wall"), st.integers(min_value=-3_000, max_value=3_000)),
+    ),
+    max_size=60,
+)
+
+
+@given(STEPS, st.integers(min_value=0, max_value=COUNTER_MAX))
+def test_clock_never_goes_backwards(steps, start_counter):
+    now = FakeTime(1_000_000)
+    clock = HybridClock(last=hlc.pack(now.ms, start_counter), now=now, max_drift_ms=1_000)
+    previous = clock.last
+    for op, offset in steps:
+        if op == "wall":
+            now.ms += offset
+            continue
+        stamp = hlc.pack(now.ms + offset, 3)
+        if op == "tick":
+            produced = clock.tick()
+            assert produced > previous
+        elif op == "observe":
+            clock.observe(stamp)
+            assert clock.last >= stamp
+        elif offset > clock.max_drift_ms:
+            with pytest.raises(ClockDriftError):
+                clock.receive(stamp)
+        else:
+            produced = clock.receive(stamp)
+            assert produced > previous and produced > stamp
+        assert clock.last >= previous
+        previous = clock.last
