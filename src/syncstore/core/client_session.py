@@ -1,0 +1,359 @@
+"""The client's half of a sync session: a state machine with no I/O.
+
+A driver owns the websocket and the replica; this class owns the protocol:
+what to send when, what each answer means, how many pushes may be in flight.
+It has the shape of websockets' sans-I/O ``Protocol``: feed it what arrived
+with :meth:`ClientSession.receive`, then take what to send with
+:meth:`ClientSession.messages_to_send` and what happened with
+:meth:`ClientSession.events_received`.
+
+States::
+
+    IDLE --start()--> HELLO_SENT --Welcome--> READY
+    HELLO_SENT / READY --Error(fatal), MustResnapshot--> FAILED
+    any --a message that breaks the protocol--> FAILED (ProtocolError raised)
+
+In READY the client pushes its local transactions in sequence order (at most
+``max_in_flight`` pushes waiting for an Ack: flow control, so a slow server is
+not buried under a long offline queue) and receives the server's log from its
+cursor on. A session lives as long as one connection: a reconnect starts a new
+session from the cursor and acked sequence the driver persisted.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any, Iterable, NamedTuple, Protocol as TypingProtocol, Sequence, Union
+
+from syncstore.core import protocol as p
+from syncstore.errors import ProtocolError
+
+DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_MAX_BATCH = 500  # changes per Push when the server names no limit
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    HELLO_SENT = "hello_sent"
+    READY = "ready"
+    FAILED = "failed"
+
+
+# --- events -------------------------------------------------------------------
+
+
+class Welcomed(NamedTuple):
+    """The server accepted us. ``acked_seq`` is its record of our merged changes;
+    ``previous_acked`` what we believed before (greater means the server forgot)."""
+
+    tenant: str
+    acked_seq: int
+    previous_acked: int
+    server_id: str
+
+
+class Acked(NamedTuple):
+    """Every change of ours up to ``upto_seq`` is durably merged; ``rejected``
+    names the transactions among them the server refused for good."""
+
+    upto_seq: int
+    rejected: list[p.Rejection]
+
+
+class RemoteTx(NamedTuple):
+    """One server transaction to apply locally, in one local transaction."""
+
+    tx: p.ServerTx
+
+
+class UpToDate(NamedTuple):
+    """Everything the server had when we subscribed has been delivered."""
+
+    cursor: int
+
+
+class SessionError(NamedTuple):
+    """The server reported an error; a fatal one ends the session."""
+
+    code: str
+    message: str
+    fatal: bool
+
+
+Event = Union[Welcomed, Acked, RemoteTx, UpToDate, SessionError]
+
+
+# --- pushing: local log entries grouped into transactions ------------------------
+
+
+class LogEntry(TypingProtocol):
+    """What the session needs of one change-log entry (the replica's LoggedChange)."""
+
+    seq: int
+    tx: int
+    table: str
+    id: str
+    hlc: int
+    values: dict[str, Any]
+    seen: dict[str, tuple[int, bytes]] | None
+
+
+def group_transactions(entries: Iterable[LogEntry]) -> list[p.LocalTx]:
+    """Consecutive log entries of one local transaction become one LocalTx."""
+    txs: list[p.LocalTx] = []
+    current: list[p.LocalChange] = []
+    current_tx: int | None = None
+    for entry in entries:
+        if entry.tx != current_tx and current:
+            txs.append(p.LocalTx(tx=current_tx, changes=current))  # type: ignore[arg-type]
+            current = []
+        current_tx = entry.tx
+        current.append(
+            p.LocalChange(
+                seq=entry.seq,
+                table=entry.table,
+                id=entry.id,
+                hlc=entry.hlc,
+                values=dict(entry.values),
+                seen=None if entry.seen is None else {k: (v[0], v[1]) for k, v in entry.seen.items()},
+            )
+        )
+    if current:
+        txs.append(p.LocalTx(tx=current_tx, changes=current))  # type: ignore[arg-type]
+    return txs
+
+
+def take_batch(txs: Sequence[p.LocalTx], max_changes: int) -> list[p.LocalTx]:
+    """The leading whole transactions that fit in ``max_changes`` changes.
+
+    A transaction is never split, so one larger than the limit goes alone:
+    refusing it here would block every later change forever.
+    """
+    batch: list[p.LocalTx] = []
+    total = 0
+    for tx in txs:
+        size = len(tx.changes)
+        if batch and total + size > max_changes:
+            break
+        batch.append(tx)
+        total += size
+    return batch
+
+
+# --- the session ----------------------------------------------------------------
+
+
+class ClientSession:
+    """One connection's worth of the client protocol.
+
+    ``cursor`` and ``acked_seq`` are what the replica persisted: the last
+    server log position applied, the last own sequence known merged.
+    ``tables`` are subscribed whole (no filters).
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        site: bytes,
+        tables: Sequence[str],
+        cursor: int = 0,
+        acked_seq: int = 0,
+        schema: int = 0,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ):
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._token = token
+        self.site = site
+        self.tables = tuple(tables)
+        self.cursor = cursor
+        self.acked_seq = acked_seq
+        self.schema = schema
+        self.max_in_flight = max_in_flight
+        self.max_batch = max_batch
+        self.state = State.IDLE
+        self.tenant: str | None = None
+        self.up_to_date = False
+        self.pushed_seq = acked_seq  # the last sequence sent (or known merged)
+        self._in_flight: deque[int] = deque()  # last sequence of each unacked push
+        self._outgoing: list[p.Message] = []
+        self._events: list[Event] = []
+
+    def __repr__(self) -> str:  # never shows the token
+        return (
+            f"ClientSession(state={self.state.value}, cursor={self.cursor}, "
+            f"acked_seq={self.acked_seq}, pushed_seq={self.pushed_seq}, in_flight={len(self._in_flight)})"
+        )
+
+    # --- output -----------------------------------------------------------
+
+    def messages_to_send(self) -> list[p.Message]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def events_received(self) -> list[Event]:
+        out, self._events = self._events, []
+        return out
+
+    # --- what the driver may ask -------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def can_push(self) -> bool:
+        """Whether a Push may be sent now (ready, and the window has room)."""
+        return self.state is State.READY and len(self._in_flight) < self.max_in_flight
+
+    @property
+    def settled(self) -> bool:
+        """Ready, caught up with the server, and no push waiting for its Ack."""
+        return self.state is State.READY and self.up_to_date and not self._in_flight
+
+    # --- what the driver does ---------------------------------------------
+
+    def start(self) -> None:
+        if self.state is not State.IDLE:
+            raise ProtocolError(f"session already started ({self.state.value})", code="state")
+        self._outgoing.append(
+            p.Hello(token=self._token, site=self.site, schema=self.schema, cursor=self.cursor, acked_seq=self.acked_seq)
+        )
+        self.state = State.HELLO_SENT
+
+    def push(self, txs: Sequence[p.LocalTx]) -> None:
+        """Send local transactions, which must follow the last ones sent."""
+        if not self.can_push:
+            raise ProtocolError(
+                f"cannot push now (state {self.state.value}, {len(self._in_flight)} pushes in flight)", code="state"
+            )
+        if not txs or any(not tx.changes for tx in txs):
+            raise ProtocolError("a push carries whole, non-empty transactions", code="state")
+        seqs = [c.seq for tx in txs for c in tx.changes]
+        if seqs[0] <= self.pushed_seq or any(b <= a for a, b in zip(seqs, seqs[1:])):
+            raise ProtocolError(
+                f"changes must be pushed in sequence order after {self.pushed_seq}, got {seqs[0]}..{seqs[-1]}",
+                code="state",
+            )
+        self._outgoing.append(p.Push(txs=list(txs)))
+        self._in_flight.append(seqs[-1])
+        self.pushed_seq = seqs[-1]
+
+    def resolved(self, conflict_ids: Sequence[str]) -> None:
+        """Tell the server these conflict records were resolved here."""
+        if self.state is not State.READY:
+            raise ProtocolError(f"cannot report resolutions now ({self.state.value})", code="state")
+        if conflict_ids:
+            self._outgoing.append(p.Resolved(conflict_ids=list(conflict_ids)))
+
+    def receive(self, message: p.Message) -> None:
+        """Take one message from the server. Raises ProtocolError (and the
+        session fails) on a message that has no place here."""
+        if self.state is State.FAILED:
+            raise ProtocolError("the session has failed; start a new one", code="state")
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self._violation(f"a server never sends {type(message).__name__}", code="unexpected_message")
+        handler(self, message)
+
+    # --- handlers ---------------------------------------------------------
+
+    def _violation(self, message: str, *, code: str = "unexpected_message") -> None:
+        self.state = State.FAILED
+        raise ProtocolError(message, code=code)
+
+    def _require_ready(self, message: p.Message) -> None:
+        if self.state is not State.READY:
+            self._violation(f"{type(message).__name__} before Welcome")
+
+    def _on_welcome(self, msg: p.Welcome) -> None:
+        if self.state is not State.HELLO_SENT:
+            self._violation("a second Welcome")
+        if msg.protocol != p.PROTOCOL_VERSION:
+            self._violation(
+                f"the server speaks protocol {msg.protocol}, this client {p.PROTOCOL_VERSION}", code="protocol_version"
+            )
+        previous = self.acked_seq
+        # The server's record is the truth: if it knows less than we believed
+        # (a restored database), the changes after it are sent again; the
+        # server applies each (site, seq) at most once, so nothing doubles.
+        self.acked_seq = msg.acked_seq
+        self.pushed_seq = msg.acked_seq
+        self.tenant = msg.tenant
+        if msg.max_batch > 0:
+            self.max_batch = min(self.max_batch, msg.max_batch)
+        self.state = State.READY
+        self._events.append(Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id))
+        shapes = [p.Shape(table=name) for name in self.tables]
+        self._outgoing.append(p.Subscribe(shapes=shapes, cursor=self.cursor))
+
+    def _on_ack(self, msg: p.Ack) -> None:
+        self._require_ready(msg)
+        # An Ack may reach past what this session sent: another connection of
+        # the same replica (a second process) may have pushed the rest.
+        self.pushed_seq = max(self.pushed_seq, msg.upto_seq)
+        while self._in_flight and self._in_flight[0] <= msg.upto_seq:
+            self._in_flight.popleft()
+        if msg.upto_seq > self.acked_seq or msg.rejected:
+            self.acked_seq = max(self.acked_seq, msg.upto_seq)
+            self._events.append(Acked(self.acked_seq, list(msg.rejected)))
+
+    def _on_changes(self, msg: p.Changes) -> None:
+        self._require_ready(msg)
+        for tx in msg.txs:
+            # Every transaction is handed on, even one at or below the cursor:
+            # the merge is idempotent and commutative, so a duplicate or late
+            # delivery is harmless, while skipping one could lose a change.
+            self._events.append(RemoteTx(tx))
+            self.cursor = max(self.cursor, tx.seq)
+
+    def _on_up_to_date(self, msg: p.UpToDate) -> None:
+        self._require_ready(msg)
+        self.cursor = max(self.cursor, msg.cursor)
+        self.up_to_date = True
+        self._events.append(UpToDate(self.cursor))
+
+    def _on_must_resnapshot(self, msg: p.MustResnapshot) -> None:
+        self.state = State.FAILED
+        self._events.append(
+            SessionError(
+                "must_resnapshot",
+                f"the server no longer keeps its change log from this replica's cursor {self.cursor} "
+                f"(the oldest position it keeps is {msg.oldest}); this replica cannot catch up by "
+                f"replaying changes and must be rebuilt from a snapshot",
+                True,
+            )
+        )
+
+    def _on_snapshot(self, msg: p.Snapshot) -> None:
+        # This client subscribes whole tables from its cursor, so the server
+        # owes it log entries, not snapshot rows.
+        self._violation("a Snapshot, which this client does not request", code="unexpected_message")
+
+    def _on_error(self, msg: p.Error) -> None:
+        if msg.fatal:
+            self.state = State.FAILED
+        self._events.append(SessionError(msg.code, msg.message, msg.fatal))
+
+    def _on_ping(self, msg: p.Ping) -> None:
+        self._outgoing.append(p.Pong(nonce=msg.nonce))
+
+    def _on_pong(self, msg: p.Pong) -> None:
+        pass
+
+    _handlers: dict[type, Any] = {
+        p.Welcome: _on_welcome,
+        p.Ack: _on_ack,
+        p.Changes: _on_changes,
+        p.UpToDate: _on_up_to_date,
+        p.MustResnapshot: _on_must_resnapshot,
+        p.Snapshot: _on_snapshot,
+        p.Error: _on_error,
+        p.Ping: _on_ping,
+        p.Pong: _on_pong,
+    }
