@@ -15,6 +15,11 @@
     ├── ExternalServiceError       an HTTP service (e.g. an embedder) failed
     │   └── CircuitOpenError       calls refused while a circuit breaker is open
     └── WorkflowError              a workflow definition or run cannot proceed
+        ├── WorkflowDefinitionError    a definition or condition expression is invalid
+        ├── WorkflowVersionError       a changed definition under an existing version
+        ├── LeaseHeldError             another owner is running the execution
+        ├── LeaseLostError             this owner's lease was taken over mid-run
+        └── PermanentStepError         raised by a step: fail now, do not retry
 
 Errors from the libraries underneath (apsw, psycopg, websockets, httpx) are
 converted to these at the boundary, so callers catch one root.
@@ -100,3 +105,45 @@ class CircuitOpenError(ExternalServiceError):
 
 class WorkflowError(SyncstoreError):
     pass
+
+
+class WorkflowDefinitionError(WorkflowError, ValueError):
+    code = "workflow_definition"
+
+
+class WorkflowVersionError(WorkflowError):
+    code = "workflow_version"
+
+    def __init__(self, name: str, version: int):
+        self.name = name
+        self.version = version
+        super().__init__(
+            f"workflow {name!r} version {version} is already registered with a different "
+            f"definition; give the changed definition a new version"
+        )
+
+
+class LeaseHeldError(WorkflowError):
+    code = "lease_held"
+    retryable = True  # the lease ends when its owner stops or dies
+
+    def __init__(self, execution_id: str, owner: str, expires_at: str | None):
+        self.execution_id = execution_id
+        self.owner = owner
+        self.expires_at = expires_at
+        super().__init__(f"execution {execution_id} is being run by {owner} (lease until {expires_at})")
+
+
+class LeaseLostError(WorkflowError):
+    code = "lease_lost"
+
+    def __init__(self, execution_id: str, owner: str | None):
+        self.execution_id = execution_id
+        self.owner = owner
+        super().__init__(f"execution {execution_id}: the lease was taken over by {owner or 'nobody'}; stopped")
+
+
+class PermanentStepError(WorkflowError):
+    """Raise from a step function to fail the step at once, without retries."""
+
+    code = "permanent_step_error"

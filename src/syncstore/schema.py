@@ -79,7 +79,9 @@ MEMORY_TYPES = (
     "skill_acquisition",
 )
 WORKFLOW_STATUSES = ("pending", "running", "paused", "waiting", "completed", "failed", "cancelled")
-SNAPSHOT_KINDS = ("step_start", "step_end", "checkpoint", "error", "manual")
+# "signal": a decision (approve/reject with data) sent to a waiting workflow; append-only,
+# so signals written on two replicas never conflict (replica migration 0005).
+SNAPSHOT_KINDS = ("step_start", "step_end", "checkpoint", "error", "manual", "signal")
 
 _TIMES = (C("created_at", "timestamp"), C("updated_at", "timestamp"))
 

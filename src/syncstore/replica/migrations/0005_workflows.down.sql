@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS workflow_executions_requested_status_idx;
+DROP INDEX IF EXISTS execution_snapshots_execution_kind_idx;
