@@ -1,0 +1,87 @@
+"""Writing a plan into the replica, inside the caller's transaction.
+
+New rows go in by batches (:mod:`.bulk`), each row stamped with its item's
+``updatedAt``; rows brought back after a rollback, and updates of existing
+rows, go through the replica's own ``insert``/``update``. Every row written is
+recorded in the import history, so a rollback can remove exactly those.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from syncstore import schema
+from syncstore.legacy import bulk, history, secrets
+from syncstore.legacy.plan import Plan
+from syncstore.replica.store import Replica
+
+Progress = Callable[[int, int], None]
+BATCH_TASKS = 500  # tasks per batch: a progress step, and a bound on memory per statement
+
+
+def apply(store: Replica, plan: Plan, *, import_id: str, progress: Progress | None, total: int) -> None:
+    done = 0
+    records: list[tuple[str, str, str, int, Any]] = []
+    present = plan.present_ids
+
+    def step(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
+
+    envs = plan.new_environments
+    bulk.insert_rows(store, "environments", [e.row for e in envs], [e.stamp for e in envs])
+    records.extend(("environments", e.row["id"], "insert", e.stamp, None) for e in envs)
+    for env in plan.revived_environments:
+        stamp = store.clock.tick()  # newer than the rollback's tombstone
+        store.insert("environments", env.row, hlc=stamp)
+        records.append(("environments", env.row["id"], "insert", stamp, None))
+    step(len(envs) + len(plan.revived_environments))
+
+    for env_id, token, outcome in plan.secrets:
+        secrets.put(store, "environments", env_id, secrets.GITHUB_TOKEN, token)
+        records.append(("local_secrets", env_id, "secret", 0, "replaced" if outcome == "replaced" else None))
+
+    for update in plan.updates:
+        store.update(update.table, update.id, update.changes, hlc=update.stamp)
+        records.append((update.table, update.id, "update", update.stamp, schema.encode_json(update.previous)))
+    step(sum(1 for u in plan.updates if u.table == "environments"))
+
+    tasks = plan.new_tasks
+    for start in range(0, len(tasks), BATCH_TASKS):
+        batch = tasks[start : start + BATCH_TASKS]
+        bulk.insert_rows(store, "tasks", [t.row for t in batch], [t.stamp for t in batch])
+        messages, stamps = [], []
+        for task in batch:
+            for message in task.messages:
+                if message["id"] not in present:
+                    messages.append(message)
+                    stamps.append(task.stamp)
+        bulk.insert_rows(store, "task_messages", messages, stamps)
+        records.extend(("tasks", t.row["id"], "insert", t.stamp, None) for t in batch)
+        records.extend(("task_messages", m["id"], "insert", s, None) for m, s in zip(messages, stamps))
+        step(len(batch))
+
+    for task in plan.revived_tasks:
+        stamp = store.clock.tick()
+        store.insert("tasks", task.row, hlc=stamp)
+        missing = [m for m in task.messages if m["id"] not in present]
+        bulk.insert_rows(store, "task_messages", missing, [stamp] * len(missing))
+        records.append(("tasks", task.row["id"], "insert", stamp, None))
+        records.extend(("task_messages", m["id"], "insert", stamp, None) for m in missing)
+    step(len(plan.revived_tasks))
+
+    if plan.new_messages:
+        bulk.insert_rows(store, "task_messages", [m for m, _ in plan.new_messages], [s for _, s in plan.new_messages])
+        records.extend(("task_messages", m["id"], "insert", s, None) for m, s in plan.new_messages)
+    step(total - done)
+
+    history.record_rows(store, import_id, records)
+    # Later local writes must sort after every imported stamp, even one that
+    # equals this millisecond.
+    newest = max((r[3] for r in records), default=0)
+    store.clock.observe(newest)
