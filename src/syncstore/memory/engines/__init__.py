@@ -1,0 +1,33 @@
+"""The two search engines and how one is chosen.
+
+Both index one vector space (embedding model and dimensions) each, search
+exactly, apply filters before ranking (so no shortfall), and stay in step
+through the memory feed.
+
+- ``numpy``: every vector in memory; one matrix-vector product per search,
+  the fastest exact search here. Costs ``rows * dimensions * 4`` bytes of RAM
+  and a load on first use.
+- ``sqlite-vec``: vectors in a vec0 table in a sidecar file; little RAM, no
+  load, slower scans (sqlite-vec computes distances without SIMD).
+
+``auto`` takes numpy while the matrix fits the memory budget and sqlite-vec
+beyond it (numpy anyway where sqlite-vec is not loaded or the replica is
+read-only).
+"""
+
+from __future__ import annotations
+
+from syncstore.errors import ValidationError
+
+ENGINES = ("auto", "numpy", "sqlite-vec")
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors held in RAM before auto picks sqlite-vec
+
+
+def choose(name: str, *, rows: int, dimensions: int, vector_available: bool, readonly: bool, budget: int) -> str:
+    """The engine to use for a vector space of ``rows`` vectors."""
+    if name not in ENGINES:
+        raise ValidationError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
+    if name != "auto":
+        return name
+    fits = rows * dimensions * 4 <= budget
+    return "numpy" if fits or not vector_available or readonly else "sqlite-vec"

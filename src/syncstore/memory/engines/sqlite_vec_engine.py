@@ -1,0 +1,264 @@
+"""The sqlite-vec engine: vectors in a ``vec0`` virtual table, on disk, not in memory.
+
+Where it lives: a sidecar SQLite file beside the replica (``<replica>-memvec``),
+not in the replica itself. The vec0 tables are a cache derived from
+``agent_memory``: keeping them out of the replica keeps the replica a plain
+SQLite file that any tool can read without the extension, lets a schema
+rollback leave nothing behind, and lets anyone delete the sidecar to have it
+rebuilt. The sidecar records which replica it was built from (its site id)
+and how far it has read the memory feed; a sidecar from another file, or one
+ahead of the replica (a restored backup), is rebuilt.
+
+Keeping in step: vec0 takes no triggers, so :meth:`SqliteVecIndex.refresh`
+applies the memory feed (:mod:`syncstore.memory.feed`) in one sidecar
+transaction that also stores the new cursor; the sidecar's write lock makes
+two processes take turns, so neither can write older rows over newer ones.
+
+Search: filters the vec0 table can evaluate during its scan (agent, type,
+importance, active, expiry) are metadata columns; a tag filter becomes an
+``id IN (...)`` of the memories with those tags, also evaluated during the
+scan. vec0 orders by distance alone, so the engine asks for more neighbours
+than ``k``, ranks them with the full formula, and stops once no row outside
+them can reach the top ``k`` (:meth:`Ranking.ceiling` of the farthest one);
+else it asks for more. vec0 returns at most 4096 neighbours per query; past
+that the engine scores every matching row with ``vec_distance_cosine``. Every
+path is exact and none can return fewer than ``k`` when ``k`` rows match.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+import apsw
+import numpy as np
+
+from syncstore import schema
+from syncstore.errors import CapabilityError, ReplicaError
+from syncstore.memory import feed
+from syncstore.memory.filters import Filters
+from syncstore.memory.ranking import Ranking, top_k
+from syncstore.replica.connection import connect
+
+if TYPE_CHECKING:
+    from syncstore.store import Store
+
+KNN_LIMIT = 4096  # vec0's largest k
+_FIRST_ASK = 64  # neighbours asked for first (at least 4 * k)
+_GROWTH = 8
+
+
+def sidecar_path(store: Store) -> str:
+    return ":memory:" if store.path in ("", ":memory:") else f"{store.path}-memvec"
+
+
+class VecSidecar:
+    """The sidecar file and its registry of vec0 tables, one per (model, dimensions)."""
+
+    def __init__(self, store: Store):
+        if not store.capabilities.vector:
+            raise CapabilityError(f"sqlite-vec is not available: {store.capabilities.vector_problem}")
+        if store.readonly:
+            raise CapabilityError("the sqlite-vec engine keeps a sidecar file and cannot run on a read-only replica")
+        self.store = store
+        self.path = sidecar_path(store)
+        self.conn, caps = connect(self.path)
+        if not caps.vector:
+            self.conn.close()
+            raise CapabilityError(f"sqlite-vec did not load for the sidecar: {caps.vector_problem}")
+        self._lock = threading.RLock()
+        self.conn.execute(
+            "create table if not exists vec_indexes ("
+            "name text primary key not null, model text not null, dimensions integer not null, "
+            "cursor integer not null, origin blob not null, unique (model, dimensions))"
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[apsw.Connection]:
+        """One sidecar write transaction; other processes wait their turn."""
+        with self._lock:
+            try:
+                self.conn.execute("begin immediate")
+            except apsw.BusyError:
+                raise ReplicaError(f"{self.path}: the vector sidecar is locked by another process; try again") from None
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("rollback")
+                raise
+            self.conn.execute("commit")
+
+    def table_for(self, model: str, dimensions: int) -> str:
+        """The vec0 table of this vector space, created (empty, unbuilt) when new."""
+        with self.write() as conn:
+            found = conn.execute(
+                "select name from vec_indexes where model = ? and dimensions = ?", (model, dimensions)
+            ).fetchone()
+            if found:
+                return found[0]
+            (number,) = conn.execute("select count(*) + 1 from vec_indexes").fetchone()
+            name = f"vec_{number}"
+            while conn.execute("select 1 from sqlite_schema where name = ?", (name,)).fetchone():
+                number += 1
+                name = f"vec_{number}"
+            conn.execute(
+                f"create virtual table {name} using vec0("
+                f"id text primary key, embedding float[{int(dimensions)}] distance_metric=cosine, "
+                "agent_id text, memory_type text, importance integer, is_active integer, expires float)"
+            )
+            conn.execute(
+                "insert into vec_indexes (name, model, dimensions, cursor, origin) values (?, ?, ?, -1, ?)",
+                (name, model, dimensions, self.store.site_id),
+            )
+            return name
+
+
+class SqliteVecIndex:
+    name = "sqlite-vec"
+
+    def __init__(self, store: Store, sidecar: VecSidecar, *, model: str, dimensions: int):
+        self.store = store
+        self.sidecar = sidecar
+        self.model = model
+        self.dimensions = dimensions
+        self.table = sidecar.table_for(model, dimensions)
+        self._insert = (
+            f"insert into {self.table} (id, embedding, agent_id, memory_type, importance, is_active, expires) "
+            "values (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.refresh()
+
+    @property
+    def size(self) -> int:
+        return self.sidecar.conn.execute(f"select count(*) from {self.table}").fetchone()[0]
+
+    def refresh(self) -> int:
+        """Apply the feed since the stored cursor (a full build the first time)."""
+        main = self.store.connection
+        with self.sidecar.write() as conn:
+            cursor, origin = conn.execute(
+                "select cursor, origin from vec_indexes where name = ?", (self.table,)
+            ).fetchone()
+            now = feed.position(main)
+            if cursor < 0 or origin != self.store.site_id or cursor > now:
+                conn.execute(f"delete from {self.table}")
+                for row in feed.all_rows(main, self.model, self.dimensions):
+                    self._put(conn, row)
+                applied, cursor = -1, now
+            else:
+                ids, cursor = feed.changed_since(main, cursor)
+                rows = feed.rows_for(main, ids, self.model, self.dimensions)
+                for memory_id in ids:
+                    conn.execute(f"delete from {self.table} where id = ?", (memory_id,))
+                    if memory_id in rows:
+                        self._put(conn, rows[memory_id])
+                applied = len(ids)
+            conn.execute(
+                "update vec_indexes set cursor = ?, origin = ? where name = ?", (cursor, self.store.site_id, self.table)
+            )
+        return applied
+
+    def _put(self, conn: apsw.Connection, row: feed.IndexRow) -> None:
+        conn.execute(
+            self._insert,
+            (row.id, row.vector, row.agent_id, row.memory_type, row.importance, int(row.is_active), row.expires),
+        )
+
+    def touch(self, memory_ids: list[str], when: float) -> None:
+        """Nothing to do: recency is read from the replica at ranking time."""
+
+    # --- search -------------------------------------------------------------
+
+    def _constraints(self, filters: Filters) -> tuple[list[str], list[object]] | None:
+        clauses: list[str] = []
+        params: list[object] = []
+        if filters.tags:
+            # vec0 cannot look inside a JSON list; the replica can, and vec0
+            # applies "id IN (...)" during its scan.
+            where, values = filters.sql("m")
+            ids = [
+                row[0]
+                for row in self.store.connection.execute(
+                    "select m.id from agent_memory m where m.embedding_model = ? and m.embedding_dimensions = ? and "
+                    + " and ".join(where),
+                    (self.model, self.dimensions, *values),
+                )
+            ]
+            if not ids:
+                return None
+            clauses.append("id in (select value from json_each(?))")
+            params.append(schema.encode_json(ids))
+        if filters.agent_id is not None:
+            clauses.append("agent_id = ?")
+            params.append(filters.agent_id)
+        if filters.memory_types is not None:
+            clauses.append(f"memory_type in ({', '.join('?' * len(filters.memory_types))})")
+            params.extend(filters.memory_types)
+        if filters.min_importance is not None:
+            clauses.append("importance >= ?")
+            params.append(filters.min_importance)
+        if not filters.include_inactive:
+            clauses.append("is_active = 1")
+        if not filters.include_expired:
+            clauses.append("expires > ?")
+            params.append(filters.now)
+        return clauses, params
+
+    def search(self, query: np.ndarray, filters: Filters, ranking: Ranking, k: int) -> list[tuple[str, float, float]]:
+        """``[(memory_id, score, similarity)]``, best first: the exact top ``k``."""
+        if k <= 0:
+            return []
+        built = self._constraints(filters)
+        if built is None:
+            return []
+        clauses, params = built
+        sql = f"select id, distance from {self.table} where embedding match ? and k = ?"
+        sql += "".join(f" and {clause}" for clause in clauses)
+        vector = np.ascontiguousarray(query, dtype=np.float32).tobytes()
+        ask = min(max(_FIRST_ASK, 4 * k), KNN_LIMIT)
+        while True:
+            hits = list(self.sidecar.conn.execute(sql, (vector, ask, *params)))
+            ids = [memory_id for memory_id, _ in hits]
+            # A zero vector has no direction: vec0 gives it no distance; it scores 0.
+            similarity = np.array([0.0 if d is None else 1.0 - d for _, d in hits], dtype=np.float64)
+            scores = self._scores(ids, similarity, ranking, filters.now)
+            best = top_k(scores, ids, k)
+            if len(hits) < ask:  # every matching row is among the hits
+                break
+            measured = [1.0 - d for _, d in hits if d is not None]
+            if len(best) == k and measured and scores[best[-1]] > ranking.ceiling(min(measured)):
+                break  # no row farther away can reach the top k
+            if ask == KNN_LIMIT:
+                return self._scan(vector, filters, ranking, k)
+            ask = min(ask * _GROWTH, KNN_LIMIT)
+        return [(ids[i], float(scores[i]), float(similarity[i])) for i in best]
+
+    def _scores(self, ids: list[str], similarity: np.ndarray, ranking: Ranking, now: float) -> np.ndarray:
+        if not ranking.importance and not ranking.recency:
+            return ranking.similarity * similarity
+        meta = feed.touched_of(self.store.connection, ids)
+        importance = np.array([meta.get(i, (0, 0.0))[0] for i in ids], dtype=np.float64)
+        touched = np.array([meta.get(i, (0, 0.0))[1] for i in ids], dtype=np.float64)
+        return ranking.scores(similarity, importance, touched, now)
+
+    def _scan(self, vector: bytes, filters: Filters, ranking: Ranking, k: int) -> list[tuple[str, float, float]]:
+        """Score every matching row in the replica (when vec0's k limit is not enough)."""
+        where, values = filters.sql("m")
+        sql = (
+            f"select m.id, vec_distance_cosine(m.embedding, ?), m.importance, {feed.TOUCHED_SQL} "
+            "from agent_memory m left join _ss_memory_access a on a.memory_id = m.id "
+            "where m.embedding_model = ? and m.embedding_dimensions = ? and m.embedding is not null"
+        )
+        sql += "".join(f" and {clause}" for clause in where)
+        rows = list(self.store.connection.execute(sql, (vector, self.model, self.dimensions, *values)))
+        ids = [row[0] for row in rows]
+        similarity = np.array([0.0 if row[1] is None or math.isnan(row[1]) else 1.0 - row[1] for row in rows])
+        importance = np.array([row[2] or 0 for row in rows], dtype=np.float64)
+        touched = np.array([row[3] for row in rows], dtype=np.float64)
+        scores = ranking.scores(similarity, importance, touched, filters.now)
+        return [(ids[i], float(scores[i]), float(similarity[i])) for i in top_k(scores, ids, k)]

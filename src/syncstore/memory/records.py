@@ -1,0 +1,60 @@
+"""The typed records of agent memory: a memory, and a search hit.
+
+A :class:`MemoryRecord` is an ``agent_memory`` row decoded to Python values,
+without the embedding itself (it is large and rarely wanted; read it with
+``Memory.embedding``). ``access_count`` and ``last_accessed_at`` include the
+reads counted locally and not yet folded into the synced columns (see
+:mod:`syncstore.memory.access`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+
+from syncstore import schema
+
+TABLE = "agent_memory"
+# Every stored column but the vector, in schema order.
+COLUMNS = tuple(name for name in schema.TABLES[TABLE].column_names if name != "embedding")
+
+
+class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    agent_id: str
+    memory_type: str
+    content: str
+    context_key: str | None = None
+    importance: int = 5
+    tags: list[str] = []
+    context: dict[str, Any] = {}
+    last_accessed_at: dt.datetime | None = None
+    access_count: int = 0
+    expires_at: dt.datetime | None = None
+    is_active: bool = True
+    embedding_model: str | None = None
+    embedding_dimensions: int | None = None
+    metadata: dict[str, Any] = {}
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class Hit(msgspec.Struct, frozen=True, kw_only=True):
+    """One search result: the memory, its ranking score and its cosine similarity."""
+
+    memory: MemoryRecord
+    score: float
+    similarity: float
+
+
+def from_row(row: dict[str, Any], *, pending: int = 0, accessed: str | None = None) -> MemoryRecord:
+    """Decode a stored row; ``pending``/``accessed`` are the local access counts."""
+    values = schema.decode_row(schema.TABLES[TABLE], row, COLUMNS)
+    values["access_count"] = (values.get("access_count") or 0) + pending
+    if accessed is not None:
+        local = schema.parse_timestamp(accessed)
+        synced = values.get("last_accessed_at")
+        values["last_accessed_at"] = local if synced is None or local > synced else synced
+    return msgspec.convert(values, MemoryRecord)
