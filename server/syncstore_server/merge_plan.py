@@ -1,0 +1,131 @@
+"""The merge of one push, decided in memory with the pure rule of :mod:`syncstore.core.merge`.
+
+The store locks the rows a push touches, hands their cells here, and writes
+back what this module decides: the final cells of every row that changed, and
+per client transaction the cells the merge wrote (what subscribers receive)
+and the conflict records it made. No I/O happens here, so the same decisions
+can be checked in tests without a database.
+
+A conflict is recorded for a written column when the value the server holds is
+a version the writer had not seen (``merge.is_concurrent``) and the two values
+differ, whichever of them wins. A cell nobody has written (the zero clock)
+never conflicts: there was nothing to compete with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple
+
+from syncstore import schema
+from syncstore.core import merge
+from syncstore.core import protocol as p
+from syncstore.core.ids import uuid7
+from syncstore.core.merge import DELETED, Cell
+
+from syncstore_server.validate import Checked
+
+RowKey = tuple[str, str]  # (table, id)
+
+
+class Row:
+    """One row's cells as the server holds them: every column but ``id``, and ``_deleted``."""
+
+    __slots__ = ("cells", "exists", "dirty")
+
+    def __init__(self, cells: dict[str, Cell], *, exists: bool):
+        self.cells = cells
+        self.exists = exists  # already in the database (else: inserted by this merge)
+        self.dirty = False
+
+
+class Conflict(NamedTuple):
+    table: str
+    row_id: str
+    column: str
+    winner: Cell
+    loser: Cell
+    incoming_won: bool
+    id: str
+
+
+class PlannedTx(NamedTuple):
+    """What one client transaction did: the log entry it becomes."""
+
+    origin_tx: int
+    changes: list[p.RowChange]
+    conflicts: list[Conflict]
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted({c.table for c in self.changes} | {c.table for c in self.conflicts})
+
+
+def empty_row(table: schema.Table) -> dict[str, Cell]:
+    """The cells of a row nobody has written: defaults at the zero clock."""
+    cells = {c.name: Cell(c.default, 0, b"") for c in table.columns[1:]}
+    cells[DELETED] = Cell(0, 0, b"")
+    return cells
+
+
+def plan_tx(
+    changes: Iterable[Checked],
+    rows: dict[RowKey, Row],
+    *,
+    site: bytes,
+    origin_tx: int,
+) -> PlannedTx:
+    """Merge one client transaction into ``rows`` (updated in place)."""
+    written: dict[RowKey, dict[str, tuple[Any, int, bytes]]] = {}
+    conflicts: list[Conflict] = []
+    for change in changes:
+        key = (change.table, change.id)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = Row(empty_row(schema.TABLES[change.table]), exists=False)
+        current = row.cells
+        incoming = {name: Cell(value, change.hlc, site) for name, value in change.values.items()}
+        seen = change.seen
+        for name, cell in incoming.items():
+            held = current[name]
+            if held.hlc == 0 or held.value == cell.value:
+                continue
+            if merge.is_concurrent(held, None if seen is None else seen.get(name)):
+                won = merge.wins(cell, held)
+                conflicts.append(
+                    Conflict(
+                        change.table,
+                        change.id,
+                        name,
+                        cell if won else held,
+                        held if won else cell,
+                        won,
+                        uuid7(),
+                    )
+                )
+        merged, changed = merge.merge_row(current, incoming)
+        if not changed:
+            continue
+        row.cells = merged
+        row.dirty = True
+        cells = written.setdefault(key, {})
+        for name in changed:
+            cells[name] = tuple(merged[name])  # type: ignore[assignment]
+    row_changes = [p.RowChange(table, row_id, cells) for (table, row_id), cells in written.items()]
+    return PlannedTx(origin_tx, row_changes, conflicts)
+
+
+def conflict_record(conflict: Conflict, *, created_at: str) -> p.ConflictRecord:
+    return p.ConflictRecord(
+        id=conflict.id,
+        table=conflict.table,
+        row_id=conflict.row_id,
+        column=conflict.column,
+        winner_value=conflict.winner.value,
+        winner_hlc=conflict.winner.hlc,
+        winner_site=conflict.winner.site,
+        loser_value=conflict.loser.value,
+        loser_hlc=conflict.loser.hlc,
+        loser_site=conflict.loser.site,
+        incoming_won=conflict.incoming_won,
+        created_at=created_at,
+    )

@@ -1,0 +1,388 @@
+"""The PostgreSQL change store: merge pushes, keep the change log, read it back.
+
+One push from one site of one tenant is merged in one PostgreSQL transaction,
+set-based so that a batch costs a handful of statements, not one per row:
+
+1. ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING acked_seq`` on the site's
+   ack row: reads how far this site is merged and locks it, so two
+   connections of one site cannot merge the same changes twice. Changes at or
+   below it are skipped (at most once per (site, seq)).
+2. Each transaction is checked against the schema; one that fails is refused
+   whole and recorded, and the ack moves past it.
+3. One ``SELECT ... FOR UPDATE`` per table locks the rows the push touches
+   (ordered by id, tables in a fixed order, so pushes never deadlock on them).
+4. The merge is decided in Python with the pure rule (``merge_plan``).
+5. Changed rows go to a temporary staging table by ``COPY``, then into the
+   table with one ``INSERT ... ON CONFLICT DO NOTHING`` (new rows) and one
+   ``UPDATE ... FROM`` (existing rows). A new row that another push inserted
+   meanwhile makes the insert come up short: the whole push is retried.
+6. Under the tenant's log lock (below), sequence numbers are drawn and the log
+   entries and conflict records are written by ``COPY``; the ack row is raised
+   and a NOTIFY wakes the streams of every server instance, all committed at once.
+
+The log lock: a sequence hands out numbers at draw time, not at commit time,
+so two pushes drawing 7 and 8 may commit 8 first, and a reader would pass over
+7 for good. A transaction-level advisory lock per tenant, taken just before
+drawing and held until commit, makes a tenant's entries commit in sequence
+order: a reader that sees entry N sees every earlier one. (Readers only ever
+read one tenant's log.) It is held only for the last few statements of a push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any, Awaitable, Callable, NamedTuple, Sequence
+
+import msgspec
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
+
+from syncstore import schema
+from syncstore.core import hlc as hlc_mod
+from syncstore.core import protocol as p
+from syncstore.errors import SyncError
+
+from syncstore_server import merge_plan
+from syncstore_server.merge_plan import Row, RowKey
+from syncstore_server.tables import SCHEMA, VECTOR_COLUMNS_QUERY, Catalog
+from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES, Checked, Refused, check_tx
+
+log = logging.getLogger("syncstore.server.store")
+
+CHANNEL = "syncstore_changes"  # NOTIFY channel; the payload is the tenant
+LOG_LOCK_CLASS = 0x5353  # advisory lock key space ("SS"); the key is hashtext(tenant)
+MAX_ATTEMPTS = 8  # retries of a push after a deadlock or a concurrent insert
+
+_encode = msgspec.msgpack.encode
+_decode_tx = msgspec.msgpack.Decoder(p.ServerTx).decode
+
+
+class MergeResult(NamedTuple):
+    upto_seq: int  # every change of the site with seq <= this is merged (or refused)
+    rejected: list[p.Rejection]
+    row_changes: int  # rows written
+    conflicts: int
+    positions: list[int]  # log positions written
+
+
+class _ConcurrentInsert(Exception):
+    """A row this push took for new was inserted by another push meanwhile."""
+
+
+_RETRY = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _ConcurrentInsert)
+
+
+async def load_catalog(conn: psycopg.AsyncConnection) -> Catalog:
+    cur = await conn.execute(VECTOR_COLUMNS_QUERY)
+    return Catalog.build(frozenset((table, column) for table, column in await cur.fetchall()))
+
+
+async def prepare_connection(conn: psycopg.AsyncConnection) -> None:
+    """Per-connection set-up (the pool's ``configure``): the staging tables."""
+    catalog = Catalog.build()
+    await conn.execute("; ".join(t.create_stage for t in catalog.tables.values()))
+
+
+class ChangeStore:
+    """Merges pushes into PostgreSQL and reads the change log; safe to share
+    between connections (all state is in the database)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        catalog: Catalog,
+        *,
+        max_drift_ms: int = hlc_mod.DEFAULT_MAX_DRIFT_MS,
+        max_tx_changes: int = DEFAULT_MAX_TX_CHANGES,
+        now_ms: Callable[[], int] = hlc_mod.wall_ms,
+    ):
+        self.pool = pool
+        self.catalog = catalog
+        self.max_drift_ms = max_drift_ms
+        self.max_tx_changes = max_tx_changes
+        self._now_ms = now_ms
+
+    # --- acks -----------------------------------------------------------------
+
+    async def acked_seq(self, tenant: str, site: bytes) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT acked_seq FROM {SCHEMA}.site_acks WHERE tenant = %s AND site = %s", (tenant, site)
+            )
+            found = await cur.fetchone()
+        return found[0] if found else 0
+
+    # --- merging --------------------------------------------------------------
+
+    async def merge(
+        self,
+        tenant: str,
+        site: bytes,
+        txs: Sequence[p.LocalTx],
+        *,
+        also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
+    ) -> MergeResult:
+        """Merge one push: each transaction atomically, each change at most once.
+
+        ``also`` runs inside the same database transaction (e.g. marking a
+        conflict resolved together with the value that resolves it).
+        """
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                async with self.pool.connection() as conn:
+                    return await self._merge(conn, tenant, site, txs, also)
+            except _RETRY as exc:
+                log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+            except pg_errors.DataError as exc:
+                # A value PostgreSQL refused that the schema check let pass:
+                # find the transaction at fault, refuse it, merge the rest.
+                return await self._isolate(tenant, site, txs, exc)
+        raise SyncError(f"a push from tenant {tenant!r} kept conflicting with other pushes; it was not merged")
+
+    async def _isolate(
+        self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: pg_errors.DataError
+    ) -> MergeResult:
+        if len(txs) == 1:
+            return await self._refuse(tenant, site, txs[0], Refused("bad_value", _pg_message(exc)))
+        results = [await self.merge(tenant, site, [tx]) for tx in txs]
+        return MergeResult(
+            max(r.upto_seq for r in results),
+            [rej for r in results for rej in r.rejected],
+            sum(r.row_changes for r in results),
+            sum(r.conflicts for r in results),
+            [pos for r in results for pos in r.positions],
+        )
+
+    async def _refuse(self, tenant: str, site: bytes, tx: p.LocalTx, refusal: Refused) -> MergeResult:
+        async with self.pool.connection() as conn, conn.transaction():
+            acked = await self._lock_site(conn, tenant, site)
+            fresh = [c for c in tx.changes if c.seq > acked]
+            rejected = []
+            if fresh:
+                rejected = await self._record_refusals(conn, tenant, site, [(p.LocalTx(tx.tx, fresh), refusal)])
+                await self._raise_ack(conn, tenant, site, fresh[-1].seq)
+            return MergeResult(max(acked, tx.changes[-1].seq), rejected, 0, 0, [])
+
+    async def _merge(
+        self,
+        conn: psycopg.AsyncConnection,
+        tenant: str,
+        site: bytes,
+        txs: Sequence[p.LocalTx],
+        also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None,
+    ) -> MergeResult:
+        now_ms = self._now_ms()
+        async with conn.transaction():
+            acked = await self._lock_site(conn, tenant, site)
+            last = max((c.seq for tx in txs for c in tx.changes), default=acked)
+            work: list[tuple[p.LocalTx, list[Checked]]] = []
+            refused: list[tuple[p.LocalTx, Refused]] = []
+            for tx in txs:
+                fresh = tx.changes if tx.changes[0].seq > acked else [c for c in tx.changes if c.seq > acked]
+                if not fresh:
+                    continue  # merged before: a retry after a lost ack
+                if len(fresh) != len(tx.changes):
+                    tx = p.LocalTx(tx.tx, fresh)
+                try:
+                    checked = check_tx(
+                        tx, now_ms=now_ms, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
+                    )
+                except Refused as refusal:
+                    refused.append((tx, refusal))
+                    continue
+                work.append((tx, checked))
+            rows = await self._lock_rows(conn, tenant, work)
+            planned = [merge_plan.plan_tx(checked, rows, site=site, origin_tx=tx.tx) for tx, checked in work]
+            written = await self._write_rows(conn, tenant, rows)
+            entries = [entry for entry in planned if entry.changes or entry.conflicts]
+            positions: list[int] = []
+            conflicts = 0
+            if entries:
+                positions, conflicts = await self._append_log(conn, tenant, site, entries)
+            rejected = await self._record_refusals(conn, tenant, site, refused) if refused else []
+            if also is not None:
+                await also(conn)
+            if last > acked:
+                await self._raise_ack(conn, tenant, site, last)
+        return MergeResult(max(acked, last), rejected, written, conflicts, positions)
+
+    async def _lock_site(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes) -> int:
+        cur = await conn.execute(
+            f"INSERT INTO {SCHEMA}.site_acks AS a (tenant, site) VALUES (%s, %s) "
+            f"ON CONFLICT (tenant, site) DO UPDATE SET last_seen = now() RETURNING a.acked_seq",
+            (tenant, site),
+        )
+        found = await cur.fetchone()
+        assert found is not None
+        return found[0]
+
+    async def _raise_ack(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes, upto: int) -> None:
+        await conn.execute(
+            f"UPDATE {SCHEMA}.site_acks SET acked_seq = greatest(acked_seq, %s) WHERE tenant = %s AND site = %s",
+            (upto, tenant, site),
+        )
+
+    async def _lock_rows(
+        self, conn: psycopg.AsyncConnection, tenant: str, work: list[tuple[p.LocalTx, list[Checked]]]
+    ) -> dict[RowKey, Row]:
+        ids: dict[str, set[str]] = {}
+        for _, checked in work:
+            for change in checked:
+                ids.setdefault(change.table, set()).add(change.id)
+        rows: dict[RowKey, Row] = {}
+        for name in sorted(ids):  # a fixed table order: pushes never wait on each other in a cycle
+            table = self.catalog.tables[name]
+            cur = await conn.execute(table.select_for_update, (tenant, sorted(ids[name])))
+            for record in await cur.fetchall():
+                row_id, row = table.row_from_db(record)
+                rows[(name, row_id)] = row
+        return rows
+
+    async def _write_rows(self, conn: psycopg.AsyncConnection, tenant: str, rows: dict[RowKey, Row]) -> int:
+        by_table: dict[str, list[tuple[str, Row]]] = {}
+        for (name, row_id), row in rows.items():
+            if row.dirty:
+                by_table.setdefault(name, []).append((row_id, row))
+        written = 0
+        for name in sorted(by_table):
+            table = self.catalog.tables[name]
+            dirty = by_table[name]
+            fresh = sum(1 for _, row in dirty if not row.exists)
+            async with conn.cursor() as cur:
+                async with cur.copy(table.copy_stage) as copy:
+                    for row_id, row in dirty:
+                        await copy.write_row(table.row_to_db(tenant, row_id, row))
+                if fresh:
+                    await cur.execute(table.insert_new)
+                    if cur.rowcount != fresh:
+                        raise _ConcurrentInsert(name)
+                if fresh != len(dirty):
+                    await cur.execute(table.update_old)
+            written += len(dirty)
+        return written
+
+    async def _append_log(
+        self,
+        conn: psycopg.AsyncConnection,
+        tenant: str,
+        site: bytes,
+        entries: list[merge_plan.PlannedTx],
+    ) -> tuple[list[int], int]:
+        # The tenant's log lock, held to commit: entries commit in seq order.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOG_LOCK_CLASS, tenant))
+        cur = await conn.execute(
+            f"SELECT nextval('{SCHEMA}.change_log_seq') FROM generate_series(1, %s)", (len(entries),)
+        )
+        seqs = sorted(row[0] for row in await cur.fetchall())
+        created_at = schema.now_iso()
+        conflicts = 0
+        async with conn.cursor() as cur:
+            async with cur.copy(
+                f"COPY {SCHEMA}.change_log (seq, tenant, origin_site, origin_tx, tables, payload, created_at) FROM STDIN"
+            ) as copy:
+                for seq, entry in zip(seqs, entries):
+                    records = [merge_plan.conflict_record(c, created_at=created_at) for c in entry.conflicts]
+                    payload = _encode(p.ServerTx(seq=seq, changes=entry.changes, conflicts=records))
+                    await copy.write_row((seq, tenant, site, entry.origin_tx, entry.tables, payload, created_at))
+            if any(entry.conflicts for entry in entries):
+                async with cur.copy(
+                    f"COPY {SCHEMA}.conflicts (id, tenant, seq, tbl, row_id, col, winner_value, winner_hlc, "
+                    f"winner_site, loser_value, loser_hlc, loser_site, incoming_won, created_at) FROM STDIN"
+                ) as copy:
+                    for seq, entry in zip(seqs, entries):
+                        for c in entry.conflicts:
+                            conflicts += 1
+                            await copy.write_row(
+                                (
+                                    c.id, tenant, seq, c.table, c.row_id, c.column,
+                                    _encode(c.winner.value), c.winner.hlc, c.winner.site,
+                                    _encode(c.loser.value), c.loser.hlc, c.loser.site,
+                                    c.incoming_won, created_at,
+                                )
+                            )  # fmt: skip
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, tenant))
+        return seqs, conflicts
+
+    async def _record_refusals(
+        self,
+        conn: psycopg.AsyncConnection,
+        tenant: str,
+        site: bytes,
+        refused: list[tuple[p.LocalTx, Refused]],
+    ) -> list[p.Rejection]:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO {SCHEMA}.rejections (tenant, site, tx, first_seq, last_seq, code, message, changes) "
+                f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (tenant, site, tx.tx, tx.changes[0].seq, tx.changes[-1].seq, r.code, r.message, _encode(tx))
+                    for tx, r in refused
+                ],
+            )
+        for tx, r in refused:
+            log.info("refused transaction %s of tenant %r: %s", tx.tx, tenant, r)
+        return [p.Rejection(tx=tx.tx, code=r.code, message=r.message) for tx, r in refused]
+
+    # --- the log --------------------------------------------------------------
+
+    async def read_log(self, tenant: str, after: int, *, limit: int = 200) -> tuple[list[tuple[int, p.ServerTx]], bool]:
+        """The tenant's log entries after ``after``, oldest first, and whether more follow."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT seq, payload FROM {SCHEMA}.change_log WHERE tenant = %s AND seq > %s ORDER BY seq LIMIT %s",
+                (tenant, after, limit + 1),
+            )
+            found = await cur.fetchall()
+        more = len(found) > limit
+        return [(seq, _decode_tx(payload)) for seq, payload in found[:limit]], more
+
+    # --- conflicts ------------------------------------------------------------
+
+    async def mark_resolved(self, tenant: str, conflict_ids: Sequence[str], *, by: str) -> int:
+        """Mark a tenant's conflict records resolved; ids of other tenants or
+        that do not exist are ignored. Returns how many were marked."""
+        ids = [i for i in conflict_ids if isinstance(i, str) and schema._UUID.match(i)]
+        if not ids:
+            return 0
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE {SCHEMA}.conflicts SET resolved_at = now(), resolved_by = %s "
+                f"WHERE tenant = %s AND id = ANY(%s::uuid[]) AND resolved_at IS NULL",
+                (by, tenant, ids),
+            )
+            return cur.rowcount
+
+    async def cells(self, tenant: str, table: str, row_id: str) -> dict[str, Any] | None:
+        """Every cell of one row as the merge sees it ({column: Cell}), or None."""
+        pg_table = self.catalog.tables[schema.table(table).name]
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(pg_table.select_rows, (tenant, [row_id]))
+            found = await cur.fetchone()
+        return None if found is None else pg_table.row_from_db(found)[1].cells
+
+    # --- health ---------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self.pool.connection(timeout=5) as conn:
+            await conn.execute("SELECT 1")
+
+    async def log_stats(self) -> dict[str, int]:
+        """The log's last position and its approximate number of entries (cheap to ask)."""
+        async with self.pool.connection(timeout=5) as conn:
+            cur = await conn.execute(
+                f"SELECT (SELECT coalesce(max(seq), 0) FROM {SCHEMA}.change_log), "
+                f"(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = '{SCHEMA}.change_log'::regclass)"
+            )
+            found = await cur.fetchone()
+        assert found is not None
+        return {"position": found[0], "rows": found[1]}
+
+
+def _pg_message(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    return diag.message_primary or str(exc).splitlines()[0]
+
