@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from syncstore.environments import Environments
 from syncstore.replica.store import Replica
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from syncstore.events import Events
     from syncstore.executions import Executions
     from syncstore.memory import Memory
+    from syncstore.sync import RoundResult, SyncHandle, SyncStatus
     from syncstore.workflows import Workflows
 
 
@@ -56,6 +57,26 @@ class Store(Replica):
         from syncstore.workflows import Workflows
 
         return Workflows(self)
+
+    # --- sync (syncstore.sync, imported when first used) ---------------------
+
+    def sync(self, url: str, *, token: str, timeout: float | None = 60.0, **options: Any) -> RoundResult:
+        """One round with the sync server: push what is pending, pull until up to date."""
+        from syncstore.sync import sync_once
+
+        return sync_once(self, url, token=token, timeout=timeout, **options)
+
+    def start_sync(self, url: str, *, token: str, **options: Any) -> SyncHandle:
+        """Keep syncing in a background thread (reconnecting with backoff) until ``.stop()``."""
+        from syncstore.sync import start_sync
+
+        return start_sync(self, url, token=token, **options)
+
+    def sync_status(self) -> SyncStatus:
+        """Connected, pending changes, last acknowledged sequence, cursor, last error."""
+        from syncstore.sync import sync_status
+
+        return sync_status(self)
 
 
 def open(path: str, **options: object) -> Store:  # noqa: A001 - mirrors builtins.open on purpose

@@ -77,7 +77,7 @@ def test_welcome_subscribes_every_table_from_the_cursor():
     (sub,) = s.messages_to_send()
     assert sub == p.Subscribe(shapes=[p.Shape("tasks"), p.Shape("task_messages")], cursor=9)
     assert s.events_received() == [cs.Welcomed("acme", 0, 0, "")]
-    assert s.state is cs.State.READY and s.tenant == "acme" and s.max_batch == 50
+    assert s.state is cs.State.READY and s.tenant == "acme" and s.max_batch == 50 and s.max_frame == 0
 
 
 def test_welcome_with_more_acked_than_we_knew_skips_those_changes():
@@ -281,8 +281,16 @@ def test_resolved_is_sent_only_when_ready():
         s.resolved(["c1"])
     s = ready()
     s.resolved([])
+    assert s.messages_to_send() == []
     s.resolved(["c1", "c2"])
-    assert s.messages_to_send() == [p.Resolved(conflict_ids=["c1", "c2"])]
+    resolved, ping = s.messages_to_send()
+    assert resolved == p.Resolved(conflict_ids=["c1", "c2"])
+    s.receive(p.Pong(nonce=ping.nonce + 1))  # someone else's pong proves nothing
+    assert s.events_received() == []
+    s.receive(p.Pong(nonce=ping.nonce))
+    assert s.events_received() == [cs.ResolutionsDelivered(["c1", "c2"])]
+    s.receive(p.Pong(nonce=ping.nonce))
+    assert s.events_received() == []
 
 
 def test_bad_configuration_is_refused():

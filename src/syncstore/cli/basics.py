@@ -22,6 +22,7 @@ from syncstore.replica.connection import connect
 def status(store: syncstore.Store, as_json: bool) -> None:
     """Show the replica: rows per table, changes logged, schema version."""
     info = store.status()
+    info["sync"] = msgspec.to_builtins(store.sync_status())
     if as_json:
         emit_json(info)
         return
@@ -29,6 +30,9 @@ def status(store: syncstore.Store, as_json: bool) -> None:
     click.echo(f"site id   {info['site_id']}")
     click.echo(f"schema    {info['schema_version']}")
     click.echo(f"changes   {info['changes_logged']} logged, last sequence {info['last_seq']}")
+    from syncstore.cli.sync import echo_status
+
+    echo_status(info["sync"])
     table(None, ["table", "rows"], sorted(info["rows"].items()))
 
 

@@ -81,7 +81,13 @@ class SessionError(NamedTuple):
     fatal: bool
 
 
-Event = Union[Welcomed, Acked, RemoteTx, UpToDate, SessionError]
+class ResolutionsDelivered(NamedTuple):
+    """The server has read our Resolved message for these conflict records."""
+
+    conflict_ids: list[str]
+
+
+Event = Union[Welcomed, Acked, RemoteTx, UpToDate, SessionError, ResolutionsDelivered]
 
 
 # --- pushing: local log entries grouped into transactions ------------------------
@@ -180,7 +186,10 @@ class ClientSession:
         self.tenant: str | None = None
         self.up_to_date = False
         self.pushed_seq = acked_seq  # the last sequence sent (or known merged)
+        self.max_frame = 0  # largest frame the server accepts (0: not given)
         self._in_flight: deque[int] = deque()  # last sequence of each unacked push
+        self._nonce = 0
+        self._awaiting_pong: dict[int, list[str]] = {}  # ping nonce -> resolutions sent before it
         self._outgoing: list[p.Message] = []
         self._events: list[Event] = []
 
@@ -249,7 +258,14 @@ class ClientSession:
         if self.state is not State.READY:
             raise ProtocolError(f"cannot report resolutions now ({self.state.value})", code="state")
         if conflict_ids:
+            # Resolved has no answer of its own. A Ping right behind it does: the
+            # server handles one connection's messages in order, so its Pong
+            # proves the Resolved was read. Until then it is sent again on the
+            # next connection (marking a record resolved twice is harmless).
+            self._nonce += 1
+            self._awaiting_pong[self._nonce] = list(conflict_ids)
             self._outgoing.append(p.Resolved(conflict_ids=list(conflict_ids)))
+            self._outgoing.append(p.Ping(nonce=self._nonce))
 
     def receive(self, message: p.Message) -> None:
         """Take one message from the server. Raises ProtocolError (and the
@@ -285,6 +301,7 @@ class ClientSession:
         self.acked_seq = msg.acked_seq
         self.pushed_seq = msg.acked_seq
         self.tenant = msg.tenant
+        self.max_frame = msg.max_frame
         if msg.max_batch > 0:
             self.max_batch = min(self.max_batch, msg.max_batch)
         self.state = State.READY
@@ -344,7 +361,9 @@ class ClientSession:
         self._outgoing.append(p.Pong(nonce=msg.nonce))
 
     def _on_pong(self, msg: p.Pong) -> None:
-        pass
+        delivered = self._awaiting_pong.pop(msg.nonce, None)
+        if delivered is not None:
+            self._events.append(ResolutionsDelivered(delivered))
 
     _handlers: dict[type, Any] = {
         p.Welcome: _on_welcome,

@@ -1,0 +1,259 @@
+"""One connection to the server, driven to a goal: the thin driver of the client session.
+
+It joins three things that know nothing of each other: the protocol session
+(:mod:`syncstore.core.client_session`), the websocket
+(:mod:`syncstore.sync.transport`) and the replica's sync state
+(:mod:`syncstore.sync.state`). The change log is the offline queue: pushes are
+read from it after the last sequence the server has, so whatever was written
+while offline, or by another process on the same file, goes out in order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import msgspec
+
+from syncstore.core import client_session as cs
+from syncstore.core import protocol as p
+from syncstore.errors import AuthError, ProtocolError, SyncError
+from syncstore.replica.store import Change, Replica
+from syncstore.sync.state import SyncState, synced_tables
+from syncstore.sync.transport import DEFAULT_MAX_FRAME, DEFAULT_OPEN_TIMEOUT, Closed, Received, Transport
+
+# Codes of server errors that no retry can fix.
+AUTH_CODES = frozenset({"auth", "unauthorized", "forbidden", "token_expired", "bad_token", "invalid_token"})
+FATAL_CODES = frozenset({"protocol_version", "schema_version", "must_resnapshot"})
+
+
+def fatal(message: str, *, code: str) -> SyncError:
+    """A sync failure that retrying will not mend (the background loop stops)."""
+    exc = SyncError(message)
+    exc.code = code
+    exc.retryable = False
+    return exc
+
+
+class RoundResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one connection achieved."""
+
+    pushed: int  # local changes the server acknowledged during the connection
+    received: int  # server transactions applied here
+    rejected: int  # local transactions the server refused
+    conflicts: int  # conflict records received
+    acked_seq: int
+    cursor: int
+
+
+class SyncConnection:
+    """Connects, says hello, then pushes and pulls until told to stop or, with
+    ``until_settled``, until everything written before the start is
+    acknowledged and the server's log is applied up to date."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        url: str,
+        *,
+        token: str,
+        notify: Callable[[list[Change]], None] | None = None,
+        on_update: Callable[[cs.ClientSession | None], None] | None = None,
+        max_in_flight: int = cs.DEFAULT_MAX_IN_FLIGHT,
+        max_batch: int = cs.DEFAULT_MAX_BATCH,
+        open_timeout: float = DEFAULT_OPEN_TIMEOUT,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        poll_interval: float = 1.0,
+    ):
+        self.replica = replica
+        self.url = url
+        self.state = SyncState(replica)
+        self._token = token
+        self._notify = notify
+        self._on_update = on_update
+        self._max_in_flight = max_in_flight
+        self._max_batch = max_batch
+        self._open_timeout = open_timeout
+        self._max_frame = max_frame
+        self._poll = poll_interval
+        self._transport: Transport | None = None
+        self._counts = {"pushed": 0, "received": 0, "rejected": 0, "conflicts": 0}
+        self.session: cs.ClientSession | None = None
+
+    def wake(self) -> None:
+        """Local changes were written: push them now rather than at the next poll."""
+        transport = self._transport
+        if transport is not None:
+            transport.wake()
+
+    def run(
+        self,
+        *,
+        until_settled: bool,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> RoundResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        session = cs.ClientSession(
+            token=self._token,
+            site=self.replica.site_id,
+            tables=synced_tables(),
+            cursor=self.state.cursor,
+            acked_seq=self.state.acked_seq,
+            max_in_flight=self._max_in_flight,
+            max_batch=self._max_batch,
+        )
+        self.session = session
+        open_timeout = self._open_timeout if deadline is None else max(0.1, min(self._open_timeout, deadline - time.monotonic()))
+        transport = Transport(self.url, open_timeout=open_timeout, max_frame=self._max_frame)
+        self._transport = transport
+        try:
+            target = self.replica.last_seq()
+            session.start()
+            resolutions_sent = False
+            while True:
+                if stop is not None and stop.is_set():
+                    break
+                if session.state is cs.State.READY:
+                    self._fill_pushes(session)
+                    if not resolutions_sent:
+                        session.resolved(self.state.unreported_resolutions())
+                        resolutions_sent = True
+                for message in session.messages_to_send():
+                    transport.send(message)
+                self._changed(session)
+                if until_settled and session.settled and session.acked_seq >= target and not self._has_pending(session):
+                    break
+                wait = self._poll
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise SyncError(
+                            f"{transport.url}: sync did not finish within {timeout:g}s "
+                            f"(acked {session.acked_seq} of {target}, up to date: {session.up_to_date})"
+                        )
+                    wait = min(wait, left)
+                item = transport.get(wait)
+                if isinstance(item, Received):
+                    session.receive(item.message)
+                    self._handle(session, session.events_received())
+                elif isinstance(item, Closed):
+                    raise item.error
+        except ProtocolError as exc:
+            raise SyncError(f"{transport.url}: the server broke the protocol ({exc})") from None
+        finally:
+            self._transport = None
+            transport.close()
+            self._changed(session, connected=False)
+        return RoundResult(acked_seq=session.acked_seq, cursor=session.cursor, **self._counts)
+
+    # --- pushing --------------------------------------------------------------
+
+    def _has_pending(self, session: cs.ClientSession) -> bool:
+        return bool(self.replica.changes(after=session.pushed_seq, limit=1))
+
+    def _fill_pushes(self, session: cs.ClientSession) -> None:
+        while session.can_push:
+            batch = self._next_batch(session)
+            if not batch:
+                return
+            session.push(batch)
+
+    def _next_batch(self, session: cs.ClientSession) -> list[p.LocalTx]:
+        limit = session.max_batch
+        entries = self.replica.changes(after=session.pushed_seq, limit=limit + 1)
+        if not entries:
+            return []
+        txs = cs.group_transactions(entries)
+        if len(entries) > limit:
+            # The read stopped inside the log: its last transaction may go on.
+            if len(txs) > 1:
+                txs = txs[:-1]
+            else:
+                txs = cs.group_transactions(self._whole_tx(session.pushed_seq, txs[0].tx))
+        batch = cs.take_batch(txs, limit)
+        max_frame = session.max_frame
+        if max_frame > 0:
+            while len(batch) > 1 and len(p.encode(p.Push(txs=batch))) > max_frame:
+                batch = batch[: len(batch) // 2]
+            size = len(p.encode(p.Push(txs=batch)))
+            if size > max_frame:
+                raise fatal(
+                    f"local transaction {batch[0].tx} is {size} bytes as one push, more than the "
+                    f"server accepts ({max_frame}); it cannot be split without breaking atomicity",
+                    code="too_large",
+                )
+        return batch
+
+    def _whole_tx(self, after: int, tx: int) -> list:
+        entries = []
+        while True:
+            chunk = self.replica.changes(after=after, limit=10_000)
+            entries += [e for e in chunk if e.tx == tx]
+            if not chunk or chunk[-1].tx != tx:
+                return entries
+            after = chunk[-1].seq
+
+    # --- what the server said ---------------------------------------------------
+
+    def _handle(self, session: cs.ClientSession, events: list[cs.Event]) -> None:
+        for event in events:
+            if isinstance(event, cs.RemoteTx):
+                applied = self.state.apply(event.tx)
+                self._counts["received"] += 1
+                self._counts["conflicts"] += len(event.tx.conflicts)
+                if applied and self._notify is not None:
+                    self._notify(applied)
+            elif isinstance(event, cs.Acked):
+                before = self.state.acked_seq
+                self.state.acked(event.upto_seq, event.rejected)
+                self._counts["pushed"] += max(0, event.upto_seq - before)
+                self._counts["rejected"] += len(event.rejected)
+            elif isinstance(event, cs.UpToDate):
+                self.state.up_to_date(event.cursor)
+            elif isinstance(event, cs.ResolutionsDelivered):
+                self.state.reported(event.conflict_ids)
+            elif isinstance(event, cs.Welcomed):
+                self._welcomed(event)
+            elif isinstance(event, cs.SessionError):
+                self._server_error(event)
+
+    def _welcomed(self, event: cs.Welcomed) -> None:
+        known = self.state.tenant
+        if known is not None and known != event.tenant:
+            raise fatal(
+                f"this replica holds tenant {known!r}'s data; the token is for tenant {event.tenant!r}. "
+                f"Use a separate replica file per tenant",
+                code="tenant_mismatch",
+            )
+        last = self.replica.last_seq()
+        if event.acked_seq > last:
+            # The server has merged changes of this site that this file never
+            # wrote: a copy of the file (same site id) synced, or the file was
+            # restored from an older backup. New writes would reuse sequence
+            # numbers the server already holds, and be skipped as duplicates.
+            raise fatal(
+                f"the server has merged changes of this replica up to sequence {event.acked_seq}, "
+                f"but this file's log ends at {last}: it is a copy or an older backup of a replica "
+                f"that synced. Open a new replica file and sync it instead",
+                code="site_reused",
+            )
+        self.state.welcomed(tenant=event.tenant, acked_seq=event.acked_seq)
+
+    def _server_error(self, event: cs.SessionError) -> None:
+        text = f"server error {event.code}: {event.message}"
+        if not event.fatal:
+            self.state.failed(text)
+            return
+        if event.code in AUTH_CODES:
+            exc = AuthError(text)
+            exc.code = event.code
+            raise exc
+        if event.code in FATAL_CODES:
+            raise fatal(text, code=event.code)
+        raise SyncError(text)
+
+    def _changed(self, session: cs.ClientSession, *, connected: bool = True) -> None:
+        if self._on_update is not None:
+            self._on_update(session if connected else None)

@@ -1,0 +1,160 @@
+"""What the sync client remembers in the replica, and the writes that move it.
+
+Positions and the last error are ``sync.*`` keys in ``_ss_meta``; rejected
+pushes and conflict records are the local-only tables of replica migration
+0003. Every write that moves a position happens in the same SQLite
+transaction as the data it stands for, so a crash never leaves a cursor ahead
+of the rows it claims (nothing skipped) or an acked sequence ahead of the
+server (nothing left unsent).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import msgspec
+
+from syncstore import schema
+from syncstore.core import merge
+from syncstore.core import protocol as p
+from syncstore.core.client_session import group_transactions
+from syncstore.replica import clocks
+from syncstore.replica.store import Change, LoggedChange, RemoteChange, Replica
+
+ACKED = "sync.acked_seq"
+CURSOR = "sync.cursor"
+TENANT = "sync.tenant"
+LAST_ERROR = "sync.last_error"
+LAST_ERROR_AT = "sync.last_error_at"
+LAST_CONNECTED_AT = "sync.last_connected_at"
+LAST_SYNCED_AT = "sync.last_synced_at"
+
+_encode = msgspec.msgpack.encode
+
+
+def synced_tables() -> list[str]:
+    return list(schema.TABLES)
+
+
+class SyncState:
+    """The sync client's state in one replica (opened by the sync driver)."""
+
+    def __init__(self, replica: Replica):
+        self.replica = replica
+        self._conn = replica.connection
+
+    # --- positions ----------------------------------------------------------
+
+    @property
+    def acked_seq(self) -> int:
+        return int(self.replica.meta_get(ACKED, 0))
+
+    @property
+    def cursor(self) -> int:
+        return int(self.replica.meta_get(CURSOR, 0))
+
+    @property
+    def tenant(self) -> str | None:
+        return self.replica.meta_get(TENANT)
+
+    def pending_changes(self) -> int:
+        """Local changes the server has not acknowledged (the offline queue)."""
+        return self._conn.execute("select count(*) from _ss_changes where seq > ?", (self.acked_seq,)).fetchone()[0]
+
+    def _set(self, key: str, value: Any) -> None:
+        self._conn.execute("insert or replace into _ss_meta (key, value) values (?, ?)", (key, value))
+
+    # --- transitions --------------------------------------------------------
+
+    def welcomed(self, *, tenant: str, acked_seq: int) -> None:
+        """The server's record of our merged changes replaces ours (it is the truth)."""
+        with self.replica.transaction():
+            self._set(TENANT, tenant)
+            self._set(ACKED, acked_seq)
+            self._set(LAST_CONNECTED_AT, schema.now_iso())
+
+    def acked(self, upto_seq: int, rejected: Iterable[p.Rejection]) -> None:
+        """Move the acked sequence and keep each refused transaction, in one transaction."""
+        now = schema.now_iso()
+        with self.replica.transaction():
+            for rejection in rejected:
+                self._conn.execute(
+                    "insert or replace into _ss_sync_rejected (tx, code, message, changes, rejected_at) "
+                    "values (?, ?, ?, ?, ?)",
+                    (rejection.tx, rejection.code, rejection.message, self._pushed_tx(rejection.tx), now),
+                )
+            if upto_seq > self.acked_seq:
+                self._set(ACKED, upto_seq)
+
+    def _pushed_tx(self, tx: int) -> bytes:
+        """The refused transaction as it was pushed, read back from the change log."""
+        entries = [
+            LoggedChange(seq, txn, tbl, pk, hlc, clocks.decode_values(cols), clocks.decode_seen(seen))
+            for seq, txn, tbl, pk, hlc, cols, seen in self._conn.execute(
+                "select seq, tx, tbl, pk, hlc, cols, seen from _ss_changes where tx = ? order by seq", (tx,)
+            )
+        ]
+        txs = group_transactions(entries)
+        return _encode(txs[0] if txs else p.LocalTx(tx=tx, changes=[]))
+
+    def apply(self, tx: p.ServerTx) -> list[Change]:
+        """Apply one server transaction, its conflict records and the cursor, atomically."""
+        remote = [
+            RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
+            for rc in tx.changes
+            if rc.cells
+        ]
+        now = schema.now_iso()
+        with self.replica.transaction():
+            applied = self.replica.apply_remote(remote) if remote else []
+            for c in tx.conflicts:
+                self._conn.execute(
+                    "insert or ignore into _ss_conflicts (id, tbl, row_id, col, winner_value, winner_hlc, "
+                    "winner_site, loser_value, loser_hlc, loser_site, incoming_won, created_at, server_seq, "
+                    "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        c.id,
+                        c.table,
+                        c.row_id,
+                        c.column,
+                        c.winner_value,
+                        c.winner_hlc,
+                        c.winner_site,
+                        c.loser_value,
+                        c.loser_hlc,
+                        c.loser_site,
+                        int(c.incoming_won),
+                        c.created_at or now,
+                        tx.seq,
+                        now,
+                    ),
+                )
+            if tx.seq > self.cursor:
+                self._set(CURSOR, tx.seq)
+        return applied
+
+    def up_to_date(self, cursor: int) -> None:
+        """Caught up: keep the cursor and clear the last error (the connection works)."""
+        with self.replica.transaction():
+            if cursor > self.cursor:
+                self._set(CURSOR, cursor)
+            self._set(LAST_SYNCED_AT, schema.now_iso())
+            self._conn.execute("delete from _ss_meta where key in (?, ?)", (LAST_ERROR, LAST_ERROR_AT))
+
+    def reported(self, conflict_ids: Iterable[str]) -> None:
+        """The server has read these resolutions."""
+        with self.replica.transaction():
+            self._conn.executemany("update _ss_conflicts set reported = 1 where id = ?", [(i,) for i in conflict_ids])
+
+    def failed(self, message: str) -> None:
+        with self.replica.transaction():
+            self._set(LAST_ERROR, message)
+            self._set(LAST_ERROR_AT, schema.now_iso())
+
+    def unreported_resolutions(self) -> list[str]:
+        return [
+            row[0]
+            for row in self._conn.execute(
+                "select id from _ss_conflicts where resolved_at is not null and reported = 0 order by resolved_at"
+            )
+        ]
