@@ -2,6 +2,7 @@
 
     SyncstoreError
     ├── ValidationError            a value does not fit the schema (field, problem)
+    │   └── TransitionError        a status change the state machine forbids
     ├── NotFoundError              no such row (table, row_id)
     ├── ClockDriftError            a clock stamp too far in the future
     ├── ReplicaError               the replica file cannot be used
@@ -23,6 +24,12 @@
 
 Errors from the libraries underneath (apsw, psycopg, websockets, httpx) are
 converted to these at the boundary, so callers catch one root.
+
+Every error carries structured fields beside its message: ``code`` (a stable
+name, recorded as an event's ``error_code``), ``retryable`` (whether trying the
+same thing again may succeed) and ``correlation_id`` (set by whoever raises or
+records it, to tie the error to the events of one operation); subclasses add
+their own (``table``, ``field``, ``service``, ``status``, ...).
 """
 
 from __future__ import annotations
@@ -31,8 +38,14 @@ from __future__ import annotations
 class SyncstoreError(Exception):
     """Root of every syncstore error."""
 
+    code: str = "syncstore"
+    retryable: bool = False
+    correlation_id: str | None = None
+
 
 class ValidationError(SyncstoreError, ValueError):
+    code = "validation"
+
     def __init__(self, message: str, *, table: str | None = None, field: str | None = None):
         self.table = table
         self.field = field
@@ -41,6 +54,8 @@ class ValidationError(SyncstoreError, ValueError):
 
 
 class NotFoundError(SyncstoreError, LookupError):
+    code = "not_found"
+
     def __init__(self, table: str, row_id: str):
         self.table = table
         self.row_id = row_id
@@ -48,6 +63,8 @@ class NotFoundError(SyncstoreError, LookupError):
 
 
 class ClockDriftError(SyncstoreError):
+    code = "clock_drift"
+
     def __init__(self, *, stamp_ms: int, now_ms: int, max_drift_ms: int):
         self.stamp_ms = stamp_ms
         self.now_ms = now_ms
@@ -61,21 +78,24 @@ class ClockDriftError(SyncstoreError):
 class ReplicaError(SyncstoreError):
     """The replica file cannot be opened or used."""
 
+    code = "replica"
+
 
 class ReplicaLockedError(ReplicaError):
-    pass
+    code = "replica_locked"
+    retryable = True  # the other writer finishes sooner or later
 
 
 class NotAReplicaError(ReplicaError):
-    pass
+    code = "not_a_replica"
 
 
 class SchemaVersionError(ReplicaError):
-    pass
+    code = "schema_version"
 
 
 class CapabilityError(SyncstoreError):
-    pass
+    code = "capability"
 
 
 class ProtocolError(SyncstoreError):
@@ -85,26 +105,35 @@ class ProtocolError(SyncstoreError):
 
 
 class AuthError(SyncstoreError):
-    pass
+    code = "auth"
 
 
 class SyncError(SyncstoreError):
-    pass
+    code = "sync"
+    retryable = True
 
 
 class ExternalServiceError(SyncstoreError):
+    code = "external_service"
+
     def __init__(self, message: str, *, service: str | None = None, status: int | None = None):
         self.service = service
         self.status = status
+        # No status (the call never got an answer), a 5xx or a 429: worth another try.
+        self.retryable = status is None or status >= 500 or status == 429
         super().__init__(message)
 
 
 class CircuitOpenError(ExternalServiceError):
-    pass
+    code = "circuit_open"
+
+    def __init__(self, message: str, *, service: str | None = None, retry_after: float | None = None):
+        super().__init__(message, service=service)
+        self.retry_after = retry_after  # seconds until the breaker lets a trial call through
 
 
 class WorkflowError(SyncstoreError):
-    pass
+    code = "workflow"
 
 
 class WorkflowDefinitionError(WorkflowError, ValueError):
@@ -147,3 +176,17 @@ class PermanentStepError(WorkflowError):
     """Raise from a step function to fail the step at once, without retries."""
 
     code = "permanent_step_error"
+
+
+class TransitionError(ValidationError):
+    """A status change that the table's state machine does not allow."""
+
+    code = "invalid_transition"
+
+    def __init__(self, *, table: str, row_id: str, current: str, requested: str, allowed: tuple[str, ...]):
+        self.row_id = row_id
+        self.current = current
+        self.requested = requested
+        self.allowed = allowed
+        then = ", ".join(allowed) if allowed else "nothing (it is final)"
+        super().__init__(f"{row_id}: cannot go from {current} to {requested}; {current} may go to {then}", table=table, field="status")

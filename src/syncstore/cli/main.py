@@ -85,6 +85,10 @@ def _register() -> None:
     cli.add_command(basics.migrate)
     cli.add_command(tasks.tasks)
     cli.add_command(environments.environments)
+    from syncstore.cli import events, executions  # noqa: E402 - beside the others, by its own line
+
+    cli.add_command(executions.executions)
+    cli.add_command(events.events)
     from syncstore.cli import sync  # noqa: E402 - beside the others, by its own line
 
     cli.add_command(sync.sync)

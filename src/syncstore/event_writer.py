@@ -1,0 +1,267 @@
+"""The batched writer behind :class:`syncstore.events.Events`.
+
+Callers put finished event tuples into an in-memory buffer and return at
+once; a background thread writes the buffer into ``observability_events`` in
+few large transactions. The buffer is flushed
+
+- every ``flush_interval`` seconds (default 0.1 s), by the background thread;
+- early, when ``batch_size`` events are waiting (the thread is woken);
+- by the caller itself when ``max_buffer`` events are waiting (back-pressure:
+  a producer faster than the disk is slowed down rather than growing memory);
+- at once for severities in ``durable_severities`` (errors by default), so the
+  error that precedes a crash is on disk before the crash;
+- on :meth:`EventWriter.close` (called by ``Store.close``) and at interpreter
+  exit (``atexit``).
+
+What a hard crash loses: the buffer lives in process memory, so ``kill -9``,
+``os._exit`` or a segfault loses the events emitted since the last completed
+flush: at most the last ``flush_interval`` in normal running, never more than
+``max_buffer`` events. Everything already flushed is committed to SQLite and
+survives the process. (A power loss or OS crash can additionally undo the
+most recent commits, because the replica runs WAL with ``synchronous=NORMAL``.)
+
+The rows are written by :func:`append_rows`, a set-based copy of
+``Replica.insert_many`` for this one append-only table: the same row, clock
+columns and change-log entry per event, inside ``Replica.transaction()``, but
+with ``executemany`` and none of the per-row generic validation (the events
+API validated each value when it was emitted).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+from typing import Any, Sequence
+
+from syncstore import schema
+from syncstore.errors import ReplicaError
+from syncstore.replica import clocks
+from syncstore.replica.store import DELETED, Change, Replica
+
+log = logging.getLogger("syncstore.events")
+
+TABLE = "observability_events"
+COLUMNS = schema.table(TABLE).column_names
+_INSERT = (
+    f"insert into {TABLE} ({', '.join(COLUMNS)}, _hlc, _site, _clocks) "
+    f"values ({', '.join('?' * len(COLUMNS))}, ?, ?, NULL)"
+)
+_LOG = "insert into _ss_changes (seq, tx, tbl, pk, hlc, cols, seen) values (?, ?, ?, ?, ?, ?, NULL)"
+_encode_values = clocks.encode_values
+
+
+def append_rows(store: Replica, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert complete, canonical ``observability_events`` rows (values in
+    column order, ``id`` first) with change capture, in one transaction.
+
+    The table is append-only and the ids are fresh, so none of the update and
+    tombstone paths of the generic insert apply. The change-log entry of each
+    row is what ``Replica.insert_many`` logs for the same row given in column
+    order: every column, then ``_deleted = 0`` (a test keeps the two equal).
+    """
+    if not rows:
+        return
+    with store.transaction():
+        # Inside the transaction these are stable: the replica's write lock is held.
+        tick = store.clock.tick
+        site = store.site_id
+        tx = store._tx
+        seq = store._seq
+        params = []
+        entries = []
+        for row in rows:
+            hlc = tick()
+            seq += 1
+            values = dict(zip(COLUMNS, row))
+            values[DELETED] = 0
+            params.append((*row, hlc, site))
+            entries.append((seq, tx, TABLE, row[0], hlc, _encode_values(values)))
+        conn = store.connection
+        conn.executemany(_INSERT, params)
+        conn.executemany(_LOG, entries)
+        store._seq = seq
+        store._tx_used = True
+        store._notes.extend(Change(TABLE, row[0], "insert", COLUMNS, "local") for row in rows)
+
+
+# --- ids and timestamps made at flush time, cheaply ------------------------------
+
+
+def uuid7_at(ns: int, rand: bytes) -> str:
+    """A UUIDv7 for an event that happened at ``ns`` (10 random bytes given)."""
+    r = int.from_bytes(rand, "big")
+    value = ((ns // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76
+    value |= ((r >> 68) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= r & ((1 << 62) - 1)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class _TimestampFormatter:
+    """Nanoseconds since the epoch to the canonical stored timestamp text,
+    remembering the formatted second (events arrive in bursts)."""
+
+    __slots__ = ("_second", "_prefix")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, ns: int) -> str:
+        micros = ns // 1000
+        second, fraction = divmod(micros, 1_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{fraction:06d}Z"
+
+
+# --- the writer -------------------------------------------------------------------
+
+
+class EventWriter:
+    """A bounded buffer of pending events and the thread that writes it.
+
+    A buffered item is ``(ns, execution_id, event_type, severity, ...)``: the
+    event's time in nanoseconds since the epoch, then the stored values of the
+    columns after ``timestamp``. The id and the timestamp text are made when
+    the item is written, off the caller's path.
+    """
+
+    def __init__(
+        self,
+        store: Replica,
+        *,
+        flush_interval: float = 0.1,
+        batch_size: int = 2_000,
+        max_buffer: int = 100_000,
+        max_transaction: int = 10_000,
+    ):
+        if flush_interval <= 0 or batch_size < 1 or max_buffer < batch_size or max_transaction < 1:
+            raise ValueError("need flush_interval > 0, batch_size >= 1, max_buffer >= batch_size, max_transaction >= 1")
+        self.store = store
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.max_buffer = max_buffer
+        self.max_transaction = max_transaction
+        self.written = 0  # events committed by this writer
+        self.dropped = 0  # events refused: the buffer was full and could not be written
+        self.closed = False
+        # deque.append and popleft are atomic, so callers never take a lock.
+        self._buffer: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = threading.Event()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+        self._format = _TimestampFormatter()
+        self._pid = os.getpid()
+
+    # --- the caller's side ----------------------------------------------------------
+
+    def put(self, item: tuple[Any, ...], *, urgent: bool = False) -> None:
+        """Queue one event; cheap unless the buffer is full or ``urgent``."""
+        if self._thread is None or self.closed:
+            self._start()
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffer:
+            self._flush_quietly()
+            if len(buffer) >= self.max_buffer:
+                self.dropped += 1
+                return
+        buffer.append(item)
+        if urgent:
+            self._flush_quietly()
+        elif len(buffer) >= self.batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def flush(self) -> int:
+        """Write everything buffered now; returns how many events were written.
+
+        Each batch is one ``Replica.transaction()``, whose write lock also keeps
+        two flushers apart. Called on a thread that holds an open transaction,
+        the batch joins it (and a rollback discards it, like any write in it).
+        Storage errors are raised here; the events stay buffered, in order.
+        """
+        written = 0
+        buffer = self._buffer
+        while buffer:
+            batch: list[tuple[Any, ...]] = []
+            try:
+                with self.store.transaction():
+                    count = min(len(buffer), self.max_transaction)
+                    batch = [buffer.popleft() for _ in range(count)]
+                    append_rows(self.store, self._rows(batch))
+            except BaseException:
+                buffer.extendleft(reversed(batch))
+                raise
+            written += len(batch)
+            self.written += len(batch)
+        return written
+
+    def close(self) -> None:
+        """Stop the thread and write what is left. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        atexit.unregister(self.close)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            self._wake.set()
+            # Bounded: a caller closing the store inside its own open transaction
+            # would otherwise wait forever for a thread that waits for that lock.
+            thread.join(timeout=30)
+        if os.getpid() == self._pid:  # a forked child must not write its parent's buffer
+            self.flush()
+
+    # --- the background side --------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self.closed:
+                raise ReplicaError(f"{self.store.path}: events cannot be written after the store is closed")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="syncstore-events", daemon=True)
+            self._thread.start()
+            atexit.register(self.close)
+
+    def _run(self) -> None:
+        while not self.closed:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._buffer and not self.closed:
+                self._flush_quietly()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            # The events stay buffered and a later flush tries again; say so once
+            # per failure streak rather than at every interval.
+            if not self._failing:
+                log.exception("could not write %d buffered events; will retry", len(self._buffer))
+            self._failing = True
+        else:
+            if self._failing:
+                log.warning("buffered events are being written again")
+            self._failing = False
+
+    def _rows(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        rand = os.urandom(10 * len(batch))
+        fmt = self._format
+        rows = []
+        for i, item in enumerate(batch):
+            ns = item[0]
+            # id, execution_id, event_type, timestamp, then severity ... data
+            rows.append((uuid7_at(ns, rand[i * 10 : i * 10 + 10]), item[1], item[2], fmt(ns), *item[3:]))
+        return rows
