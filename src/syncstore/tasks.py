@@ -49,6 +49,11 @@ class Tasks(TableAPI[Task]):
     def archive(self, task_id: str) -> Task:
         return self.update(task_id, is_archived=True)
 
+    def search(self, text: str, *, k: int = 10, **filters: Any) -> list[Any]:
+        """Tasks whose title and description are closest to ``text``, best first, with
+        ``store.memory``'s embedder; filters: ``status``, ``repository``, ``include_archived``."""
+        return self.store.memory.task_search.search(text, k=k, **filters)
+
 
 class Messages(TableAPI[TaskMessage]):
     """Append-only chat log of a task: concurrent appends never conflict."""

@@ -27,7 +27,7 @@ from syncstore.memory.access import AccessLog
 from syncstore.memory.embedders import Embedder, HashingEmbedder, normalize_rows
 from syncstore.memory.filters import Filters
 from syncstore.memory.ranking import Ranking
-from syncstore.memory.records import COLUMNS, TABLE, Hit, MemoryRecord, from_row
+from syncstore.memory.records import COLUMNS, TABLE, Hit, MemoryRecord, check_tags, from_row
 
 if TYPE_CHECKING:
     from syncstore.memory.engines.sqlite_vec_engine import VecSidecar
@@ -145,7 +145,7 @@ class Memory:
             "content": content,
             "context_key": context_key,
             "importance": importance,
-            "tags": sorted(dict.fromkeys(tags or ())),
+            "tags": check_tags(tags),
             "context": context or {},
             "expires_at": expires_at,
             "is_active": True,
@@ -220,8 +220,8 @@ class Memory:
             raise ValidationError(f"cannot set {', '.join(sorted(unknown))}", table=TABLE)
         if not changes:
             raise ValidationError("nothing to update", table=TABLE)
-        if "tags" in changes and changes["tags"] is not None:
-            changes["tags"] = sorted(dict.fromkeys(changes["tags"]))
+        if "tags" in changes:
+            changes["tags"] = check_tags(changes["tags"])
         if "content" in changes:
             if not isinstance(changes["content"], str) or not changes["content"].strip():
                 raise ValidationError("must not be empty", table=TABLE, field="content")
@@ -348,9 +348,10 @@ class Memory:
             include_expired=include_expired,
             now=now,
         )
-        query = normalize_rows(np.asarray(vector, dtype=np.float32).reshape(-1))
-        if query.size == 0 or not np.isfinite(query).all():
+        raw = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if raw.size == 0 or not np.isfinite(raw).all():
             raise ValidationError("the query vector must be non-empty and finite")
+        query = normalize_rows(raw)
         index = self.index(model, int(query.size), engine=engine)
         index.refresh()
         found = index.search(query, filters, ranking or self.ranking, k)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from syncstore import schema
+from syncstore.errors import ValidationError
 
 TABLE = "agent_memory"
 # Every stored column but the vector, in schema order.
@@ -49,10 +50,26 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     similarity: float
 
 
+def check_tags(tags: Any) -> list[str]:
+    """Tags as stored: distinct text values, sorted."""
+    if tags is None:
+        return []
+    if isinstance(tags, str) or not all(isinstance(tag, str) and tag for tag in tags):
+        raise ValidationError("tags must be a list of non-empty text values", table=TABLE, field="tags")
+    return sorted(set(tags))
+
+
 def from_row(row: dict[str, Any], *, pending: int = 0, accessed: str | None = None) -> MemoryRecord:
     """Decode a stored row; ``pending``/``accessed`` are the local access counts."""
     values = schema.decode_row(schema.TABLES[TABLE], row, COLUMNS)
     values["access_count"] = (values.get("access_count") or 0) + pending
+    # Rows synced from elsewhere passed the schema, which checks JSON but not
+    # its shape: read odd shapes leniently rather than fail the whole read.
+    tags = values.get("tags")
+    values["tags"] = [str(tag) for tag in tags] if isinstance(tags, list) else []
+    for name in ("context", "metadata"):
+        if not isinstance(values.get(name), dict):
+            values[name] = {}
     if accessed is not None:
         local = schema.parse_timestamp(accessed)
         synced = values.get("last_accessed_at")

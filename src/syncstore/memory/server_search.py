@@ -1,0 +1,357 @@
+"""The same memory search over the server's PostgreSQL, scoped to one tenant.
+
+For the sync server's search endpoint: :func:`search_memory` takes a psycopg 3
+connection, the tenant (from the caller's token, never from the request), a
+query vector and its model, and the filters and ranking of local search
+(:mod:`syncstore.memory.filters`, :mod:`syncstore.memory.ranking`). It reads
+a table with the columns of ``schema.TABLES["agent_memory"]`` plus ``tenant``,
+with JSON as ``jsonb``, times as ``timestamptz``, the active flag as
+``boolean``, and the embedding as pgvector's ``vector``/``vector(n)`` or as
+``bytea`` (float32), whichever the column is.
+
+Three ways, chosen by what the table is:
+
+- ``index`` (pgvector): the nearest ``candidates`` rows by cosine distance,
+  which PostgreSQL serves from an HNSW index (:func:`create_hnsw_index`) with
+  pgvector's iterative scan, so filters are applied while the index is walked,
+  not after; then ranked by the formula. HNSW is approximate: a true
+  neighbour can be missed (recall is tuned by ``hnsw.ef_search``). If fewer
+  rows come back than were asked for, the index walk may have stopped early,
+  so the search is run again the exact way: never fewer than ``k`` results
+  when ``k`` rows match.
+- ``exact`` (pgvector, or ``exact=True``): every matching row scored by the
+  formula in SQL, top ``k`` by a top-N sort.
+- ``scan`` (``bytea``, no pgvector): matching rows streamed in batches
+  through a server-side cursor and scored with numpy, keeping a running top
+  ``k``; exact, and the filters run in SQL first.
+
+Rows of other embedding models are never compared: the model and dimensions
+are part of every query's filters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import msgspec
+import numpy as np
+
+from syncstore.errors import ValidationError
+from syncstore.memory.embedders.base import normalize_rows
+from syncstore.memory.filters import Filters
+from syncstore.memory.ranking import DAY, Ranking, top_k
+
+if TYPE_CHECKING:
+    import psycopg
+
+RESULT_COLUMNS = (
+    "id",
+    "agent_id",
+    "memory_type",
+    "content",
+    "context_key",
+    "importance",
+    "tags",
+    "context",
+    "last_accessed_at",
+    "access_count",
+    "expires_at",
+    "is_active",
+    "embedding_model",
+    "embedding_dimensions",
+    "metadata",
+    "created_at",
+    "updated_at",
+)
+DEFAULT_CANDIDATES = 100
+SCAN_BATCH = 2_000
+_VECTOR_TYPE = re.compile(r"^vector(?:\((\d+)\))?$")
+
+
+class ServerHit(msgspec.Struct, frozen=True, kw_only=True):
+    row: dict[str, Any]  # RESULT_COLUMNS as psycopg returns them
+    score: float
+    similarity: float
+
+
+class ServerSearch(msgspec.Struct, frozen=True, kw_only=True):
+    hits: list[ServerHit]
+    strategy: str  # "index", "exact" or "scan"
+
+
+def embedding_type(conn: psycopg.Connection, *, table: str = "agent_memory") -> str:
+    """How the table stores embeddings: ``vector(n)``, ``vector`` or ``bytea``."""
+    found = conn.execute(
+        "select format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+        "where a.attrelid = to_regclass(%s) and a.attname = 'embedding' and not a.attisdropped",
+        (table,),
+    ).fetchone()
+    if found is None:
+        raise ValidationError(f"{table}: no such table, or it has no embedding column")
+    return found[0]
+
+
+def _table(name: str) -> Any:
+    from psycopg import sql
+
+    return sql.Identifier(*name.split("."))
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{float(x):.9g}" for x in vector) + "]"
+
+
+def _distance(kind: str, dimensions: int) -> Any:
+    """The cosine-distance expression, written so that an HNSW index on it can serve it."""
+    from psycopg import sql
+
+    match = _VECTOR_TYPE.match(kind)
+    if match and match.group(1):
+        if int(match.group(1)) != dimensions:
+            raise ValidationError(f"the embedding column holds vector({match.group(1)}), the query has {dimensions}")
+        return sql.SQL("(embedding <=> {q}::vector)").format(q=sql.Placeholder("q"))
+    return sql.SQL("((embedding::vector({n})) <=> {q}::vector({n}))").format(
+        n=sql.Literal(dimensions), q=sql.Placeholder("q")
+    )
+
+
+def _where(filters: Filters, *, tenant: str, model: str, dimensions: int) -> tuple[Any, dict[str, Any]]:
+    from psycopg import sql
+
+    # The model and dimensions are literals so a partial HNSW index made for
+    # them (create_hnsw_index) matches the query's predicate.
+    parts = [
+        sql.SQL("tenant = %(tenant)s"),
+        sql.SQL("embedding is not null"),
+        sql.SQL("embedding_model = {}").format(sql.Literal(model)),
+        sql.SQL("embedding_dimensions = {}").format(sql.Literal(dimensions)),
+    ]
+    params: dict[str, Any] = {"tenant": tenant}
+    if filters.agent_id is not None:
+        parts.append(sql.SQL("agent_id = %(agent_id)s"))
+        params["agent_id"] = filters.agent_id
+    if filters.memory_types is not None:
+        parts.append(sql.SQL("memory_type = any(%(memory_types)s)"))
+        params["memory_types"] = list(filters.memory_types)
+    if filters.tags:
+        parts.append(sql.SQL("tags @> %(tags)s::jsonb"))
+        params["tags"] = msgspec.json.encode(list(filters.tags)).decode()
+    if filters.min_importance is not None:
+        parts.append(sql.SQL("importance >= %(min_importance)s"))
+        params["min_importance"] = filters.min_importance
+    if not filters.include_inactive:
+        parts.append(sql.SQL("is_active"))
+    if not filters.include_expired:
+        parts.append(sql.SQL("(expires_at is null or expires_at > %(now)s)"))
+    params["now"] = dt.datetime.fromtimestamp(filters.now, dt.timezone.utc)
+    return sql.SQL(" and ").join(parts), params
+
+
+def _touched_epoch() -> Any:
+    from psycopg import sql
+
+    return sql.SQL("extract(epoch from coalesce(greatest(updated_at, last_accessed_at), 'epoch'::timestamptz))::float8")
+
+
+def _score(ranking: Ranking, similarity: Any) -> Any:
+    """The ranking formula in SQL; the same as Ranking.scores."""
+    from psycopg import sql
+
+    terms = [sql.SQL("{w}::float8 * {s}").format(w=sql.Literal(ranking.similarity), s=similarity)]
+    if ranking.importance:
+        terms.append(sql.SQL("{w}::float8 * (importance - 1) / 9.0").format(w=sql.Literal(ranking.importance)))
+    if ranking.recency:
+        terms.append(
+            sql.SQL(
+                "{w}::float8 * power(2.0::float8, -greatest(extract(epoch from %(now)s::timestamptz)::float8 - {t}, 0) / {h}::float8)"
+            ).format(w=sql.Literal(ranking.recency), t=_touched_epoch(), h=sql.Literal(ranking.half_life_days * DAY))
+        )
+    return sql.SQL(" + ").join(terms)
+
+
+def search_memory(
+    conn: psycopg.Connection,
+    *,
+    tenant: str,
+    vector: np.ndarray | Sequence[float],
+    model: str,
+    k: int = 10,
+    agent_id: str | None = None,
+    memory_type: str | Iterable[str] | None = None,
+    tags: Iterable[str] | None = None,
+    min_importance: int | None = None,
+    include_inactive: bool = False,
+    include_expired: bool = False,
+    now: dt.datetime | None = None,
+    ranking: Ranking | None = None,
+    table: str = "agent_memory",
+    exact: bool = False,
+    candidates: int = DEFAULT_CANDIDATES,
+) -> ServerSearch:
+    """The top ``k`` memories of ``tenant`` for a query vector (see the module doc)."""
+    if not isinstance(tenant, str) or not tenant:
+        raise ValidationError("a search needs the tenant")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValidationError("k must be a non-negative integer")
+    filters = Filters.make(
+        agent_id=agent_id,
+        memory_type=memory_type,
+        tags=tags,
+        min_importance=min_importance,
+        include_inactive=include_inactive,
+        include_expired=include_expired,
+        now=now,
+    )
+    raw = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if raw.size == 0 or not np.isfinite(raw).all():
+        raise ValidationError("the query vector must be non-empty and finite")
+    query = normalize_rows(raw)
+    ranking = ranking or Ranking()
+    kind = embedding_type(conn, table=table)
+    if k == 0:
+        return ServerSearch(hits=[], strategy="exact" if kind.startswith("vector") else "scan")
+    with conn.transaction():
+        if kind == "bytea":
+            return ServerSearch(hits=_scan(conn, table, query, filters, ranking, k, tenant, model), strategy="scan")
+        if not _VECTOR_TYPE.match(kind):
+            raise ValidationError(f"{table}.embedding is {kind}; expected vector or bytea")
+        if not exact:
+            hits = _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, max(candidates, k))
+            if hits is not None:
+                return ServerSearch(hits=hits, strategy="index")
+        return ServerSearch(hits=_exact(conn, table, kind, query, filters, ranking, k, tenant, model), strategy="exact")
+
+
+def _columns() -> Any:
+    from psycopg import sql
+
+    return sql.SQL(", ").join(sql.Identifier(c) for c in RESULT_COLUMNS)
+
+
+def _similarity(distance: Any) -> Any:
+    from psycopg import sql
+
+    # pgvector gives NaN for a zero vector (no direction): it scores 0.
+    return sql.SQL("(1 - coalesce(nullif({d}, 'NaN'::float8), 1))").format(d=distance)
+
+
+def _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, wanted) -> list[ServerHit] | None:
+    from psycopg import sql
+    from psycopg.rows import dict_row
+
+    where, params = _where(filters, tenant=tenant, model=model, dimensions=query.size)
+    params.update(q=_vector_literal(query), wanted=wanted, k=k)
+    # Keep walking the HNSW graph until enough rows pass the filters.
+    conn.execute("select set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+    conn.execute("select set_config('hnsw.ef_search', %s, true)", (str(min(max(40, wanted), 1000)),))
+    distance = _distance(kind, query.size)
+    statement = sql.SQL(
+        "with near as (select {cols}, {d} as distance from {t} where {w} order by {d} limit %(wanted)s) "
+        "select *, {s} as similarity, {score} as score from near order by score desc, id limit %(k)s"
+    ).format(
+        cols=_columns(),
+        d=distance,
+        t=_table(table),
+        w=where,
+        s=_similarity(sql.SQL("distance")),
+        score=_score(ranking, _similarity(sql.SQL("distance"))),
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(statement, params).fetchall()
+    if len(rows) < k:
+        # Fewer than k among the nearest: either fewer rows match, or the
+        # index walk stopped early; the exact way tells which.
+        return None
+    return [_hit(row) for row in rows]
+
+
+def _exact(conn, table, kind, query, filters, ranking, k, tenant, model) -> list[ServerHit]:
+    from psycopg import sql
+    from psycopg.rows import dict_row
+
+    where, params = _where(filters, tenant=tenant, model=model, dimensions=query.size)
+    params.update(q=_vector_literal(query), k=k)
+    similarity = _similarity(_distance(kind, query.size))
+    statement = sql.SQL(
+        "select {cols}, {s} as similarity, {score} as score from {t} where {w} order by score desc, id limit %(k)s"
+    ).format(cols=_columns(), s=similarity, score=_score(ranking, similarity), t=_table(table), w=where)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_hit(row) for row in cur.execute(statement, params).fetchall()]
+
+
+def _scan(conn, table, query, filters, ranking, k, tenant, model) -> list[ServerHit]:
+    from psycopg import sql
+    from psycopg.rows import dict_row
+
+    where, params = _where(filters, tenant=tenant, model=model, dimensions=query.size)
+    statement = sql.SQL("select id, embedding, importance, {t} as touched from {tbl} where {w}").format(
+        t=_touched_epoch(), tbl=_table(table), w=where
+    )
+    best_ids: list[str] = []
+    best_scores = np.zeros(0)
+    best_sims = np.zeros(0)
+    with conn.cursor(name="syncstore_memory_scan") as cur:
+        cur.itersize = SCAN_BATCH
+        cur.execute(statement, params)
+        while batch := cur.fetchmany(SCAN_BATCH):
+            ids = [row[0] for row in batch]
+            matrix = normalize_rows(np.vstack([np.frombuffer(row[1], dtype=np.float32) for row in batch]))
+            sims = (matrix @ query).astype(np.float64)
+            scores = ranking.scores(
+                sims, np.array([row[2] or 0 for row in batch]), np.array([row[3] for row in batch]), filters.now
+            )
+            # Keep a running top k: the best of (previous best + this batch).
+            all_ids = best_ids + ids
+            all_scores = np.concatenate([best_scores, scores])
+            all_sims = np.concatenate([best_sims, sims])
+            keep = top_k(all_scores, all_ids, k)
+            best_ids = [all_ids[i] for i in keep]
+            best_scores = all_scores[keep]
+            best_sims = all_sims[keep]
+    if not best_ids:
+        return []
+    rows_statement = sql.SQL("select {cols} from {t} where tenant = %(tenant)s and id = any(%(ids)s)").format(
+        cols=_columns(), t=_table(table)
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = {str(row["id"]): row for row in cur.execute(rows_statement, {"tenant": tenant, "ids": best_ids})}
+    return [
+        ServerHit(row=rows[i], score=float(score), similarity=float(sim))
+        for i, score, sim in zip(best_ids, best_scores, best_sims)
+        if i in rows
+    ]
+
+
+def _hit(row: dict[str, Any]) -> ServerHit:
+    score = row.pop("score")
+    similarity = row.pop("similarity")
+    row.pop("distance", None)
+    return ServerHit(row=row, score=float(score), similarity=float(similarity if not math.isnan(similarity) else 0.0))
+
+
+def create_hnsw_index(conn: psycopg.Connection, *, model: str, dimensions: int, table: str = "agent_memory") -> str:
+    """An HNSW index (cosine) for one embedding model; partial on that model, so
+    models of other dimensions can share the table. Returns the index name."""
+    from psycopg import sql
+
+    kind = embedding_type(conn, table=table)
+    match = _VECTOR_TYPE.match(kind)
+    if not match:
+        raise ValidationError(f"{table}.embedding is {kind}: an HNSW index needs pgvector's vector type")
+    digest = hashlib.blake2b(f"{model}\0{dimensions}".encode(), digest_size=5).hexdigest()
+    name = f"{table.split('.')[-1]}_hnsw_{digest}"
+    if match.group(1):
+        expression = sql.SQL("embedding vector_cosine_ops")
+    else:
+        expression = sql.SQL("(embedding::vector({n})) vector_cosine_ops").format(n=sql.Literal(dimensions))
+    conn.execute(
+        sql.SQL(
+            "create index if not exists {name} on {t} using hnsw ({e}) "
+            "where embedding_model = {m} and embedding_dimensions = {n}"
+        ).format(name=sql.Identifier(name), t=_table(table), e=expression, m=sql.Literal(model), n=sql.Literal(dimensions))
+    )
+    return name
