@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any, Awaitable, Callable, NamedTuple, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, NamedTuple, Sequence
 
 import msgspec
 import psycopg
@@ -124,16 +125,19 @@ class ChangeStore:
         txs: Sequence[p.LocalTx],
         *,
         also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
+        renumber: bool = False,
     ) -> MergeResult:
         """Merge one push: each transaction atomically, each change at most once.
 
         ``also`` runs inside the same database transaction (e.g. marking a
         conflict resolved together with the value that resolves it).
+        ``renumber`` gives the changes the site's next sequence numbers (for
+        the server's own writes, which have no local log).
         """
         for attempt in range(MAX_ATTEMPTS):
             try:
                 async with self.pool.connection() as conn:
-                    return await self._merge(conn, tenant, site, txs, also)
+                    return await self._merge(conn, tenant, site, txs, also, renumber)
             except _RETRY as exc:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
@@ -174,10 +178,13 @@ class ChangeStore:
         site: bytes,
         txs: Sequence[p.LocalTx],
         also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None,
+        renumber: bool = False,
     ) -> MergeResult:
         now_ms = self._now_ms()
         async with conn.transaction():
             acked = await self._lock_site(conn, tenant, site)
+            if renumber:
+                txs = _renumber(txs, after=acked)
             last = max((c.seq for tx in txs for c in tx.changes), default=acked)
             work: list[tuple[p.LocalTx, list[Checked]]] = []
             refused: list[tuple[p.LocalTx, Refused]] = []
@@ -366,20 +373,57 @@ class ChangeStore:
 
     # --- health ---------------------------------------------------------------
 
+    async def server_site(self) -> bytes:
+        """This database's own site id, which stamps the server's own writes."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT value FROM {SCHEMA}.server_meta WHERE key = 'site_id'")
+            found = await cur.fetchone()
+        assert found is not None, "server_meta has no site_id: the schema is not migrated"
+        return bytes.fromhex(found[0])
+
     async def ping(self) -> None:
         async with self.pool.connection(timeout=5) as conn:
             await conn.execute("SELECT 1")
 
     async def log_stats(self) -> dict[str, int]:
-        """The log's last position and its approximate number of entries (cheap to ask)."""
+        """The log's last position and its number of entries (estimated when large)."""
         async with self.pool.connection(timeout=5) as conn:
+            # Counting a long log is slow: past 100k entries, take the planner's estimate.
             cur = await conn.execute(
                 f"SELECT (SELECT coalesce(max(seq), 0) FROM {SCHEMA}.change_log), "
-                f"(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = '{SCHEMA}.change_log'::regclass)"
+                f"(SELECT CASE WHEN reltuples < 100000 THEN (SELECT count(*) FROM {SCHEMA}.change_log) "
+                f"ELSE reltuples::bigint END FROM pg_class WHERE oid = '{SCHEMA}.change_log'::regclass)"
             )
             found = await cur.fetchone()
         assert found is not None
         return {"position": found[0], "rows": found[1]}
+
+
+def _renumber(txs: Sequence[p.LocalTx], *, after: int) -> list[p.LocalTx]:
+    out, seq = [], after
+    for tx in txs:
+        changes = []
+        for change in tx.changes:
+            seq += 1
+            changes.append(msgspec.structs.replace(change, seq=seq))
+        out.append(p.LocalTx(tx.tx, changes))
+    return out
+
+
+@asynccontextmanager
+async def open_store(database_url: str, *, pool_size: int = 2, **options: Any) -> AsyncIterator[ChangeStore]:
+    """A change store on its own small pool, for tools and tests (the schema must be migrated)."""
+    async with AsyncConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=pool_size,
+        kwargs={"autocommit": True},
+        configure=prepare_connection,
+        open=False,
+    ) as pool:
+        async with pool.connection() as conn:
+            catalog = await load_catalog(conn)
+        yield ChangeStore(pool, catalog, **options)
 
 
 def _pg_message(exc: psycopg.Error) -> str:

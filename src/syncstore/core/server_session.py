@@ -147,6 +147,7 @@ class ServerSession:
         self.position = 0
         self._reading = False
         self._wake = False
+        self._draining = False
 
     def __repr__(self) -> str:  # never shows the token
         tenant = self.identity.tenant if self.identity else None
@@ -180,7 +181,7 @@ class ServerSession:
     def receive_frame(self, frame: bytes) -> None:
         """Decode one frame and handle it. A frame that does not decode is
         answered with an Error; before Hello it also ends the session."""
-        if self.state is State.CLOSED:
+        if self.state is State.CLOSED or self._draining:
             return
         try:
             message = p.decode(frame)
@@ -190,7 +191,7 @@ class ServerSession:
         self.receive(message)
 
     def receive(self, message: p.Message) -> None:
-        if self.state is State.CLOSED:
+        if self.state is State.CLOSED or self._draining:
             return
         handler = self._handlers.get(type(message))
         if handler is None:
@@ -275,7 +276,7 @@ class ServerSession:
             self.position = seq
         if out:
             self._send(p.Changes(txs=out))
-        if more or self._wake:
+        if (more or self._wake) and not self._draining:
             self._wake = False
             self._read()
         else:
@@ -288,7 +289,7 @@ class ServerSession:
 
     def notify(self) -> None:
         """Something was committed to this tenant's log."""
-        if self.state is not State.READY or not self._subscriptions:
+        if self.state is not State.READY or not self._subscriptions or self._draining:
             return
         if self._reading:
             self._wake = True
@@ -299,6 +300,13 @@ class ServerSession:
         """Ask the client for a sign of life (the driver's idle check)."""
         if self.state is State.READY:
             self._send(p.Ping(nonce=nonce))
+
+    def drain(self) -> None:
+        """The server is closing the connection: take no more input, start no
+        more merges (queued pushes were never acked; the client sends them
+        again), but still answer the merge in flight with its Ack."""
+        self._draining = True
+        self._pushes.clear()
 
     def close(self) -> None:
         """The connection is gone or being closed by the server: stop asking for work."""
@@ -448,7 +456,7 @@ class ServerSession:
         return False
 
     def _next_merge(self) -> None:
-        if not self._merging and self._pushes and self.state is State.READY:
+        if not self._merging and self._pushes and self.state is State.READY and not self._draining:
             self._merging = True
             self._actions.append(self._pushes.popleft())
 

@@ -1,0 +1,243 @@
+"""The sync server daemon: websockets in front, PostgreSQL behind.
+
+:class:`SyncServer` wires the parts: it checks (and by default applies) the
+schema migrations, opens a psycopg connection pool, starts the LISTEN
+connection that wakes log streams, and serves websockets with plain HTTP
+(health, readiness, metrics) on the same port. Configuration is keyword-only
+with production defaults.
+
+Stopping (:meth:`SyncServer.stop`, or SIGTERM/SIGINT under
+:meth:`SyncServer.serve_forever`) drains: new connections are refused, each
+connection finishes the merge it is running and sends its Ack, then closes
+with 1001; then the notifier and the pool close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from syncstore.core import hlc as hlc_mod
+from syncstore.core.server_session import DEFAULT_MAX_BATCH
+
+from syncstore_server import migrate as migrations
+from syncstore_server.auth import Secret
+from syncstore_server.embedded import DEFAULT_DATA_DIR, database
+from syncstore_server.handler import ConnectionHandler, Limits
+from syncstore_server.http import make_process_request
+from syncstore_server.metrics import Metrics
+from syncstore_server.notify import Notifier
+from syncstore_server.store import ChangeStore, load_catalog, prepare_connection
+from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES
+
+log = logging.getLogger("syncstore.server")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+
+
+class SyncServer:
+    """One server process. ``await start()``, then ``await stop()``; or ``serve_forever()``."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        secret: Secret,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_tx_changes: int = DEFAULT_MAX_TX_CHANGES,
+        max_connections: int = 1000,
+        hello_timeout_s: float = 10.0,
+        idle_timeout_s: float = 120.0,
+        max_drift_ms: int = hlc_mod.DEFAULT_MAX_DRIFT_MS,
+        pool_size: int = 10,
+        drain_timeout_s: float = 30.0,
+        log_read_limit: int = 200,
+        apply_migrations: bool = True,
+    ):
+        self.database_url = database_url
+        self._secret = secret
+        self.host = host
+        self.requested_port = port
+        self.max_frame = max_frame
+        self.max_batch = max_batch
+        self.max_tx_changes = max_tx_changes
+        self.max_connections = max_connections
+        self.hello_timeout_s = hello_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_drift_ms = max_drift_ms
+        self.pool_size = pool_size
+        self.drain_timeout_s = drain_timeout_s
+        self.log_read_limit = log_read_limit
+        self.apply_migrations = apply_migrations
+        self.server_id = uuid.uuid4().hex[:12]
+        self.metrics = Metrics()
+        self._handlers: set[ConnectionHandler] = set()
+        self._accepting = False
+        self._pool: AsyncConnectionPool | None = None
+        self._notifier: Notifier | None = None
+        self._ws: Server | None = None
+        self.store: ChangeStore | None = None
+        self.schema_version = 0
+
+    def __repr__(self) -> str:  # the URL may carry a password: never shown
+        return f"SyncServer(host={self.host!r}, port={self.requested_port}, server_id={self.server_id!r})"
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (useful with ``port=0``)."""
+        assert self._ws is not None, "not started"
+        return self._ws.sockets[0].getsockname()[1]
+
+    @property
+    def connections(self) -> int:
+        return len(self._handlers)
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.schema_version = await asyncio.to_thread(self._prepare_schema)
+        pool = AsyncConnectionPool(
+            self.database_url,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs={"autocommit": True},
+            configure=prepare_connection,
+            open=False,
+            name="syncstore",
+        )
+        await pool.open(wait=True, timeout=30)
+        self._pool = pool
+        async with pool.connection() as conn:
+            catalog = await load_catalog(conn)
+        self.store = ChangeStore(
+            pool, catalog, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
+        )
+        self._notifier = Notifier(self.database_url)
+        await self._notifier.start()
+        self._accepting = True
+        self._ws = await serve(
+            self._handle,
+            self.host,
+            self.requested_port,
+            process_request=make_process_request(
+                store=self.store,
+                metrics=self.metrics,
+                accepting=lambda: self._accepting,
+                connections=lambda: len(self._handlers),
+                max_connections=self.max_connections,
+            ),
+            max_size=self.max_frame,
+            # MessagePack frames are small and already dense; deflate would
+            # cost CPU per subscriber on every live change.
+            compression=None,
+        )
+        log.info(
+            "syncstore server %s listening on %s:%s (schema %s, pgvector %s)",
+            self.server_id, self.host, self.port, self.schema_version, "yes" if catalog.vector else "no",
+        )  # fmt: skip
+
+    def _prepare_schema(self) -> int:
+        with psycopg.connect(self.database_url) as conn:
+            if self.apply_migrations:
+                for migration in migrations.migrate(conn):
+                    log.info("applied server migration %s (%s)", migration.version, migration.name)
+            return migrations.check(conn).current
+
+    async def stop(self) -> None:
+        """Drain and stop: refuse new clients, let merges finish and ack, close."""
+        self._accepting = False
+        if self._ws is not None:
+            self._ws.close(close_connections=False)  # stop listening; connections drain below
+            handlers = list(self._handlers)
+            if handlers:
+                done, pending = await asyncio.wait(
+                    [asyncio.create_task(h.drain()) for h in handlers], timeout=self.drain_timeout_s
+                )
+                if pending:
+                    log.warning("%d connections did not drain in time; closing them", len(pending))
+                    for task in pending:
+                        task.cancel()
+                    for handler in list(self._handlers):
+                        handler.ws.transport.abort()
+            try:
+                await asyncio.wait_for(self._ws.wait_closed(), self.drain_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("connection handlers still running at shutdown")
+            self._ws = None
+        if self._notifier is not None:
+            await self._notifier.stop()
+            self._notifier = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        log.info("syncstore server %s stopped", self.server_id)
+
+    async def serve_forever(self) -> None:
+        """Start, run until SIGTERM or SIGINT, then drain and stop."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("stopping: draining %d connections", len(self._handlers))
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def __aenter__(self) -> SyncServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    # --- connections ----------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        assert self.store is not None and self._notifier is not None
+        handler = ConnectionHandler(
+            websocket,
+            store=self.store,
+            notifier=self._notifier,
+            metrics=self.metrics,
+            secret=self._secret,
+            limits=Limits(
+                max_batch=self.max_batch,
+                max_frame=self.max_frame,
+                hello_timeout_s=self.hello_timeout_s,
+                idle_timeout_s=self.idle_timeout_s,
+                log_read_limit=self.log_read_limit,
+                server_id=self.server_id,
+                schema=self.schema_version,
+            ),
+        )
+        self._handlers.add(handler)
+        self.metrics.connected.inc()
+        try:
+            await handler.run()
+        finally:
+            self._handlers.discard(handler)
+            self.metrics.connected.dec()
+
+
+def run(*, database_url: str | None = None, data_dir: str = DEFAULT_DATA_DIR, secret: Secret, **options: Any) -> None:
+    """Run a server until SIGTERM/SIGINT: on ``database_url``, or on an
+    embedded PostgreSQL in ``data_dir`` when no URL is given (stopped on exit).
+    ``options`` are :class:`SyncServer`'s keyword arguments."""
+    with database(database_url, data_dir=data_dir) as url:
+        asyncio.run(SyncServer(url, secret=secret, **options).serve_forever())

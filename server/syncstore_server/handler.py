@@ -1,0 +1,289 @@
+"""One websocket connection: a thin driver of the core server session.
+
+The session (:mod:`syncstore.core.server_session`) decides; this driver does
+the I/O it asks for: checks the token, runs merges and log reads against the
+change store, sends messages through one writer task, and closes. Merges and
+reads run as tasks beside the frame reader, so a client that is pushing still
+receives live changes, and the session keeps at most one of each in flight.
+
+Backpressure: the next log read waits until every queued message was written
+to the socket, so a slow client slows its own stream and nobody else's.
+
+Shutdown (:meth:`ConnectionHandler.drain`): stop reading frames, let the merge
+in flight finish and its Ack go out, then close with 1001 (going away). A push
+queued behind it is not merged: it was never acked, so the client sends it again.
+A connection that drops mid-merge is handled the same way: the merge completes
+(or rolls back) as a whole, never half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, NamedTuple
+
+import psycopg
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from syncstore.core import protocol as p
+from syncstore.core import server_session as ss
+from syncstore.errors import AuthError, SyncError
+
+from syncstore_server import auth
+from syncstore_server.metrics import Metrics
+from syncstore_server.notify import Notifier
+from syncstore_server.store import ChangeStore
+
+log = logging.getLogger("syncstore.server.handler")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class Limits(NamedTuple):
+    max_batch: int
+    max_frame: int
+    hello_timeout_s: float
+    idle_timeout_s: float
+    log_read_limit: int
+    server_id: str
+    schema: int
+
+
+class _Closing(NamedTuple):
+    code: int
+    reason: str
+
+
+class ConnectionHandler:
+    def __init__(
+        self,
+        websocket: ServerConnection,
+        *,
+        store: ChangeStore,
+        notifier: Notifier,
+        metrics: Metrics,
+        secret: auth.Secret,
+        limits: Limits,
+    ):
+        self.ws = websocket
+        self.store = store
+        self.notifier = notifier
+        self.metrics = metrics
+        self.secret = secret
+        self.limits = limits
+        self.session = ss.ServerSession(
+            tables=store.catalog.tables,
+            max_batch=limits.max_batch,
+            max_frame=limits.max_frame,
+            server_id=limits.server_id,
+            schema=limits.schema,
+        )
+        self._out: asyncio.Queue[bytes | _Closing] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._merge_task: asyncio.Task[None] | None = None
+        self._unsubscribe = None
+        self._last_heard = time.monotonic()
+        self._ping_nonce = 0
+        self._closed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._draining = False
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_loop())
+        self._reader = asyncio.create_task(self._read_loop())
+        try:
+            await asyncio.wait({writer, self._reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._reader.cancel()
+            self.session.drain()
+            await self._settle_merge()  # its Ack is queued before the close
+            self.session.close()
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            for task in list(self._tasks):
+                task.cancel()
+            if not writer.done():
+                if self._draining:
+                    self._out.put_nowait(_Closing(CLOSE_GOING_AWAY, "server shutting down"))
+                else:
+                    self._out.put_nowait(_Closing(1000, ""))
+                try:
+                    await asyncio.wait_for(writer, 5)
+                except (asyncio.TimeoutError, ConnectionClosed):
+                    writer.cancel()
+            self._closed.set()
+
+    async def drain(self) -> None:
+        """Stop reading, let the merge in flight finish and its Ack go out, close with 1001."""
+        self._draining = True
+        if self._reader is not None:
+            self._reader.cancel()
+        await self._closed.wait()
+
+    async def _settle_merge(self) -> None:
+        # A merge is never cancelled halfway: it commits or rolls back as a
+        # whole in PostgreSQL, and waiting lets its Ack reach the client.
+        task = self._merge_task
+        if task is not None and not task.done():
+            try:
+                await asyncio.shield(task)
+            except Exception:
+                log.exception("a merge failed while the connection closed")
+
+    # --- reading -------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        limits = self.limits
+        try:
+            while True:
+                waiting = self.session.state is ss.State.AWAIT_HELLO
+                budget = limits.hello_timeout_s if waiting else limits.idle_timeout_s / 2
+                try:
+                    frame = await asyncio.wait_for(self.ws.recv(), budget)
+                except asyncio.TimeoutError:
+                    if waiting:
+                        self._fail("hello_timeout", "no Hello within the time allowed", CLOSE_GOING_AWAY)
+                        return
+                    if time.monotonic() - self._last_heard >= limits.idle_timeout_s:
+                        self._fail("idle_timeout", "nothing heard from the client for too long", CLOSE_GOING_AWAY)
+                        return
+                    self._ping_nonce += 1
+                    self.session.ping(self._ping_nonce)
+                    self._dispatch()
+                    continue
+                self._last_heard = time.monotonic()
+                self.session.receive_frame(frame)
+                self._dispatch()
+                if self.session.state is ss.State.CLOSED:
+                    return
+        except ConnectionClosed:
+            return
+
+    def _fail(self, code: str, message: str, close_code: int) -> None:
+        self._send(p.Error(code=code, message=message, fatal=True))
+        self.session.close()
+        self._out.put_nowait(_Closing(close_code, code))
+
+    # --- writing -------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                item = await self._out.get()
+                try:
+                    if isinstance(item, _Closing):
+                        await self.ws.close(item.code, item.reason)
+                        return
+                    await self.ws.send(item)
+                finally:
+                    self._out.task_done()
+        except ConnectionClosed:
+            return
+
+    def _send(self, message: p.Message) -> None:
+        if isinstance(message, p.Error):
+            self.metrics.errors.labels(message.code).inc()
+        self._out.put_nowait(p.encode(message))
+
+    # --- actions -------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        for action in self.session.actions():
+            if isinstance(action, ss.Send):
+                self._send(action.message)
+            elif isinstance(action, ss.Close):
+                self._out.put_nowait(_Closing(action.code, action.reason))
+            elif isinstance(action, ss.Authenticate):
+                self._spawn(self._authenticate(action))
+            elif isinstance(action, ss.Merge):
+                self._merge_task = self._spawn(self._merge(action))
+            elif isinstance(action, ss.ReadLog):
+                self._spawn(self._read_log(action))
+            elif isinstance(action, ss.Resolve):
+                self._spawn(self._resolve(action))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _authenticate(self, action: ss.Authenticate) -> None:
+        try:
+            identity = auth.verify_token(self.secret, action.token)
+        except AuthError as exc:
+            code = "token_expired" if "expired" in str(exc) else "bad_token"
+            self.session.refuse(code, str(exc))
+            self._dispatch()
+            return
+        try:
+            acked = await self.store.acked_seq(identity.tenant, action.site)
+        except psycopg.Error as exc:
+            log.warning("cannot read acks (%s)", type(exc).__name__)
+            self.session.refuse("unavailable", "the server cannot reach its database; try again")
+            self._dispatch()
+            return
+        self.session.accept(identity, acked_seq=acked)
+        if self.session.state is ss.State.READY:
+            self._unsubscribe = self.notifier.subscribe(identity.tenant, self._on_notify)
+        self._dispatch()
+
+    def _on_notify(self) -> None:
+        self.session.notify()
+        self._dispatch()
+
+    async def _merge(self, action: ss.Merge) -> None:
+        identity = self.session.identity
+        assert identity is not None and self.session.site is not None
+        started = time.perf_counter()
+        try:
+            result = await self.store.merge(identity.tenant, self.session.site, action.txs)
+        except (psycopg.Error, SyncError) as exc:
+            log.warning("merge failed for tenant %r: %s", identity.tenant, type(exc).__name__)
+            self.session.merge_failed("unavailable", "the server could not merge the push; connect again and retry")
+            self._dispatch()
+            return
+        except Exception:
+            log.exception("merge failed for tenant %r", identity.tenant)
+            self.session.merge_failed("server_error", "the server failed to merge the push; nothing was merged")
+            self._dispatch()
+            return
+        metrics = self.metrics
+        metrics.merge_seconds.observe(time.perf_counter() - started)
+        metrics.pushes.inc()
+        metrics.changes_merged.inc(result.row_changes)
+        metrics.conflicts.inc(result.conflicts)
+        metrics.rejected.inc(len(result.rejected))
+        self.session.merged(upto_seq=result.upto_seq, rejected=result.rejected)
+        self._dispatch()
+
+    async def _read_log(self, action: ss.ReadLog) -> None:
+        identity = self.session.identity
+        assert identity is not None
+        await self._out.join()  # backpressure: the client has taken what we sent
+        try:
+            entries, more = await self.store.read_log(identity.tenant, action.after, limit=self.limits.log_read_limit)
+        except Exception as exc:
+            if isinstance(exc, psycopg.Error):
+                log.warning("log read failed for tenant %r: %s", identity.tenant, type(exc).__name__)
+            else:
+                log.exception("log read failed for tenant %r", identity.tenant)
+            self.session.log_failed("unavailable", "the server could not read its change log; connect again")
+            self._dispatch()
+            return
+        self.session.log_read(entries, more=more)
+        self._dispatch()
+
+    async def _resolve(self, action: ss.Resolve) -> None:
+        identity = self.session.identity
+        assert identity is not None and self.session.site is not None
+        try:
+            await self.store.mark_resolved(identity.tenant, action.conflict_ids, by=f"site:{self.session.site.hex()}")
+        except psycopg.Error as exc:
+            log.warning("marking conflicts resolved failed: %s", type(exc).__name__)
+            self._send(p.Error(code="unavailable", message="the server could not record the resolution; send it again"))
