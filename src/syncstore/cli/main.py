@@ -93,6 +93,12 @@ def _register() -> None:
 
     cli.add_command(sync.sync)
     cli.add_command(sync.conflicts)
+    from syncstore.cli import legacy  # noqa: E402 - beside the others, by its own line
+
+    cli.add_command(legacy.import_group)
+    from syncstore.cli import server  # noqa: E402 - beside the others, by its own line
+
+    cli.add_command(server.server)
 
 
 _register()

@@ -63,7 +63,7 @@ def apply(store: Replica, plan: Plan, *, import_id: str, progress: Progress | No
                     stamps.append(task.stamp)
         bulk.insert_rows(store, "task_messages", messages, stamps)
         records.extend(("tasks", t.row["id"], "insert", t.stamp, None) for t in batch)
-        records.extend(("task_messages", m["id"], "insert", s, None) for m, s in zip(messages, stamps))
+        _record_messages(records, messages, stamps)
         step(len(batch))
 
     for task in plan.revived_tasks:
@@ -72,12 +72,12 @@ def apply(store: Replica, plan: Plan, *, import_id: str, progress: Progress | No
         missing = [m for m in task.messages if m["id"] not in present]
         bulk.insert_rows(store, "task_messages", missing, [stamp] * len(missing))
         records.append(("tasks", task.row["id"], "insert", stamp, None))
-        records.extend(("task_messages", m["id"], "insert", stamp, None) for m in missing)
+        _record_messages(records, missing, [stamp] * len(missing))
     step(len(plan.revived_tasks))
 
     if plan.new_messages:
         bulk.insert_rows(store, "task_messages", [m for m, _ in plan.new_messages], [s for _, s in plan.new_messages])
-        records.extend(("task_messages", m["id"], "insert", s, None) for m, s in plan.new_messages)
+        _record_messages(records, [m for m, _ in plan.new_messages], [s for _, s in plan.new_messages])
     step(total - done)
 
     history.record_rows(store, import_id, records)
@@ -85,3 +85,14 @@ def apply(store: Replica, plan: Plan, *, import_id: str, progress: Progress | No
     # equals this millisecond.
     newest = max((r[3] for r in records), default=0)
     store.clock.observe(newest)
+
+
+def _record_messages(records: list[tuple[str, str, str, int, Any]], messages: list[dict[str, Any]], stamps: list[int]) -> None:
+    """One history record per task for the messages added under it (a row
+    per message would double the import's writes)."""
+    by_task: dict[str, tuple[int, list[int]]] = {}
+    for message, stamp in zip(messages, stamps):
+        by_task.setdefault(message["task_id"], (stamp, []))[1].append(message["position"])
+    for task_id, (stamp, positions) in by_task.items():
+        ranges = history.position_ranges(sorted(positions))
+        records.append(("task_messages", task_id, "insert", stamp, schema.encode_json(ranges)))

@@ -21,7 +21,9 @@ class RowRecord(NamedTuple):
     id: str
     op: str  # "insert", "update" or "secret"
     hlc: int
-    previous: str | None  # JSON of the values an update replaced; for a secret, "replaced" or None
+    # update: JSON of the values it replaced; secret: "replaced" or None;
+    # task_messages (id is the task's): JSON [start, end) ranges of positions added.
+    detail: str | None
 
 
 def start(store: Replica, import_id: str, *, source: str, sha256: str, options: dict[str, Any]) -> None:
@@ -33,7 +35,7 @@ def start(store: Replica, import_id: str, *, source: str, sha256: str, options: 
 
 def record_rows(store: Replica, import_id: str, rows: Iterable[tuple[str, str, str, int, str | None]]) -> None:
     store.connection.executemany(
-        "insert into legacy_import_rows (import_id, tbl, pk, op, hlc, previous) values (?, ?, ?, ?, ?, ?)",
+        "insert into legacy_import_rows (import_id, tbl, pk, op, hlc, detail) values (?, ?, ?, ?, ?, ?)",
         ((import_id, *row) for row in rows),
     )
 
@@ -52,16 +54,31 @@ def rows_of(store: Replica, import_id: str, *, tables: tuple[str, ...]) -> list[
     return [
         RowRecord(*row)
         for row in store.connection.execute(
-            f"select tbl, pk, op, hlc, previous from legacy_import_rows where import_id = ? and tbl in ({marks}) order by tbl, pk",
+            f"select tbl, pk, op, hlc, detail from legacy_import_rows where import_id = ? and tbl in ({marks}) order by tbl, pk",
             (import_id, *tables),
         )
     ]
 
 
-def count_rows(store: Replica, import_id: str, table: str) -> int:
-    return store.connection.execute(
-        "select count(*) from legacy_import_rows where import_id = ? and tbl = ?", (import_id, table)
-    ).fetchone()[0]
+def position_ranges(positions: list[int]) -> list[list[int]]:
+    """Sorted positions as [start, end) ranges: [0, 1, 2, 5] -> [[0, 3], [5, 6]]."""
+    ranges: list[list[int]] = []
+    for position in positions:
+        if ranges and ranges[-1][1] == position:
+            ranges[-1][1] += 1
+        else:
+            ranges.append([position, position + 1])
+    return ranges
+
+
+def messages_added(store: Replica, import_id: str) -> int:
+    """How many messages an import added, from its per-task records."""
+    total = 0
+    for (detail,) in store.connection.execute(
+        "select detail from legacy_import_rows where import_id = ? and tbl = 'task_messages'", (import_id,)
+    ):
+        total += sum(end - start for start, end in msgspec.json.decode(detail))
+    return total
 
 
 def mark_undone(store: Replica, import_id: str, table: str, row_id: str, tombstone_hlc: int) -> None:

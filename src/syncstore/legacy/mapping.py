@@ -15,6 +15,7 @@ of the wrong type can still fail here, with the legacy field's name.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import shlex
 import uuid
@@ -159,7 +160,7 @@ def map_messages(task: MappedTask, messages: list[dict[str, Any]]) -> None:
     prefix = message_id_prefix(task_id)
     extras: list[dict[str, Any]] = []
     contents: list[str] = []
-    seen: dict[bytes, int] = {}  # an assistant message, encoded -> its first position
+    seen: dict[Any, list[int]] = {}  # an assistant message's fingerprint -> positions with it
     calls: dict[str, int] = {}  # call_id -> position of the shell call
     outputs: dict[str, int] = {}  # call_id -> position of its output
     for position, message in enumerate(messages):
@@ -169,9 +170,8 @@ def map_messages(task: MappedTask, messages: list[dict[str, Any]]) -> None:
         kind = message.get("type", "message")
         duplicate = False
         if message["role"] == "assistant":
-            key = _encode(message)
-            first = seen.setdefault(key, position)
-            if first != position:
+            first = _earlier_copy(messages, position, seen)
+            if first is not None:
                 duplicate = True
                 extra["duplicate_of"] = f"{prefix}{first:06x}"
                 task.duplicates.append(Duplicate(task_id=task_id, position=position, duplicate_of=first))
@@ -218,6 +218,34 @@ def map_messages(task: MappedTask, messages: list[dict[str, Any]]) -> None:
         )
 
 
+def _earlier_copy(messages: list[dict[str, Any]], position: int, seen: dict[Any, list[int]]) -> int | None:
+    """The position of an earlier message exactly equal to this one (as JSON),
+    or None. A cheap fingerprint finds candidates; only they are encoded."""
+    message = messages[position]
+    data = message.get("data")
+    if isinstance(data, dict):
+        key: Any = (message.get("type"), data.get("text"), data.get("call_id"), data.get("output"), data.get("id"))
+    else:
+        key = (message.get("type"), data)
+    try:
+        hash(key)
+    except TypeError:  # unusual values: fall back to the whole message
+        key = _encode(message)
+    candidates = seen.setdefault(key, [])
+    if candidates:
+        encoded = _encode(message)
+        for earlier in candidates:
+            if _encode(messages[earlier]) == encoded:
+                return earlier
+    candidates.append(position)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _join(command: tuple[str, ...]) -> str:
+    return shlex.join(command)  # agents run the same few commands again and again
+
+
 def _shell_call(data: dict[str, Any], extra: dict[str, Any]) -> str:
     call_id = data.get("call_id")
     if isinstance(call_id, str):
@@ -226,7 +254,7 @@ def _shell_call(data: dict[str, Any], extra: dict[str, Any]) -> str:
     command = action.get("command") if isinstance(action, dict) else None
     if isinstance(command, list) and all(isinstance(part, str) for part in command):
         extra["command"] = command
-        return shlex.join(command)
+        return _join(tuple(command))
     return ""
 
 

@@ -47,9 +47,9 @@ def rollback_import(store: Replica, import_id: str) -> RollbackReport:
                 removed.add(record.id)
             else:
                 report.restored.append(RowRef(table=record.table, id=record.id))
-        report.messages_kept = history.count_rows(store, import_id, "task_messages")
+        report.messages_kept = history.messages_added(store, import_id)
         for record in history.rows_of(store, import_id, tables=("local_secrets",)):
-            if record.previous == "replaced":
+            if record.detail == "replaced":
                 report.kept.append(
                     Kept(table="local_secrets", id=record.id, reason="it replaced an earlier secret, which is not kept")
                 )
@@ -75,7 +75,7 @@ def _undo(store: Replica, import_id: str, record: history.RowRecord) -> Kept | s
         assert tombstone is not None  # the delete just made it
         history.mark_undone(store, import_id, record.table, record.id, tombstone[0])
         return "removed"
-    previous = msgspec.json.decode(record.previous or "{}")
+    previous = msgspec.json.decode(record.detail or "{}")
     since = [name for name in previous if (cells[name].hlc, cells[name].site) != mine]
     if since:
         return Kept(table=record.table, id=record.id, reason=_edited(since))

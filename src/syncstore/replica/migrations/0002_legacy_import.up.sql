@@ -27,8 +27,11 @@ CREATE TABLE legacy_imports (
 );
 
 -- The rows each import wrote, so a rollback removes exactly those.
--- op: 'insert' (a new row), 'update' (columns of an existing row; previous holds
--- their earlier values as JSON), 'secret' (a local_secrets row; pk is the owner id).
+-- op: 'insert' (a new row), 'update' (columns of an existing row; detail holds
+-- their earlier values as JSON), 'secret' (a local_secrets row; pk is the owner id;
+-- detail 'replaced' when it replaced an earlier value). Messages are recorded per
+-- task: tbl 'task_messages', pk the task id, detail the positions added, as JSON
+-- [start, end) ranges.
 -- hlc: the clock stamp the import wrote with; a row whose clocks moved past it was
 -- edited since. undone_hlc: the stamp of the tombstone a rollback left.
 CREATE TABLE legacy_import_rows (
@@ -37,7 +40,7 @@ CREATE TABLE legacy_import_rows (
     pk TEXT NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('insert', 'update', 'secret')),
     hlc INTEGER NOT NULL,
-    previous TEXT,
+    detail TEXT,
     undone_hlc INTEGER,
     PRIMARY KEY (import_id, tbl, pk)
 ) WITHOUT ROWID;
