@@ -299,7 +299,9 @@ def now_iso() -> str:
 def format_timestamp(value: dt.datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime: give a timezone (UTC is stored)")
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: it always writes four year digits (strftime's %Y
+    # writes "999" for the year 999, which would not sort) and is several times faster.
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(value: str) -> dt.datetime:
@@ -309,7 +311,10 @@ def parse_timestamp(value: str) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError("timestamp has no timezone")
-    return parsed.astimezone(dt.timezone.utc)
+    try:
+        return parsed.astimezone(dt.timezone.utc)
+    except OverflowError:  # e.g. year 1 at +05:00 is before the first UTC instant
+        raise ValueError("outside the range of UTC timestamps") from None
 
 
 def encode_json(value: Any) -> str:
@@ -332,6 +337,11 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
             raise bad(f"text longer than {MAX_TEXT} characters")
         if "\x00" in value:
             raise bad("text contains a NUL character")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise bad("text is not valid Unicode (it has a lone surrogate)") from None
         if col.choices is not None and value not in col.choices:
             raise bad(f"{value!r} is not one of {', '.join(col.choices)}")
         return value
@@ -363,13 +373,16 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
             if isinstance(value, str):
                 return encode_json(msgspec.json.decode(value))
             return encode_json(value)
-        except (msgspec.DecodeError, msgspec.EncodeError, TypeError) as exc:
+        except (msgspec.DecodeError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
             raise bad(f"not valid JSON: {exc}") from None
     if kind == "timestamp":
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
                 raise bad("naive datetime: give a timezone")
-            return format_timestamp(value)
+            try:
+                return format_timestamp(value)
+            except OverflowError:
+                raise bad("outside the range of UTC timestamps") from None
         if isinstance(value, str):
             try:
                 return format_timestamp(parse_timestamp(value))

@@ -35,9 +35,23 @@ def load_sqlite_vec(conn: apsw.Connection) -> Capabilities:
     return Capabilities(vector=True, vector_version=version, vector_problem=None)
 
 
+def replica_error(path: str, exc: apsw.Error) -> ReplicaError:
+    """The syncstore error for an apsw error on the replica file: one clear line."""
+    if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
+        return ReplicaLockedError(f"{path}: the replica is locked by another process; try again ({exc})")
+    if isinstance(exc, (apsw.NotADBError, apsw.CorruptError)):
+        return NotAReplicaError(f"{path}: not a SQLite database, or corrupt ({exc})")
+    if isinstance(exc, apsw.CantOpenError):
+        return ReplicaError(f"{path}: cannot open the file ({exc})")
+    if isinstance(exc, apsw.ReadOnlyError):
+        return ReplicaError(f"{path}: the file is read-only ({exc})")
+    return ReplicaError(f"{path}: {exc}")
+
+
 def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> tuple[apsw.Connection, Capabilities]:
     """Open ``path`` with WAL, a busy timeout and the other recommended settings."""
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    conn = None
     try:
         conn = apsw.Connection(path, flags=flags)
         conn.set_busy_timeout(busy_timeout_ms)
@@ -47,14 +61,12 @@ def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = DEFAULT
         apsw.bestpractice.connection_dqs(conn)
         apsw.bestpractice.connection_recursive_triggers(conn)
         if not readonly:
-            conn.pragma("synchronous", "NORMAL")  # durable at checkpoints; safe with WAL
+            # With WAL, NORMAL keeps every commit through a killed process; only a
+            # power cut can lose the last few commits. FULL would fsync each one.
+            conn.pragma("synchronous", "NORMAL")
         conn.pragma("temp_store", "MEMORY")
-    except apsw.BusyError as exc:
-        raise ReplicaLockedError(f"{path}: the replica is locked by another process ({exc})") from None
-    except (apsw.NotADBError, apsw.CorruptError) as exc:
-        raise NotAReplicaError(f"{path}: not a SQLite database or corrupt ({exc})") from None
-    except apsw.CantOpenError as exc:
-        raise ReplicaError(f"{path}: cannot open ({exc})") from None
     except apsw.Error as exc:
-        raise ReplicaError(f"{path}: {exc}") from None
+        if conn is not None:
+            conn.close()
+        raise replica_error(path, exc) from None
     return conn, load_sqlite_vec(conn)

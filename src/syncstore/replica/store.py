@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, ContextManager, Iterable, Mapping, NamedTuple
 
 import apsw
 
@@ -27,18 +26,19 @@ from syncstore.core import merge
 from syncstore.core.hlc import DEFAULT_MAX_DRIFT_MS, HybridClock
 from syncstore.core.ids import new_site_id, uuid7
 from syncstore.errors import (
-    NotAReplicaError,
     NotFoundError,
     ReplicaError,
-    ReplicaLockedError,
+    SchemaVersionError,
+    SyncstoreError,
     ValidationError,
 )
-from syncstore.replica import clocks, migrations
-from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS, Capabilities, connect
+from syncstore.replica import clocks, migrations, rowcheck
+from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS, Capabilities, connect, replica_error
 
 log = logging.getLogger("syncstore.replica")
 
 DELETED = merge.DELETED
+_encode = clocks.encode_values
 
 
 class Change(NamedTuple):
@@ -87,14 +87,85 @@ class _Sql:
         self.select = f"select * from {tbl.name} where id = ?"
         self.select_clock = f"select _hlc, _site, _clocks from {tbl.name} where id = ?"
         self.delete = f"delete from {tbl.name} where id = ?"
+        self.check = rowcheck.checker(tbl).check
+        self.has_created_at = "created_at" in names
 
 
-def _connection_error(path: str, exc: apsw.Error) -> ReplicaError:
-    if isinstance(exc, apsw.BusyError):
-        return ReplicaLockedError(f"{path}: the replica is locked by another process; try again")
-    if isinstance(exc, (apsw.NotADBError, apsw.CorruptError)):
-        return NotAReplicaError(f"{path}: the file is corrupt or not a SQLite database ({exc})")
-    return ReplicaError(f"{path}: {exc}")
+_LOG = "insert into _ss_changes (seq, tx, tbl, pk, hlc, cols, seen) values (?, ?, ?, ?, ?, ?, ?)"
+# The counters are the greater of the clock row and the newest log entry (see
+# migration 0007): a commit whose newest entry carries the clock's last stamp
+# does not rewrite the clock row, which saves a page write per commit.
+_READ_CLOCK = (
+    "select max(c.last_hlc, coalesce(l.hlc, 0)), max(c.last_seq, coalesce(l.seq, 0)), "
+    "max(c.last_tx, coalesce(l.tx, 0)) from _ss_clock c "
+    "left join (select seq, tx, hlc from _ss_changes order by seq desc limit 1) l where c.id = 1"
+)
+_LAST_SEQ = "select max(last_seq, coalesce((select max(seq) from _ss_changes), 0)) from _ss_clock where id = 1"
+_WRITE_CLOCK = "update _ss_clock set last_hlc = ?, last_seq = ?, last_tx = ? where id = 1"
+_HLC_MAX = 2**63 - 1
+
+# Kept for modules that imported the old private name.
+_connection_error = replica_error
+
+
+class _Transaction:
+    """The context manager behind :meth:`Replica.transaction` (a class, not a
+    generator: it runs around every single-row write, so its cost counts)."""
+
+    __slots__ = ("_replica", "_outer", "_marker", "_seq")
+
+    def __init__(self, replica: Replica):
+        self._replica = replica
+
+    def __enter__(self) -> Replica:
+        r = self._replica
+        r._lock.acquire()
+        try:
+            self._outer = r._depth == 0
+            self._marker = len(r._notes)
+            self._seq = r._seq
+            if self._outer:
+                r._begin()
+            else:
+                r._conn.execute(f"savepoint ss_{r._depth}")
+        except apsw.Error as exc:
+            r._lock.release()
+            raise replica_error(r.path, exc) from None
+        except BaseException:
+            r._lock.release()
+            raise
+        r._depth += 1
+        return r
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        r = self._replica
+        notes: list[Change] = []
+        try:
+            r._depth -= 1
+            if exc_type is not None:
+                del r._notes[self._marker :]
+                if self._outer:
+                    r._rollback()
+                else:
+                    r._conn.execute(f"rollback to ss_{r._depth}")
+                    r._conn.execute(f"release ss_{r._depth}")
+                    r._seq = self._seq  # the rolled-back entries' numbers are free again
+                return False
+            if not self._outer:
+                r._conn.execute(f"release ss_{r._depth}")
+                return False
+            try:
+                r._commit()
+            except apsw.Error as error:
+                r._rollback()
+                r._notes.clear()
+                raise replica_error(r.path, error) from None
+            notes, r._notes = r._notes, []
+        finally:
+            r._lock.release()
+        if notes:
+            r._notify(notes)
+        return False
 
 
 class Replica:
@@ -113,19 +184,30 @@ class Replica:
         self._conn, self.capabilities = connect(self.path, readonly=readonly, busy_timeout_ms=busy_timeout_ms)
         try:
             self._open_schema()
+            self.site_id: bytes = self.meta_get("site_id")
         except apsw.Error as exc:
             self._conn.close()
-            raise _connection_error(self.path, exc) from None
+            raise replica_error(self.path, exc) from None
         except BaseException:
             self._conn.close()
             raise
-        self.site_id: bytes = self.meta_get("site_id")
         self.clock = HybridClock(max_drift_ms=max_drift_ms)
         self._lock = threading.RLock()
         self._depth = 0
+        # The current write transaction: its number, the last sequence number it
+        # used, and whether it logged anything (then the clock row is written).
         self._tx: int | None = None
         self._tx_used = False
         self._seq = 0
+        # The newest entry this class logged in the current transaction (seq, hlc).
+        self._logged_seq = -1
+        self._logged_hlc = -1
+        # The counters as of this connection's last look at the clock row, and
+        # the file's data version then: an unchanged version at the next BEGIN
+        # means no other connection has committed, so the row need not be read.
+        self._last_seq = 0
+        self._last_tx = 0
+        self._version: int | None = None
         self._notes: list[Change] = []
         self._subscribers: dict[str | None, list[Subscriber]] = {}
         self._sql = {name: _Sql(tbl) for name, tbl in schema.TABLES.items()}
@@ -134,16 +216,15 @@ class Replica:
 
     def _open_schema(self) -> None:
         conn = self._conn
-        names = {row[0] for row in conn.execute("select name from sqlite_schema where type = 'table'")}
-        if names and "_ss_migrations" not in names:
-            raise NotAReplicaError(
-                f"{self.path}: a SQLite database, but not a syncstore replica "
-                f"(it has tables {', '.join(sorted(names)[:5])}); use a new file"
-            )
+        migrations.check_is_replica(conn, self.path, allow_empty=not self.readonly)
         if self.readonly:
             migrations.check_not_newer(conn, self.path)
-            if not names:
-                raise NotAReplicaError(f"{self.path}: empty file, not a syncstore replica")
+            missing = migrations.pending(conn)
+            if missing:
+                raise SchemaVersionError(
+                    f"{self.path}: the replica needs migration {missing[0].version} ({missing[0].name}); "
+                    "open it once read-write (or run `syncstore migrate`) first"
+                )
             return
         migrations.migrate(conn, self.path)
         conn.execute("insert or ignore into _ss_meta (key, value) values ('site_id', ?)", (new_site_id(),))
@@ -164,71 +245,66 @@ class Replica:
 
     # --- transactions ---------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[Replica]:
+    def transaction(self) -> ContextManager[Replica]:
         """Atomic writes: the outermost level is a ``BEGIN IMMEDIATE`` transaction,
         inner levels are savepoints. Subscribers hear of the changes after commit."""
-        with self._lock:
-            outer = self._depth == 0
-            marker = len(self._notes)
-            try:
-                if outer:
-                    self._begin()
-                else:
-                    self._conn.execute(f"savepoint ss_{self._depth}")
-            except apsw.Error as exc:
-                raise _connection_error(self.path, exc) from None
-            self._depth += 1
-            try:
-                yield self
-            except BaseException:
-                self._depth -= 1
-                del self._notes[marker:]
-                if outer:
-                    self._conn.execute("rollback")
-                    self._tx = None
-                else:
-                    self._conn.execute(f"rollback to ss_{self._depth}")
-                    self._conn.execute(f"release ss_{self._depth}")
-                raise
-            self._depth -= 1
-            if not outer:
-                self._conn.execute(f"release ss_{self._depth}")
-                return
-            try:
-                self._commit()
-            except apsw.Error as exc:
-                self._conn.execute("rollback")
-                self._notes.clear()
-                raise _connection_error(self.path, exc) from None
-            finally:
-                self._tx = None
-            notes, self._notes = self._notes, []
-        if notes:
-            self._notify(notes)
+        return _Transaction(self)
 
     def _begin(self) -> None:
         if self.readonly:
             raise ReplicaError(f"{self.path}: opened read-only")
-        self._conn.execute("begin immediate")
-        last_hlc, self._seq, last_tx = self._conn.execute(
-            "select last_hlc, last_seq, last_tx from _ss_clock where id = 1"
-        ).fetchone()
-        self.clock.observe(last_hlc)
-        self._tx = last_tx + 1
+        conn = self._conn
+        conn.execute("begin immediate")
+        try:
+            version = conn.data_version()
+            if version != self._version:
+                last_hlc, self._last_seq, self._last_tx = conn.execute(_READ_CLOCK).fetchone()
+                self.clock.observe(last_hlc)
+                self._version = version
+        except BaseException:
+            self._rollback()
+            raise
+        self._seq = self._last_seq
+        self._tx = self._last_tx + 1
         self._tx_used = False
+        self._logged_seq = -1
 
     def _commit(self) -> None:
-        if self._tx_used:
-            self._conn.execute(
-                "update _ss_clock set last_hlc = ?, last_seq = ?, last_tx = ? where id = 1",
-                (self.clock.last, self._seq, self._tx),
-            )
-        self._conn.execute("commit")
+        conn = self._conn
+        used = self._tx_used
+        # The clock row may be skipped when the newest log entry (written by this
+        # class in this transaction) already holds the counters: its seq is the
+        # last one used and its stamp the clock's last. Anything else (entries
+        # written by other modules, a remote stamp observed, a caller-given stamp
+        # older than the clock) writes the row.
+        if used and not (self._logged_seq == self._seq and self._logged_hlc == self.clock.last):
+            conn.execute(_WRITE_CLOCK, (self.clock.last, self._seq, self._tx))
+        conn.execute("commit")
+        if used:
+            self._last_seq, self._last_tx = self._seq, self._tx
+        self._tx = None
+        # Our own commit changes the data version too: note the new one, so that
+        # only another connection's commit makes the next BEGIN read the clock row.
+        self._version = conn.data_version()
+
+    def _rollback(self) -> None:
+        self._tx = None
+        self._version = None  # read the clock row again at the next BEGIN
+        # Some errors (a full disk, an I/O error) end the transaction themselves;
+        # a second ROLLBACK would hide the real error behind "no transaction".
+        if self._conn.in_transaction:
+            self._conn.execute("rollback")
 
     def _require_tx(self) -> None:
         if self._depth == 0:
             raise ReplicaError("write outside a transaction")  # internal misuse
+
+    def _given_hlc(self, hlc: Any) -> int:
+        """Check a caller-given clock stamp (imports): an int, not too far ahead."""
+        if type(hlc) is not int or not 0 < hlc <= _HLC_MAX:
+            raise ValidationError(f"hlc must be a positive 64-bit integer stamp, got {hlc!r}")
+        self.clock.check(hlc)
+        return hlc
 
     # --- local writes ---------------------------------------------------------
 
@@ -238,44 +314,107 @@ class Replica:
         ``hlc`` stamps the write with a given clock instead of a fresh tick, for
         imported data whose time is known (an older stamp loses to later edits).
         """
-        return self.insert_many(table, [values], hlc=hlc)[0]
+        return self.insert_many(table, (values,), hlc=hlc)[0]
 
     def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]], *, hlc: int | None = None) -> list[str]:
+        """Insert rows in one transaction (a savepoint inside an open one); returns their ids.
+
+        Every row is validated before anything is written, so a bad row leaves
+        nothing behind; an id that already exists is a :class:`ValidationError`.
+        """
         tbl = schema.table(table)
         sql = self._sql[table]
-        ids = []
-        with self.transaction():
-            now = schema.now_iso()
-            for values in rows:
-                row = dict(values)
-                fresh_id = row.get("id") is None
-                if fresh_id:
-                    row["id"] = uuid7()
-                if tbl.timestamps:
-                    row.setdefault("created_at", now)
-                    row.setdefault("updated_at", row["created_at"])
-                elif "created_at" in tbl.column_names:
-                    row.setdefault("created_at", now)
-                row = schema.validate_row(tbl, row, insert=True)
-                ids.append(self._insert_row(tbl, sql, row, fresh_id=fresh_id, hlc=hlc))
-        return ids
+        if hlc is not None:
+            hlc = self._given_hlc(hlc)
+        check = sql.check
+        now = schema.now_iso()
+        prepared: list[dict[str, Any]] = []
+        given_ids: list[str] = []  # ids the caller chose: they may name a deleted row
+        for values in rows:
+            if type(values) is not dict and not isinstance(values, Mapping):  # the ABC check is slow
+                raise ValidationError("row values must be a mapping", table=table)
+            row = dict(values)  # never change the caller's mapping
+            if row.get("id") is None:
+                row["id"] = uuid7()
+            else:
+                given_ids.append(row["id"])
+            if tbl.timestamps:
+                if "created_at" not in row:
+                    row["created_at"] = now
+                if "updated_at" not in row:
+                    row["updated_at"] = row["created_at"]
+            elif sql.has_created_at and "created_at" not in row:
+                row["created_at"] = now
+            prepared.append(check(row, insert=True))
+        if not prepared:
+            return []
+        try:
+            with self.transaction():
+                self._insert_rows(tbl, sql, prepared, given_ids, hlc)
+        except apsw.ConstraintError as exc:
+            raise self._insert_error(tbl, prepared, exc) from None
+        return [row["id"] for row in prepared]
+
+    def _insert_rows(
+        self, tbl: schema.Table, sql: _Sql, rows: list[dict[str, Any]], given_ids: list[str], hlc: int | None
+    ) -> None:
+        conn = self._conn
+        name = tbl.name
+        site = self.site_id
+        if hlc is None:
+            tick = self.clock.tick
+            stamps = [tick() for _ in rows]
+        else:
+            self.clock.observe(hlc)  # later local writes must sort after it
+            stamps = [hlc] * len(rows)
+        if given_ids and self._has_tombstones(name):
+            # Inserting an id that was deleted brings the row back (the insert is newer).
+            conn.executemany("delete from _ss_tombstones where tbl = ? and pk = ?", [(name, i) for i in given_ids])
+        # A checked insert row holds every column in table order.
+        conn.executemany(sql.insert, [(*row.values(), stamp, site, None) for row, stamp in zip(rows, stamps)])
+        tx = self._tx
+        seq = self._seq
+        entries = []
+        for row, stamp in zip(rows, stamps):
+            seq += 1
+            row[DELETED] = 0
+            entries.append((seq, tx, name, row["id"], stamp, _encode(row), None))
+        conn.executemany(_LOG, entries)
+        self._seq = self._logged_seq = seq
+        self._logged_hlc = stamps[-1]
+        self._tx_used = True
+        columns = sql.columns
+        self._notes.extend([Change(name, row["id"], "insert", columns, "local") for row in rows])
+
+    def _has_tombstones(self, table: str) -> bool:
+        return self._conn.execute("select 1 from _ss_tombstones where tbl = ? limit 1", (table,)).fetchone() is not None
+
+    def _insert_error(self, tbl: schema.Table, rows: list[dict[str, Any]], exc: apsw.Error) -> SyncstoreError:
+        """Name the id that broke an insert (the batch has been rolled back by now)."""
+        seen: set[str] = set()
+        ids = [row["id"] for row in rows]
+        existing: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            existing.update(
+                found
+                for (found,) in self._conn.execute(
+                    f"select id from {tbl.name} where id in ({', '.join('?' * len(chunk))})", chunk
+                )
+            )
+        for row_id in ids:
+            if row_id in seen or row_id in existing:
+                return ValidationError(f"a row with id {row_id!r} already exists", table=tbl.name, field="id")
+            seen.add(row_id)
+        return replica_error(self.path, exc)
 
     def _insert_row(
         self, tbl: schema.Table, sql: _Sql, row: dict[str, Any], *, fresh_id: bool = False, hlc: int | None = None
     ) -> str:
-        conn = self._conn
-        hlc = self.clock.tick() if hlc is None else hlc
-        row_id = row["id"]
-        if not fresh_id:  # an id we just made cannot have been deleted before
-            conn.execute("delete from _ss_tombstones where tbl = ? and pk = ?", (tbl.name, row_id))
-        try:
-            conn.execute(sql.insert, (*[row[c] for c in sql.columns], hlc, self.site_id, None))
-        except apsw.ConstraintError:
-            raise ValidationError(f"a row with id {row_id!r} already exists", table=tbl.name, field="id") from None
-        row[DELETED] = 0
-        self._log(tbl.name, row_id, hlc, row, None)
-        self._notes.append(Change(tbl.name, row_id, "insert", tuple(sql.columns), "local"))
-        return row_id
+        """Insert one checked row (every column present) inside an open transaction."""
+        self._require_tx()
+        self._insert_rows(tbl, sql, [row], [] if fresh_id else [row["id"]], hlc)
+        return row["id"]
 
     def update(self, table: str, row_id: str, values: Mapping[str, Any], *, hlc: int | None = None) -> None:
         """Write some columns of one row; ``updated_at`` is set unless given.
@@ -283,11 +422,17 @@ class Replica:
         tbl = schema.table(table)
         if tbl.append_only:
             raise ValidationError("rows are append-only and cannot be updated", table=table)
+        if hlc is not None:
+            hlc = self._given_hlc(hlc)
+        if not isinstance(values, Mapping):
+            raise ValidationError("row values must be a mapping", table=table)
         changes = dict(values)
         changes.pop("id", None)
-        if tbl.timestamps:
-            changes.setdefault("updated_at", schema.now_iso())
-        changes = schema.validate_row(tbl, changes, insert=False)
+        if tbl.timestamps and "updated_at" not in changes:
+            changes["updated_at"] = schema.now_iso()
+        changes = self._sql[table].check(changes, insert=False)
+        if not changes:
+            raise ValidationError("nothing to update", table=table)
         with self.transaction():
             self._update_row(tbl, row_id, changes, hlc=hlc)
 
@@ -298,7 +443,10 @@ class Replica:
         base_hlc, base_site, blob = found
         base = (base_hlc, base_site)
         seen = {name: clocks.clock_of(name, base, blob) for name in changes}
-        hlc = self.clock.tick() if hlc is None else hlc
+        if hlc is None:
+            hlc = self.clock.tick()
+        else:
+            self.clock.observe(hlc)
         new_blob = clocks.with_writes(blob, changes, (hlc, self.site_id))
         names = list(changes)
         assignments = ", ".join(f"{name} = ?" for name in names)
@@ -319,7 +467,8 @@ class Replica:
             if found is None:
                 raise NotFoundError(table, row_id)
             base_hlc, base_site, blob = found
-            seen = clocks.column_clocks((*tbl.column_names, DELETED), (base_hlc, base_site), blob)
+            # What the writer saw: every cell but the id (which never changes).
+            seen = clocks.column_clocks((*tbl.column_names[1:], DELETED), (base_hlc, base_site), blob)
             hlc = self.clock.tick()
             self._conn.execute(self._sql[table].delete, (row_id,))
             self._conn.execute(
@@ -332,10 +481,8 @@ class Replica:
     def _log(self, table: str, row_id: str, hlc: int, values: Mapping[str, Any], seen: Mapping[str, Any] | None) -> None:
         self._seq += 1
         self._tx_used = True
-        self._conn.execute(
-            "insert into _ss_changes (seq, tx, tbl, pk, hlc, cols, seen) values (?, ?, ?, ?, ?, ?, ?)",
-            (self._seq, self._tx, table, row_id, hlc, clocks.encode_values(values), clocks.encode_seen(seen)),
-        )
+        self._logged_seq, self._logged_hlc = self._seq, hlc
+        self._conn.execute(_LOG, (self._seq, self._tx, table, row_id, hlc, _encode(values), clocks.encode_seen(seen)))
 
     # --- remote writes --------------------------------------------------------
 
@@ -361,20 +508,31 @@ class Replica:
         return applied
 
     def _checked_remote(self, change: RemoteChange) -> RemoteChange:
+        """The change with canonical values and well-formed clocks, or a ValidationError."""
         tbl = schema.table(change.table)
         if not isinstance(change.id, str) or not schema._UUID.match(change.id):
             raise ValidationError("id must be a UUID string", table=tbl.name, field="id")
+        if not isinstance(change.cells, Mapping):
+            raise ValidationError("cells must be a mapping of column to (value, hlc, site)", table=tbl.name)
         cells = {}
         for name, cell in change.cells.items():
+            try:
+                value, hlc, site = cell
+            except (TypeError, ValueError):
+                raise ValidationError("a cell must be (value, hlc, site)", table=tbl.name, field=str(name)) from None
+            if type(hlc) is not int or not 0 < hlc <= _HLC_MAX:
+                raise ValidationError(f"clock stamp must be a positive 64-bit integer, got {hlc!r}", table=tbl.name, field=str(name))
+            if type(site) is not bytes or len(site) != 16:
+                raise ValidationError("site must be 16 bytes", table=tbl.name, field=str(name))
             if name == DELETED:
-                if cell.value not in (0, 1):
+                if type(value) not in (int, bool) or value not in (0, 1):
                     raise ValidationError("must be 0 or 1", table=tbl.name, field=DELETED)
-                cells[name] = merge.Cell(int(cell.value), cell.hlc, cell.site)
+                cells[name] = merge.Cell(int(value), hlc, site)
             elif name == "id":
                 continue
             else:
-                value = schema.to_storage(tbl.column(name), cell.value, table_name=tbl.name)
-                cells[name] = merge.Cell(value, cell.hlc, cell.site)
+                value = schema.to_storage(tbl.column(name), value, table_name=tbl.name)
+                cells[name] = merge.Cell(value, hlc, site)
         if not cells:
             raise ValidationError("a change must carry at least one column", table=tbl.name)
         return RemoteChange(tbl.name, change.id, cells)
@@ -528,7 +686,8 @@ class Replica:
         ]
 
     def last_seq(self) -> int:
-        return self._conn.execute("select last_seq from _ss_clock where id = 1").fetchone()[0]
+        """The greatest sequence number this replica has used (deleted entries included)."""
+        return self._conn.execute(_LAST_SEQ).fetchone()[0]
 
     # --- bookkeeping ----------------------------------------------------------
 

@@ -1,0 +1,19 @@
+-- Lighter change capture: each local commit writes fewer pages.
+--
+-- 1. The change log loses its index on tx. Every local write added an entry to
+--    it. Entries of one transaction are consecutive in seq order (tx grows with
+--    seq), so readers walk the log by seq; a lookup by tx alone (e.g. when a
+--    pushed transaction is refused) scans the log, which is rare.
+-- 2. _ss_clock becomes a floor: the replica's counters are the greater of this
+--    row and the newest log entry (seq, tx, hlc). A commit whose newest entry
+--    already carries the clock's last stamp no longer rewrites this row. So that
+--    deleting log entries (compaction after a push) can never lower the counters
+--    and let a sequence number or stamp be used twice, deleted entries raise the
+--    floor first.
+DROP INDEX IF EXISTS _ss_changes_tx_idx;
+
+CREATE TRIGGER _ss_changes_keep_counters AFTER DELETE ON _ss_changes BEGIN
+    UPDATE _ss_clock
+    SET last_hlc = max(last_hlc, old.hlc), last_seq = max(last_seq, old.seq), last_tx = max(last_tx, old.tx)
+    WHERE id = 1;
+END;
