@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import atexit
 import collections
+import datetime as dt
 import logging
 import os
 import threading
-import time
 from typing import Any, Sequence
+
+import msgspec
 
 from syncstore import schema
 from syncstore.errors import ReplicaError
-from syncstore.replica import clocks
 from syncstore.replica.store import DELETED, Change, Replica
 
 log = logging.getLogger("syncstore.events")
@@ -51,7 +52,14 @@ _INSERT = (
     f"values ({', '.join('?' * len(COLUMNS))}, ?, ?, NULL)"
 )
 _LOG = "insert into _ss_changes (seq, tx, tbl, pk, hlc, cols, seen) values (?, ?, ?, ?, ?, ?, NULL)"
-_encode_values = clocks.encode_values
+# The change-log value of one inserted event: every column in table order, then
+# ``_deleted``. A Struct encodes to the same MessagePack map as the dict that
+# Replica.insert_many logs, in half the time.
+_LoggedRow = msgspec.defstruct(
+    "_LoggedRow", [(name, object) for name in COLUMNS] + [("deleted", int)], rename={"deleted": DELETED}
+)
+_encode = msgspec.msgpack.Encoder().encode
+_EPOCH = dt.datetime(1970, 1, 1)  # naive on purpose: the text carries no offset, only the Z
 
 
 def append_rows(store: Replica, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -59,48 +67,40 @@ def append_rows(store: Replica, rows: Sequence[tuple[Any, ...]]) -> None:
     column order, ``id`` first) with change capture, in one transaction.
 
     The table is append-only and the ids are fresh, so none of the update and
-    tombstone paths of the generic insert apply. The change-log entry of each
-    row is what ``Replica.insert_many`` logs for the same row given in column
-    order: every column, then ``_deleted = 0`` (a test keeps the two equal).
+    tombstone paths of the generic insert apply. Each row gets its own clock
+    stamp, in order, and the change-log entry that ``Replica.insert_many``
+    writes for the same row (a test keeps the two equal).
     """
     if not rows:
         return
     with store.transaction():
         # Inside the transaction these are stable: the replica's write lock is held.
-        tick = store.clock.tick
+        clock = store.clock
+        first = clock.tick()
+        clock.observe(first + len(rows) - 1)  # as many ticks, one per row
         site = store.site_id
         tx = store._tx
         seq = store._seq
-        params = []
-        entries = []
-        for row in rows:
-            hlc = tick()
-            seq += 1
-            values = dict(zip(COLUMNS, row))
-            values[DELETED] = 0
-            params.append((*row, hlc, site))
-            entries.append((seq, tx, TABLE, row[0], hlc, _encode_values(values)))
+        params = [(*row, first + i, site) for i, row in enumerate(rows)]
+        entries = [(seq + 1 + i, tx, TABLE, row[0], first + i, _encode(_LoggedRow(*row, 0))) for i, row in enumerate(rows)]
         conn = store.connection
         conn.executemany(_INSERT, params)
         conn.executemany(_LOG, entries)
-        store._seq = seq
+        store._seq = seq + len(rows)
         store._tx_used = True
-        store._notes.extend(Change(TABLE, row[0], "insert", COLUMNS, "local") for row in rows)
+        store._notes.extend([Change(TABLE, row[0], "insert", COLUMNS, "local") for row in rows])
 
 
 # --- ids and timestamps made at flush time, cheaply ------------------------------
 
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
-def uuid7_at(ns: int, rand: bytes) -> str:
-    """A UUIDv7 for an event that happened at ``ns`` (10 random bytes given)."""
-    r = int.from_bytes(rand, "big")
-    value = ((ns // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76
-    value |= ((r >> 68) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= r & ((1 << 62) - 1)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+def uuid7_at(ns: int, rand: str) -> str:
+    """A UUIDv7 for an event at ``ns``; ``rand`` is 19 random hex digits
+    (74 random bits are used, as RFC 9562 lays them out)."""
+    ms = f"{(ns // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    return f"{ms[:8]}-{ms[8:]}-7{rand[:3]}-{_VARIANT[rand[3]]}{rand[4:7]}-{rand[7:19]}"
 
 
 class _TimestampFormatter:
@@ -114,10 +114,11 @@ class _TimestampFormatter:
         self._prefix = ""
 
     def __call__(self, ns: int) -> str:
-        micros = ns // 1000
-        second, fraction = divmod(micros, 1_000_000)
+        second, fraction = divmod(ns // 1000, 1_000_000)
         if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            # As schema.format_timestamp writes it (isoformat: always four year digits).
+            moment = _EPOCH + dt.timedelta(seconds=second)
+            self._prefix = moment.isoformat(timespec="seconds")
             self._second = second
         return f"{self._prefix}.{fraction:06d}Z"
 
@@ -257,11 +258,11 @@ class EventWriter:
             self._failing = False
 
     def _rows(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        rand = os.urandom(10 * len(batch))
+        rand = os.urandom(10 * len(batch)).hex()
         fmt = self._format
         rows = []
         for i, item in enumerate(batch):
             ns = item[0]
             # id, execution_id, event_type, timestamp, then severity ... data
-            rows.append((uuid7_at(ns, rand[i * 10 : i * 10 + 10]), item[1], item[2], fmt(ns), *item[3:]))
+            rows.append((uuid7_at(ns, rand[i * 20 : i * 20 + 19]), item[1], item[2], fmt(ns), *item[3:]))
         return rows

@@ -30,6 +30,7 @@ import math
 import threading
 import time
 import traceback
+from time import time_ns
 from typing import TYPE_CHECKING, Any, Iterator
 
 import msgspec
@@ -38,7 +39,7 @@ from syncstore import records, schema
 from syncstore.core.ids import uuid7
 from syncstore.errors import ValidationError
 from syncstore.event_writer import EventWriter
-from syncstore.tracking import current_run
+from syncstore.tracking import _CURRENT, current_run
 
 if TYPE_CHECKING:
     from syncstore.store import Store
@@ -60,6 +61,8 @@ _TEXT_FIELDS = (
     "parent_span_id",
     "correlation_id",
 )
+_MAX_TEXT = schema.MAX_TEXT
+_encode_json = msgspec.json.Encoder(order="sorted").encode  # as schema.encode_json, reused
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MICRO = dt.timedelta(microseconds=1)
 
@@ -107,13 +110,21 @@ def to_ns(value: dt.datetime | str | int) -> int:
     return ((value - _EPOCH) // _MICRO) * 1000
 
 
-def _bad_text(name: str, value: Any) -> ValidationError:
+def _bad_text(texts: tuple[Any, ...]) -> ValidationError:
     # The slow path, only to word the error exactly as the schema does.
-    try:
-        schema.to_storage(schema.table(TABLE).column(name), value, table_name=TABLE)
-    except ValidationError as exc:
-        return exc
-    return ValidationError("invalid text", table=TABLE, field=name)  # pragma: no cover - guard
+    tbl = schema.table(TABLE)
+    for name, value in zip(_TEXT_FIELDS, texts):
+        try:
+            schema.to_storage(tbl.column(name), value, table_name=TABLE)
+        except ValidationError as exc:
+            return exc
+    return ValidationError("invalid text", table=TABLE)  # pragma: no cover - guard
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValidationError(f"expected a finite number >= 0, got {value!r}", table=TABLE, field="duration_ms")
+    return float(value)
 
 
 class Events:
@@ -132,6 +143,7 @@ class Events:
     ):
         self.store = store
         self.writer = EventWriter(store, flush_interval=flush_interval, batch_size=batch_size, max_buffer=max_buffer)
+        self._put = self.writer.put
         self._durable = frozenset(durable_severities)
         for name in self._durable:
             severities_from(name)
@@ -194,12 +206,14 @@ class Events:
     ) -> None:
         """Record one event (buffered). ``timestamp`` defaults to now; an int is
         nanoseconds since the epoch, as OpenTelemetry gives them."""
+        # Checks are inlined and cheap: this is on the caller's path. The values
+        # are exactly what the schema would store (a test holds the two equal).
         if severity not in SEVERITY_RANK:
             raise ValidationError(f"{severity!r} is not one of {', '.join(SEVERITIES)}", table=TABLE, field="severity")
-        if type(event_type) is not str or not event_type or len(event_type) > schema.MAX_TEXT or "\x00" in event_type:
+        if event_type.__class__ is not str or not event_type or "\x00" in event_type or len(event_type) > _MAX_TEXT:
             raise ValidationError("must be non-empty text", table=TABLE, field="event_type")
         if execution_id is None or correlation_id is None:
-            run = current_run()
+            run = _CURRENT.get()
             if run is not None and run.store is self.store:
                 execution_id = execution_id or run.id
                 correlation_id = correlation_id or run.correlation_id
@@ -208,24 +222,25 @@ class Events:
             execution_id, component, operation, error_code, error_message,
             error_stack, trace_id, span_id, parent_span_id, correlation_id,
         )  # fmt: skip
-        for name, value in zip(_TEXT_FIELDS, texts):
-            if value is not None and (type(value) is not str or len(value) > schema.MAX_TEXT or "\x00" in value):
-                raise _bad_text(name, value)
+        for value in texts:
+            if value is not None and (value.__class__ is not str or "\x00" in value or len(value) > _MAX_TEXT):
+                raise _bad_text(texts)
         if duration_ms is not None:
-            if isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, float)) or not math.isfinite(duration_ms) or duration_ms < 0:
-                raise ValidationError(f"expected a finite number >= 0, got {duration_ms!r}", table=TABLE, field="duration_ms")
-            duration_ms = float(duration_ms)
+            if duration_ms.__class__ is not float:
+                duration_ms = _duration(duration_ms)
+            elif not 0.0 <= duration_ms < math.inf:
+                duration_ms = _duration(duration_ms)
         if data is None:
             data_json = "{}"
         else:
             try:
-                data_json = schema.encode_json(data)
-            except (msgspec.EncodeError, TypeError) as exc:
+                data_json = _encode_json(data).decode()
+            except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
                 raise ValidationError(f"not valid JSON: {exc}", table=TABLE, field="data") from None
-        ns = time.time_ns() if timestamp is None else to_ns(timestamp)
-        self.writer.put(
-            (ns, execution_id, event_type, severity, component, operation, duration_ms, error_code,
-             error_message, error_stack, trace_id, span_id, parent_span_id, correlation_id, data_json),
+        self._put(
+            (time_ns() if timestamp is None else to_ns(timestamp), execution_id, event_type, severity, component,
+             operation, duration_ms, error_code, error_message, error_stack, trace_id, span_id, parent_span_id,
+             correlation_id, data_json),
             urgent=severity in self._durable,
         )  # fmt: skip
 

@@ -77,6 +77,17 @@ class Execution(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: dt.datetime | None = None
 
 
+def as_json_value(value: Any, *, field: str) -> str | None:
+    """A Python value for a JSON column, as JSON text (so a plain string is
+    kept as a JSON string rather than read as JSON text)."""
+    if value is None:
+        return None
+    try:
+        return schema.encode_json(value)
+    except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"not JSON-ready: {exc}", table=TABLE, field=field) from None
+
+
 def otel_ids() -> tuple[str | None, str | None]:
     """The current OpenTelemetry span's trace and span ids as hex, when
     OpenTelemetry is in use in this process (it is never imported here)."""
@@ -141,7 +152,7 @@ class Executions(TableAPI[Execution]):
                 agent_type=agent_type,
                 task_id=task_id,
                 status=status,
-                input=input,
+                input=as_json_value(input, field="input"),
                 provider=provider,
                 model=model,
                 trace_id=trace_id or (parent.trace_id if parent else None),
@@ -166,6 +177,9 @@ class Executions(TableAPI[Execution]):
             if status not in allowed:
                 raise TransitionError(table=TABLE, row_id=execution_id, current=current, requested=status, allowed=allowed)
             changes = {k: v for k, v in fields.items() if v is not None}
+            for name in ("input", "output", "token_usage", "metadata"):
+                if name in changes:
+                    changes[name] = as_json_value(changes[name], field=name)
             changes["status"] = status
             now = schema.now_iso()
             if status == "running":
@@ -205,6 +219,9 @@ class Executions(TableAPI[Execution]):
         if "status" in changes:
             status = changes.pop("status")
             return self.transition(row_id, status, **changes)
+        for name in ("input", "output", "token_usage", "metadata"):
+            if changes.get(name) is not None:
+                changes[name] = as_json_value(changes[name], field=name)
         return super().update(row_id, **changes)
 
     # --- tracking -------------------------------------------------------------------

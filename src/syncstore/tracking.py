@@ -141,7 +141,13 @@ class Run:
             return
         try:
             if isinstance(exc, Exception):
-                self.store.events.error(exc, component=self.agent_type, operation="execution", execution_id=self.id)
+                self.store.events.error(
+                    exc,
+                    component=self.agent_type,
+                    operation="execution",
+                    execution_id=self.id,
+                    correlation_id=getattr(exc, "correlation_id", None) or self.correlation_id,
+                )
                 self._finish("failed", error=exc)
             else:
                 self._finish("cancelled", error=exc)
