@@ -13,10 +13,12 @@ How a text becomes a vector: the text is NFKC-normalised and lower-cased and
 split into words. Each word that is not a common English stop word is a
 feature (weight 1), each pair of neighbouring words is a feature (weight
 ``bigram_weight``), and each character n-gram of each word padded with
-boundary marks (``<dep``, ``epl`` ... ``nt>``) is a feature (weight
-``ngram_weight``, shared out over the word's n-grams). Each feature is hashed
-with CRC-32 to a position and a sign; weights are added (with a sublinear
-``1 + log(count)`` for repeats) and the vector is scaled to unit length.
+boundary marks (``<dep``, ``epl`` ... ``nt>``) is a feature, weighted so that
+a word's n-grams together weigh ``ngram_weight`` (in length: each gets
+``ngram_weight / sqrt(count)``), as much as the word itself by default, so
+"deploy" and "deployment" are close. Each feature is hashed with CRC-32 to a
+position and a sign; weights are added (with a sublinear ``1 + log(weight)``
+for repeated words) and the vector is scaled to unit length.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class HashingEmbedder(Embedder):
         *,
         dimensions: int = 512,
         ngram_range: tuple[int, int] = (3, 5),
-        ngram_weight: float = 0.5,
+        ngram_weight: float = 1.0,
         bigram_weight: float = 0.5,
     ):
         low, high = ngram_range
@@ -77,7 +79,7 @@ class HashingEmbedder(Embedder):
             padded = f"<{word}>"
             grams = [padded[i : i + n] for n in range(low, high + 1) for i in range(len(padded) - n + 1)]
             if grams and self.ngram_weight:
-                share = self.ngram_weight / len(grams)
+                share = self.ngram_weight / math.sqrt(len(grams))
                 for gram in grams:
                     found["c:" + gram] += share
         if self.bigram_weight:

