@@ -104,13 +104,16 @@ def _store_items(key: str, value: Any, list_name: str, out: Envelope) -> list[An
         out.problems.append(Skipped(kind="key", id=key, reason=reason))
 
     # localStorage holds strings; some exports double-encode them, some decode them.
-    for _ in range(2):
+    for depth in range(2):
         if not isinstance(value, str):
             break
         try:
             value = msgspec.json.decode(value)
         except msgspec.DecodeError as exc:
-            problem(f"{key}: the value is not valid JSON ({exc})")
+            if depth == 0:
+                problem(f"{key}: the value is not valid JSON ({exc})")
+            else:
+                problem(f"{key}: expected an object or a list, got a string")
             return None
     if isinstance(value, list):
         return value

