@@ -4,7 +4,8 @@ A row stores the clock of its insert in ``_hlc``/``_site`` (the base clock of
 every column) and, in ``_clocks``, a MessagePack map ``{column: [hlc, site]}``
 of the columns written since. Inserting costs no map at all; an update adds
 the columns it wrote. ``_deleted`` is a column like the others: its clock on a
-live row is the clock of the write that made the row live.
+live row is the clock of the write that made the row live. A tombstone keeps
+the deleted row's other cells whole (value, hlc, site).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import msgspec
+
+from syncstore.core.merge import Cell
 
 Clock = tuple[int, bytes]
 ZERO: Clock = (0, b"")  # older than any real write: a value nobody has written yet
@@ -66,6 +69,17 @@ def encode_values(values: Mapping[str, Any]) -> bytes:
 
 
 _decode_values = msgspec.msgpack.Decoder(dict[str, Any]).decode
+_decode_cells = msgspec.msgpack.Decoder(dict[str, tuple[Any, int, bytes]]).decode
+
+
+def encode_cells(cells: Mapping[str, Any]) -> bytes | None:
+    """A tombstone's kept cells: ``{column: [value, hlc, site]}``."""
+    # Sorted, so that replicas holding the same cells hold the same bytes.
+    return _encode({name: tuple(cells[name]) for name in sorted(cells)}) if cells else None
+
+
+def decode_cells(blob: bytes | None) -> dict[str, Cell]:
+    return {name: Cell(*cell) for name, cell in _decode_cells(blob).items()} if blob else {}
 
 
 def decode_values(blob: bytes) -> dict[str, Any]:

@@ -463,20 +463,27 @@ class Replica:
         if tbl.append_only:
             raise ValidationError("rows are append-only and cannot be deleted", table=table)
         with self.transaction():
-            found = self._conn.execute(self._sql[table].select_clock, (row_id,)).fetchone()
-            if found is None:
+            before = self._row_cells(tbl, row_id)
+            if before is None:
                 raise NotFoundError(table, row_id)
-            base_hlc, base_site, blob = found
             # What the writer saw: every cell but the id (which never changes).
-            seen = clocks.column_clocks((*tbl.column_names[1:], DELETED), (base_hlc, base_site), blob)
+            seen = {name: (cell.hlc, cell.site) for name, cell in before.items()}
             hlc = self.clock.tick()
             self._conn.execute(self._sql[table].delete, (row_id,))
-            self._conn.execute(
-                "insert or replace into _ss_tombstones (tbl, pk, hlc, site) values (?, ?, ?, ?)",
-                (table, row_id, hlc, self.site_id),
-            )
+            self._bury(table, row_id, merge.Cell(1, hlc, self.site_id), before)
             self._log(table, row_id, hlc, {DELETED: 1}, seen)
             self._notes.append(Change(table, row_id, "delete", (), "local"))
+
+    def _bury(self, table: str, row_id: str, stone: merge.Cell, cells: Mapping[str, merge.Cell]) -> None:
+        """Write the tombstone of a row: the clock of its delete, and its other
+        cells, which a partial write arriving later merges with (as the server,
+        which keeps deleted rows, does) so every replica ends with the same cells."""
+        # Cells at the zero clock ("nobody wrote this": a default) carry nothing to keep.
+        kept = {name: cell for name, cell in cells.items() if name != DELETED and cell.hlc}
+        self._conn.execute(
+            "insert or replace into _ss_tombstones (tbl, pk, hlc, site, cells) values (?, ?, ?, ?, ?)",
+            (table, row_id, stone.hlc, stone.site, clocks.encode_cells(kept)),
+        )
 
     def _log(self, table: str, row_id: str, hlc: int, values: Mapping[str, Any], seen: Mapping[str, Any] | None) -> None:
         self._seq += 1
@@ -542,30 +549,17 @@ class Replica:
         sql = self._sql[tbl.name]
         conn = self._conn
         names = (*tbl.column_names[1:], DELETED)  # every cell but the id
-        row = self._fetch(sql.select, (change.id,))
-        current: dict[str, merge.Cell] = {}
-        if row is not None:
-            known = clocks.column_clocks(names, (row["_hlc"], row["_site"]), row["_clocks"])
-            for name in names:
-                current[name] = merge.Cell(0 if name == DELETED else row[name], *known[name])
-        else:
-            tomb = conn.execute(
-                "select hlc, site from _ss_tombstones where tbl = ? and pk = ?", (tbl.name, change.id)
-            ).fetchone()
-            if tomb is not None:
-                current[DELETED] = merge.Cell(1, tomb[0], tomb[1])
+        current = self._row_cells(tbl, change.id)
+        live = current is not None
+        if current is None:
+            current = self._buried_cells(tbl.name, change.id) or {}
         merged, changed = merge.merge_row(current, change.cells)
         if not changed:
             return None
-        deleted = merged.get(DELETED) is not None and merged[DELETED].value == 1
-        if deleted:
-            stone = merged[DELETED]
-            conn.execute(
-                "insert or replace into _ss_tombstones (tbl, pk, hlc, site) values (?, ?, ?, ?)",
-                (tbl.name, change.id, stone.hlc, stone.site),
-            )
-            if row is None:
-                return None
+        if merged.get(DELETED) is not None and merged[DELETED].value == 1:
+            self._bury(tbl.name, change.id, merged[DELETED], merged)
+            if not live:
+                return None  # a deleted row stays deleted: its hidden cells changed
             conn.execute(sql.delete, (change.id,))
             return Change(tbl.name, change.id, "delete", (), "remote")
         # Live: fill cells nobody has written yet with defaults at the zero clock.
@@ -577,7 +571,7 @@ class Replica:
                 cell = merge.Cell(default, *clocks.ZERO)
             cells[name] = cell
         base_hlc, base_site, blob = clocks.compress({n: (c.hlc, c.site) for n, c in cells.items()})
-        if row is None:
+        if not live:
             conn.execute("delete from _ss_tombstones where tbl = ? and pk = ?", (tbl.name, change.id))
             conn.execute(sql.insert, (change.id, *[cells[c].value for c in sql.columns[1:]], base_hlc, base_site, blob))
             return Change(tbl.name, change.id, "insert", sql.columns, "remote")
@@ -587,7 +581,29 @@ class Replica:
             f"update {tbl.name} set {assignments}_hlc = ?, _site = ?, _clocks = ? where id = ?",
             (*[cells[n].value for n in written], base_hlc, base_site, blob, change.id),
         )
+        if not written:
+            return None  # only a clock moved (a newer "live" stamp): nothing visible changed
         return Change(tbl.name, change.id, "update", tuple(written), "remote")
+
+    def _row_cells(self, tbl: schema.Table, row_id: str) -> dict[str, merge.Cell] | None:
+        row = self._fetch(self._sql[tbl.name].select, (row_id,))
+        if row is None:
+            return None
+        names = (*tbl.column_names[1:], DELETED)
+        known = clocks.column_clocks(names, (row["_hlc"], row["_site"]), row["_clocks"])
+        return {n: merge.Cell(0 if n == DELETED else row[n], *known[n]) for n in names}
+
+    def _buried_cells(self, table: str, row_id: str) -> dict[str, merge.Cell] | None:
+        """A deleted row's cells as the merge sees them: its kept cells and the delete."""
+        found = self._conn.execute(
+            "select hlc, site, cells from _ss_tombstones where tbl = ? and pk = ?", (table, row_id)
+        ).fetchone()
+        if found is None:
+            return None
+        hlc, site, blob = found
+        cells = clocks.decode_cells(blob)
+        cells[DELETED] = merge.Cell(1, hlc, site)
+        return cells
 
     # --- reads ----------------------------------------------------------------
 
@@ -663,13 +679,7 @@ class Replica:
 
     def cells(self, table: str, row_id: str) -> dict[str, merge.Cell] | None:
         """Every cell of a live row with its clock, as the merge sees it."""
-        tbl = schema.table(table)
-        row = self._fetch(self._sql[table].select, (row_id,))
-        if row is None:
-            return None
-        names = (*tbl.column_names[1:], DELETED)
-        known = clocks.column_clocks(names, (row["_hlc"], row["_site"]), row["_clocks"])
-        return {n: merge.Cell(0 if n == DELETED else row[n], *known[n]) for n in names}
+        return self._row_cells(schema.table(table), row_id)
 
     # --- the change log -------------------------------------------------------
 

@@ -6,3 +6,4 @@ UPDATE _ss_clock SET
     last_tx = max(last_tx, (SELECT coalesce(max(tx), 0) FROM _ss_changes))
 WHERE id = 1;
 CREATE INDEX IF NOT EXISTS _ss_changes_tx_idx ON _ss_changes (tx);
+ALTER TABLE _ss_tombstones DROP COLUMN cells;

@@ -1,4 +1,5 @@
--- Lighter change capture: each local commit writes fewer pages.
+-- Lighter change capture (each local commit writes fewer pages), and tombstones
+-- that keep what the merge needs.
 --
 -- 1. The change log loses its index on tx. Every local write added an entry to
 --    it. Entries of one transaction are consecutive in seq order (tx grows with
@@ -17,3 +18,11 @@ CREATE TRIGGER _ss_changes_keep_counters AFTER DELETE ON _ss_changes BEGIN
     SET last_hlc = max(last_hlc, old.hlc), last_seq = max(last_seq, old.seq), last_tx = max(last_tx, old.tx)
     WHERE id = 1;
 END;
+
+-- 3. A tombstone keeps the deleted row's other cells (MessagePack
+--    {column: [value, hlc, site]}), as the server keeps a deleted row. A write
+--    to a column of a deleted row that arrives later merges with them, and a
+--    row brought back by a newer write that does not carry every column shows
+--    the same values on every replica, whatever order the changes came in.
+--    NULL: nothing known (tombstones written before this migration).
+ALTER TABLE _ss_tombstones ADD COLUMN cells BLOB;
