@@ -142,6 +142,11 @@ class Push(_Message, tag="push"):
 class Ack(_Message, tag="ack"):
     upto_seq: int  # every change of this site with seq <= upto_seq is merged durably
     rejected: list[Rejection] = []
+    # The server log position of the last entry this push added (0: none, or
+    # not said). A client that wants to see what its push did on the server
+    # (the merged cells, the conflict records it made) waits for its cursor
+    # to reach it.
+    log_seq: int = 0
 
 
 class Subscribe(_Message, tag="subscribe"):
