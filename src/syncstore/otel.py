@@ -185,8 +185,9 @@ def span_event(span: ReadableSpan, *, include_resource: bool = True) -> dict[str
     error_message = status.description if failed else None
     error_stack = None
     if exception is not None:
+        # The exception's own message: the SDK's status description repeats the type.
         error_code = error_code or exception.get("exception.type")
-        error_message = error_message or exception.get("exception.message")
+        error_message = exception.get("exception.message") or error_message
         error_stack = exception.get("exception.stacktrace")
     return dict(
         severity="error" if failed else "info",
