@@ -30,7 +30,7 @@ from syncstore.workflows.heartbeat import Heartbeat
 from syncstore.workflows.records import TERMINAL, ExecutionRecord
 from syncstore.workflows.registry import Registry
 from syncstore.workflows.runner import Runner
-from syncstore.workflows.snapshots import row
+from syncstore.workflows.snapshots import json_value, row
 from syncstore.workflows.walker import Recorded
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class Engine:
         values: dict[str, Any] = {
             "workflow_id": found.id,
             "workflow_version": found.version,
-            "input": input,
+            "input": json_value(input),
             "total_steps": built.total,
             "triggered_by": triggered_by,
             "parent_execution_id": parent_execution_id,

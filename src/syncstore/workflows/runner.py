@@ -42,7 +42,7 @@ from syncstore.workflows.definition import (
     signal_name,
     walk,
 )
-from syncstore.workflows.snapshots import Meter, row
+from syncstore.workflows.snapshots import Meter, json_value, row
 from syncstore.workflows.walker import Recorded, Rejected, Walker, merge
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ class Runner(Walker):
         now = schema.now_iso()
         changes = {
             "status": "completed",
-            "output": output,
+            "output": json_value(output),
             "state": state,
             "current_step": self.plan.total,
             "completed_at": now,

@@ -70,6 +70,12 @@ class Meter:
         return self
 
 
+def json_value(value: Any) -> Any:
+    """A value for a JSON column. Those columns read a ``str`` as JSON text, so a
+    string value (a step that returns "done") is encoded first; others pass as they are."""
+    return schema.encode_json(value) if isinstance(value, str) else value
+
+
 def iso(unix: float) -> str:
     return schema.format_timestamp(dt.datetime.fromtimestamp(unix, dt.timezone.utc))
 
@@ -94,12 +100,12 @@ def row(
         "kind": kind,
         "step_name": step_name,
         "timestamp": timestamp or (iso(meter.ended) if meter is not None else schema.now_iso()),
-        "output": output,
+        "output": json_value(output),
     }
     if state is not None:
-        values["state"] = state
+        values["state"] = json_value(state)
     if variables is not None:
-        values["variables"] = variables
+        values["variables"] = json_value(variables)
     if meter is not None:
         values["duration_ms"] = meter.duration_ms
         values["cpu_ms"] = meter.cpu_ms

@@ -22,6 +22,7 @@ from syncstore import schema
 from syncstore.errors import NotFoundError, WorkflowError
 from syncstore.workflows import records
 from syncstore.workflows.definition import Condition, Node, Parallel, Plan, Step, WaitForSignal
+from syncstore.workflows.snapshots import json_value
 from syncstore.workflows.walker import Recorded, Rejected, Walker
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ def fork(
             {
                 "workflow_id": found["workflow_id"],
                 "workflow_version": found["workflow_version"],
-                "input": found["input"] if input is _UNSET else input,
+                "input": found["input"] if input is _UNSET else json_value(input),
                 "total_steps": built.total,
                 "triggered_by": triggered_by,
                 "parent_execution_id": execution_id,
