@@ -14,18 +14,20 @@ import click
 
 import syncstore
 from syncstore.errors import SyncstoreError
+from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS
 
 DEFAULT_DB = "syncstore.db"
 
 
 class Context:
-    def __init__(self, db: str):
+    def __init__(self, db: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS):
         self.db = db
+        self.busy_timeout_ms = busy_timeout_ms
         self._store: syncstore.Store | None = None
 
     def store(self) -> syncstore.Store:
         if self._store is None:
-            self._store = syncstore.open(self.db)
+            self._store = syncstore.open(self.db, busy_timeout_ms=self.busy_timeout_ms)
         return self._store
 
     def close(self) -> None:
@@ -40,7 +42,8 @@ class SyncstoreGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SyncstoreError as exc:
-            click.echo(f"error: {exc}", err=True)
+            # One line, whatever the message holds, so scripts can read it.
+            click.echo("error: " + " ".join(str(exc).split()), err=True)
             ctx.exit(1)
 
 
@@ -68,11 +71,20 @@ def with_store(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="The replica file (or set SYNCSTORE_DB).",
 )
+@click.option(
+    "--busy-timeout",
+    "busy_timeout_ms",
+    envvar="SYNCSTORE_BUSY_TIMEOUT_MS",
+    type=click.IntRange(min=0),
+    default=DEFAULT_BUSY_TIMEOUT_MS,
+    show_default=True,
+    help="Milliseconds to wait for another process's write before giving up (or set SYNCSTORE_BUSY_TIMEOUT_MS).",
+)
 @click.version_option(syncstore.__version__, prog_name="syncstore")
 @click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
+def cli(ctx: click.Context, db: str, busy_timeout_ms: int) -> None:
     """syncstore: an offline-first sync store for AI agents."""
-    ctx.obj = Context(db)
+    ctx.obj = Context(db, busy_timeout_ms=busy_timeout_ms)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import apsw
 import apsw.bestpractice
 
@@ -48,8 +50,18 @@ def replica_error(path: str, exc: apsw.Error) -> ReplicaError:
     return ReplicaError(f"{path}: {exc}")
 
 
-def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> tuple[apsw.Connection, Capabilities]:
-    """Open ``path`` with WAL, a busy timeout and the other recommended settings."""
+def connect(
+    path: str,
+    *,
+    readonly: bool = False,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    check: Callable[[apsw.Connection], None] | None = None,
+) -> tuple[apsw.Connection, Capabilities]:
+    """Open ``path`` with WAL, a busy timeout and the other recommended settings.
+
+    ``check`` runs before any setting that changes the file (WAL is recorded in
+    the file itself), so a caller can refuse another program's database while
+    it is still untouched."""
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     conn = None
     try:
@@ -57,6 +69,8 @@ def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = DEFAULT
         conn.set_busy_timeout(busy_timeout_ms)
         # Touch the file now so a non-database fails here with a clear error.
         conn.execute("select count(*) from sqlite_schema").fetchone()
+        if check is not None:
+            check(conn)
         apsw.bestpractice.connection_wal(conn)
         apsw.bestpractice.connection_dqs(conn)
         apsw.bestpractice.connection_recursive_triggers(conn)
@@ -69,4 +83,8 @@ def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = DEFAULT
         if conn is not None:
             conn.close()
         raise replica_error(path, exc) from None
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
     return conn, load_sqlite_vec(conn)

@@ -103,6 +103,8 @@ def pending(conn: apsw.Connection, *, known: Sequence[Migration] | None = None) 
 def migrate(conn: apsw.Connection, path: str, *, known: Sequence[Migration] | None = None) -> list[Migration]:
     """Apply every missing migration, in one transaction; return what was applied."""
     check_not_newer(conn, path, known=known)
+    if applied(conn) and not pending(conn, known=known):
+        return []  # up to date: no write lock needed, so opening never waits for a writer
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(HISTORY_DDL)

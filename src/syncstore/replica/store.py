@@ -181,7 +181,13 @@ class Replica:
     ):
         self.path = os.fspath(path)
         self.readonly = readonly
-        self._conn, self.capabilities = connect(self.path, readonly=readonly, busy_timeout_ms=busy_timeout_ms)
+        self._conn, self.capabilities = connect(
+            self.path,
+            readonly=readonly,
+            busy_timeout_ms=busy_timeout_ms,
+            # Refuse another program's database before WAL mode is written into it.
+            check=lambda conn: migrations.check_is_replica(conn, self.path, allow_empty=not readonly),
+        )
         try:
             self._open_schema()
             self.site_id: bytes = self.meta_get("site_id")
@@ -216,7 +222,6 @@ class Replica:
 
     def _open_schema(self) -> None:
         conn = self._conn
-        migrations.check_is_replica(conn, self.path, allow_empty=not self.readonly)
         if self.readonly:
             migrations.check_not_newer(conn, self.path)
             missing = migrations.pending(conn)
@@ -227,7 +232,9 @@ class Replica:
                 )
             return
         migrations.migrate(conn, self.path)
-        conn.execute("insert or ignore into _ss_meta (key, value) values ('site_id', ?)", (new_site_id(),))
+        # Only a new replica writes here: opening must not wait for another writer.
+        if conn.execute("select 1 from _ss_meta where key = 'site_id'").fetchone() is None:
+            conn.execute("insert or ignore into _ss_meta (key, value) values ('site_id', ?)", (new_site_id(),))
 
     def close(self) -> None:
         self._conn.close()
