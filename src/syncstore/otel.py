@@ -147,6 +147,15 @@ def span_data(span: ReadableSpan, *, include_resource: bool = True) -> dict[str,
     return data
 
 
+def _agent_name(span_name: str, attributes: Mapping[str, Any]) -> str:
+    """``gen_ai.agent.name``, else the name in "invoke_agent {name}", else the span name."""
+    named = _first(attributes, "gen_ai.agent.name")
+    if named:
+        return str(named)
+    operation, _, rest = span_name.partition(" ")
+    return rest.strip() if operation in AGENT_OPERATIONS and rest.strip() else span_name
+
+
 def _messages(value: Any) -> Any:
     """``gen_ai.input.messages`` / ``output.messages`` (JSON text, opt-in) as a value."""
     if not isinstance(value, str):
@@ -299,7 +308,7 @@ class SyncstoreSpanProcessor(SpanProcessor):
         if attrs.get("gen_ai.agent.id"):
             metadata["agent_id"] = attrs["gen_ai.agent.id"]
         created = self.store.executions.create(
-            str(_first(attrs, "gen_ai.agent.name") or span.name),
+            _agent_name(span.name, attrs),
             status="running",
             task_id=_first(attrs, "syncstore.task_id"),
             input=_messages(attrs.get("gen_ai.input.messages")),
@@ -370,6 +379,7 @@ class SyncstoreSpanProcessor(SpanProcessor):
         self.store.executions.finish(
             agent.execution_id,
             outcome,
+            agent_type=_agent_name(span.name, attrs),  # attributes set after the start count too
             error=error,
             output=output,
             token_usage=tokens or None,

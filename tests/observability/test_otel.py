@@ -127,8 +127,20 @@ def test_a_span_named_invoke_agent_without_attributes_is_an_agent_too(store, ote
     tracer, _ = otel
     with tracer.start_as_current_span("invoke_agent"):
         pass
+    with tracer.start_as_current_span("invoke_agent reviewer"):
+        pass
+    assert sorted((e.agent_type, e.status) for e in store.executions.list()) == [
+        ("invoke_agent", "completed"),
+        ("reviewer", "completed"),
+    ]
+
+
+def test_attributes_set_after_the_start_still_name_the_agent(store, otel):
+    tracer, _ = otel
+    with tracer.start_as_current_span("invoke_agent") as span:
+        span.set_attributes({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "late-namer", "gen_ai.request.model": "m2"})
     (execution,) = store.executions.list()
-    assert execution.agent_type == "invoke_agent" and execution.status == "completed"
+    assert (execution.agent_type, execution.model) == ("late-namer", "m2")
 
 
 def test_usage_on_the_agent_span_itself_is_not_added_to_its_childrens(store, otel):
