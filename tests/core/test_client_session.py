@@ -239,6 +239,16 @@ def test_settled_needs_up_to_date_and_no_push_in_flight():
     assert s.settled
 
 
+def test_settled_waits_for_the_log_entries_our_push_made():
+    s = ready(cursor=10)
+    s.push([local_tx(1, 1)])
+    s.receive(p.UpToDate(cursor=10))
+    s.receive(p.Ack(upto_seq=1, log_seq=12))
+    assert not s.settled  # the push's entry (and its conflicts) is still on its way
+    s.receive(p.Changes(txs=[server_tx(12)]))
+    assert s.settled
+
+
 def test_ping_gets_pong():
     s = ready()
     s.receive(p.Ping(nonce=5))

@@ -187,6 +187,7 @@ class ClientSession:
         self.up_to_date = False
         self.pushed_seq = acked_seq  # the last sequence sent (or known merged)
         self.max_frame = 0  # largest frame the server accepts (0: not given)
+        self.awaited_log_seq = 0  # where the server logged our pushes (Ack.log_seq)
         self._in_flight: deque[int] = deque()  # last sequence of each unacked push
         self._nonce = 0
         self._awaiting_pong: dict[int, list[str]] = {}  # ping nonce -> resolutions sent before it
@@ -222,8 +223,15 @@ class ClientSession:
 
     @property
     def settled(self) -> bool:
-        """Ready, caught up with the server, and no push waiting for its Ack."""
-        return self.state is State.READY and self.up_to_date and not self._in_flight
+        """Ready, caught up with the server, no push waiting for its Ack, and
+        what our pushes added to the server's log received back (with the
+        conflict records they made)."""
+        return (
+            self.state is State.READY
+            and self.up_to_date
+            and not self._in_flight
+            and self.cursor >= self.awaited_log_seq
+        )
 
     # --- what the driver does ---------------------------------------------
 
@@ -314,6 +322,7 @@ class ClientSession:
         # An Ack may reach past what this session sent: another connection of
         # the same replica (a second process) may have pushed the rest.
         self.pushed_seq = max(self.pushed_seq, msg.upto_seq)
+        self.awaited_log_seq = max(self.awaited_log_seq, msg.log_seq)
         while self._in_flight and self._in_flight[0] <= msg.upto_seq:
             self._in_flight.popleft()
         if msg.upto_seq > self.acked_seq or msg.rejected:

@@ -23,9 +23,9 @@ from syncstore.replica.store import Change, Replica
 from syncstore.sync.state import SyncState, synced_tables
 from syncstore.sync.transport import DEFAULT_MAX_FRAME, DEFAULT_OPEN_TIMEOUT, Closed, Received, Transport
 
-# Codes of server errors that no retry can fix.
-AUTH_CODES = frozenset({"auth", "unauthorized", "forbidden", "token_expired", "bad_token", "invalid_token"})
-FATAL_CODES = frozenset({"protocol_version", "schema_version", "must_resnapshot"})
+# Codes of server errors that no retry can fix: the token, then the rest.
+AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "forbidden"})
+FATAL_CODES = frozenset({"protocol_version", "must_resnapshot", "bad_site"})
 
 
 def fatal(message: str, *, code: str) -> SyncError:
@@ -242,10 +242,10 @@ class SyncConnection:
         self.state.welcomed(tenant=event.tenant, acked_seq=event.acked_seq)
 
     def _server_error(self, event: cs.SessionError) -> None:
+        # Even an error the server calls non-fatal ends this connection: it
+        # answers a push or a subscribe of ours that will now never be acked
+        # or served, so waiting on would hang. The next connection starts clean.
         text = f"server error {event.code}: {event.message}"
-        if not event.fatal:
-            self.state.failed(text)
-            return
         if event.code in AUTH_CODES:
             exc = AuthError(text)
             exc.code = event.code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from contextlib import ExitStack
 from typing import NamedTuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,8 +60,9 @@ class Transport:
         ping_interval: float | None = 20.0,
     ):
         self.url = redact(url)
+        self._stack = ExitStack()  # connect() is a context manager; close() leaves it
         try:
-            self._ws: ClientConnection = connect(
+            self._ws: ClientConnection = self._stack.enter_context(connect(
                 url,
                 open_timeout=open_timeout,
                 max_size=max_frame,
@@ -68,7 +70,7 @@ class Transport:
                 ping_interval=ping_interval,
                 ping_timeout=ping_interval,
                 close_timeout=2.0,
-            )
+            ))
         except InvalidURI as exc:
             raise SyncError(f"not a websocket URL: {self.url} ({exc})") from None
         except InvalidStatus as exc:
@@ -115,7 +117,7 @@ class Transport:
         self._items.put(Wake())
 
     def close(self) -> None:
-        self._ws.close()
+        self._stack.close()
         self._reader.join(timeout=5.0)
 
 

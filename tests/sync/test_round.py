@@ -1,0 +1,156 @@
+"""One sync round against a real server and PostgreSQL: offline edits, acks, rejections, tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncstore.errors import AuthError, SyncError
+from syncstore.sync import list_conflicts, list_rejected, resolve_conflict
+
+from .conftest import replica_rows, server_acked, server_log_count, server_rows
+
+pytestmark = pytest.mark.postgres
+
+
+def test_offline_edits_reach_the_server_and_the_other_replica(sync_server, tenant, replicas):
+    a, b = replicas("a"), replicas("b")
+    # Written with no server anywhere: the change log keeps them.
+    first = a.tasks.create("written offline", priority="high")
+    second = a.tasks.create("also offline")
+    a.tasks.update(first.id, status="in_progress")
+    a.tasks.delete(second.id)
+    assert a.sync_status().pending_changes == 4
+
+    token = sync_server.token(tenant)
+    result = a.sync(sync_server.url, token=token)
+    assert result.pushed == 4 and result.rejected == 0
+    assert server_rows(sync_server.database_url, tenant) == replica_rows(a)
+
+    heard = []
+    b.subscribe("tasks", heard.append)
+    b.sync(sync_server.url, token=token)
+    assert replica_rows(b) == replica_rows(a)
+    assert b.tasks.get(first.id).status == "in_progress" and b.tasks.find(second.id) is None
+    assert any(change.origin == "remote" and change.id == first.id for batch in heard for change in batch)
+
+
+def test_acks_give_read_your_writes(sync_server, tenant, replicas):
+    a = replicas()
+    for i in range(5):
+        a.tasks.create(f"task {i}")
+    token = sync_server.token(tenant)
+    a.sync(sync_server.url, token=token)
+    status = a.sync_status()
+    assert status.acked_seq == status.last_seq == 5
+    assert status.pending_changes == 0 and status.tenant == tenant and status.last_error is None
+    # The ack is the server's durable record, not the client's hope.
+    assert server_acked(sync_server.database_url, tenant, a.site_id) == 5
+    # Nothing pending: another round pushes nothing and merges nothing twice.
+    assert a.sync(sync_server.url, token=token).pushed == 0
+    assert server_log_count(sync_server.database_url, tenant, a.site_id) == 5
+
+
+def test_a_rejected_push_is_kept_shown_and_blocks_nothing(sync_server, tenant, replicas):
+    a, b = replicas("a"), replicas("b")
+    token = sync_server.token(tenant)
+    b.tasks.create("from b")
+    b.sync(sync_server.url, token=token)
+
+    good = a.tasks.create("fine")
+    # Valid here, refused by PostgreSQL: jsonb cannot hold a NUL character.
+    bad = a.tasks.create("with a NUL in its metadata", metadata={"note": "a\x00b"}).id
+    after = a.tasks.create("written after the bad one")
+    result = a.sync(sync_server.url, token=token)
+
+    assert result.rejected == 1
+    (rejected,) = list_rejected(a)
+    assert [c.id for c in rejected.changes] == [bad] and rejected.code and rejected.message
+    held = server_rows(sync_server.database_url, tenant)
+    assert good.id in held and after.id in held and bad not in held  # later changes went through
+    assert a.sync_status().pending_changes == 0 and a.sync_status().rejected == 1
+    assert "from b" in {t.title for t in a.tasks.list()}  # downloads were not held back
+
+
+def test_a_forged_token_changes_nothing_and_is_remembered(sync_server, tenant, replicas):
+    a = replicas()
+    a.tasks.create("secret plans")
+    forged = sync_server.token(tenant)[:-4] + "AAAA"
+    with pytest.raises(AuthError) as exc:
+        a.sync(sync_server.url, token=forged)
+    assert forged not in str(exc.value)
+    status = a.sync_status()
+    assert status.pending_changes == 1 and status.acked_seq == 0
+    assert status.last_error and forged not in status.last_error
+    assert server_rows(sync_server.database_url, tenant) == {}
+
+
+def test_no_server_is_a_sync_error_and_the_queue_stays(replicas, tenant):
+    a = replicas()
+    a.tasks.create("offline")
+    with pytest.raises(SyncError):
+        a.sync("ws://127.0.0.1:9", token="t", timeout=5)
+    assert a.sync_status().pending_changes == 1
+    assert "127.0.0.1:9" in a.sync_status().last_error
+
+
+def test_a_replica_never_mixes_two_tenants(sync_server, tenant, replicas):
+    a = replicas()
+    a.sync(sync_server.url, token=sync_server.token(tenant))
+    with pytest.raises(SyncError) as exc:
+        a.sync(sync_server.url, token=sync_server.token(tenant + "x"))
+    assert exc.value.code == "tenant_mismatch"
+
+
+def test_a_copied_replica_file_is_refused_rather_than_losing_writes(sync_server, tenant, replicas, tmp_path):
+    import shutil
+
+    import syncstore
+
+    a = replicas("a")
+    token = sync_server.token(tenant)
+    a.sync(sync_server.url, token=token)
+    copy_path = str(tmp_path / "copy.db")
+    a.connection.execute("pragma wal_checkpoint(truncate)")
+    shutil.copy(a.path, copy_path)
+    for i in range(3):
+        a.tasks.create(f"after the copy {i}")
+    a.sync(sync_server.url, token=token)
+    with syncstore.open(copy_path) as copy:
+        copy.tasks.create("on the copy")
+        with pytest.raises(SyncError) as exc:
+            copy.sync(sync_server.url, token=token)
+    assert exc.value.code == "site_reused"
+
+
+def test_conflicts_arrive_with_the_transaction_and_resolve_by_a_write(sync_server, tenant, replicas):
+    a, b = replicas("a"), replicas("b")
+    token = sync_server.token(tenant)
+    task = a.tasks.create("shared")
+    a.sync(sync_server.url, token=token)
+    b.sync(sync_server.url, token=token)
+
+    a.tasks.update(task.id, title="title from a")
+    b.tasks.update(task.id, title="title from b")  # neither has seen the other's
+    for store in (a, b, a, b):
+        store.sync(sync_server.url, token=token)
+    assert a.tasks.get(task.id).title == b.tasks.get(task.id).title == "title from b"
+
+    for store in (a, b):
+        titles = [c for c in list_conflicts(store) if c.column == "title"]
+        assert len(titles) == 1
+        assert titles[0].winner_value == "title from b" and titles[0].loser_value == "title from a"
+    conflict = next(c for c in list_conflicts(a) if c.column == "title")
+
+    resolved = resolve_conflict(a, conflict.id, keep="loser")
+    assert resolved.resolution == "loser" and not resolved.reported
+    assert a.tasks.get(task.id).title == "title from a"
+    a.sync(sync_server.url, token=token)
+    b.sync(sync_server.url, token=token)
+    assert b.tasks.get(task.id).title == "title from a"  # the resolution is a write: it synced
+    assert list_conflicts(a, include_resolved=True, table="tasks", row_id=task.id)[0].row_id == task.id
+    assert [c.reported for c in list_conflicts(a, include_resolved=True) if c.id == conflict.id] == [True]
+    import psycopg
+
+    with psycopg.connect(sync_server.database_url) as conn:
+        (resolved_at,) = conn.execute("select resolved_at from syncstore.conflicts where id = %s", (conflict.id,)).fetchone()
+    assert resolved_at is not None
