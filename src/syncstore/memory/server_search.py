@@ -239,15 +239,11 @@ def _similarity(distance: Any) -> Any:
     return sql.SQL("(1 - coalesce(nullif({d}, 'NaN'::float8), 1))").format(d=distance)
 
 
-def _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, wanted) -> list[ServerHit] | None:
+def _nearest_statement(kind, table, query, filters, ranking, k, tenant, model, wanted) -> tuple[Any, dict[str, Any]]:
     from psycopg import sql
-    from psycopg.rows import dict_row
 
     where, params = _where(filters, tenant=tenant, model=model, dimensions=query.size)
     params.update(q=_vector_literal(query), wanted=wanted, k=k)
-    # Keep walking the HNSW graph until enough rows pass the filters.
-    conn.execute("select set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-    conn.execute("select set_config('hnsw.ef_search', %s, true)", (str(min(max(40, wanted), 1000)),))
     distance = _distance(kind, query.size)
     statement = sql.SQL(
         "with near as (select {cols}, {d} as distance from {t} where {w} order by {d} limit %(wanted)s) "
@@ -260,6 +256,21 @@ def _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, wante
         s=_similarity(sql.SQL("distance")),
         score=_score(ranking, _similarity(sql.SQL("distance"))),
     )
+    return statement, params
+
+
+def _tune_index_walk(conn: psycopg.Connection, wanted: int) -> None:
+    # Keep walking the HNSW graph until enough rows pass the filters, and
+    # look at enough neighbours to return the candidates asked for.
+    conn.execute("select set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+    conn.execute("select set_config('hnsw.ef_search', %s, true)", (str(min(max(40, wanted), 1000)),))
+
+
+def _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, wanted) -> list[ServerHit] | None:
+    from psycopg.rows import dict_row
+
+    statement, params = _nearest_statement(kind, table, query, filters, ranking, k, tenant, model, wanted)
+    _tune_index_walk(conn, wanted)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(statement, params).fetchall()
     if len(rows) < k:
@@ -267,6 +278,31 @@ def _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, wante
         # index walk stopped early; the exact way tells which.
         return None
     return [_hit(row) for row in rows]
+
+
+def index_plan(
+    conn: psycopg.Connection,
+    *,
+    tenant: str,
+    vector: np.ndarray | Sequence[float],
+    model: str,
+    k: int = 10,
+    table: str = "agent_memory",
+    candidates: int = DEFAULT_CANDIDATES,
+    **filter_options: Any,
+) -> str:
+    """PostgreSQL's plan for the ``index`` strategy's query (EXPLAIN), so an
+    operator can see whether the HNSW index serves it."""
+    from psycopg import sql
+
+    filters = Filters.make(**filter_options)
+    query = normalize_rows(np.asarray(vector, dtype=np.float32).reshape(-1))
+    kind = embedding_type(conn, table=table)
+    statement, params = _nearest_statement(kind, table, query, filters, Ranking(), k, tenant, model, max(candidates, k))
+    with conn.transaction():
+        _tune_index_walk(conn, max(candidates, k))
+        rows = conn.execute(sql.SQL("explain ") + statement, params).fetchall()
+    return "\n".join(row[0] for row in rows)
 
 
 def _exact(conn, table, kind, query, filters, ranking, k, tenant, model) -> list[ServerHit]:
