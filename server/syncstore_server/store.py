@@ -142,6 +142,7 @@ class ChangeStore:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
             except pg_errors.DataError as exc:
+                log.warning("push of tenant %r isolating a refused value: %s", tenant, _pg_message(exc))
                 # A value PostgreSQL refused that the schema check let pass:
                 # find the transaction at fault, refuse it, merge the rest.
                 return await self._isolate(tenant, site, txs, exc)

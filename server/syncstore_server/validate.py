@@ -4,7 +4,9 @@ A pushed transaction either passes whole or is refused whole, for good: a
 refusal names the first problem (a code and a clear message) and the server
 records it and acks past it, since sending the same bytes again cannot succeed.
 What passes comes out in canonical stored form (see :mod:`syncstore.schema`),
-so the server writes and hands back exactly what every replica holds.
+so the server writes and hands back exactly what every replica holds. Values
+go through the same compiled row checker as the replica's writes
+(:mod:`syncstore.replica.rowcheck`), so both ends agree on what is valid.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from syncstore.core import hlc as hlc_mod
 from syncstore.core import protocol as p
 from syncstore.core.merge import DELETED
 from syncstore.errors import ValidationError
+from syncstore.replica import rowcheck
 
 DEFAULT_MAX_TX_CHANGES = 10_000
 MAX_HLC = (1 << 63) - 1  # stamps are stored as bigint
+_MISSING: Any = object()
 
 
 class Refused(Exception):
@@ -54,12 +58,36 @@ def check_tx(
     return [check_change(change, now_ms=now_ms, max_drift_ms=max_drift_ms) for change in tx.changes]
 
 
+class _Spec(NamedTuple):
+    """What the checks need of one table, worked out once."""
+
+    table: schema.Table
+    check: Any  # the replica's compiled row checker: canonical values, same errors
+    known: frozenset[str]  # columns a change may name (and _deleted)
+    required: tuple[str, ...]  # columns an insert must give
+    json: tuple[str, ...]
+
+
+def _spec(tbl: schema.Table) -> _Spec:
+    return _Spec(
+        tbl,
+        rowcheck.checker(tbl).check,
+        frozenset((*tbl.column_names, DELETED)),
+        tuple(c.name for c in tbl.columns[1:] if c.required),
+        tuple(c.name for c in tbl.columns if c.type == "json"),
+    )
+
+
+_SPECS = {name: _spec(tbl) for name, tbl in schema.TABLES.items()}
+
+
 def check_change(change: p.LocalChange, *, now_ms: int, max_drift_ms: int) -> Checked:
-    tbl = schema.TABLES.get(change.table) if isinstance(change.table, str) else None
-    if tbl is None:
+    spec = _SPECS.get(change.table) if type(change.table) is str else None
+    if spec is None:
         raise Refused("unknown_table", f"no synced table {change.table!r}")
+    tbl = spec.table
     where = f"{tbl.name} row {change.id!r}"
-    if not isinstance(change.id, str) or not schema._UUID.match(change.id):
+    if type(change.id) is not str or not schema._UUID.match(change.id):
         raise Refused("bad_id", f"{tbl.name}: a row id is a UUID string, got {change.id!r}")
     if not 0 < change.hlc <= MAX_HLC:
         raise Refused("bad_clock", f"{where}: clock stamp {change.hlc} is out of range")
@@ -70,45 +98,41 @@ def check_change(change: p.LocalChange, *, now_ms: int, max_drift_ms: int) -> Ch
             f"{where}: the change is stamped {ahead} ms in the future (the limit is {max_drift_ms} ms): "
             f"the writer's clock is wrong",
         )
-    if not isinstance(change.values, dict) or not change.values:
+    values = change.values
+    if type(values) is not dict or not values:
         raise Refused("empty_change", f"{where}: a change writes at least one column")
-    values: dict[str, Any] = {}
-    for name, value in change.values.items():
-        if name == DELETED:
-            if isinstance(value, bool) or value not in (0, 1):
-                raise Refused("bad_value", f"{where}: {DELETED} is 0 or 1, got {value!r}")
-            values[DELETED] = int(value)
-            continue
-        if not isinstance(name, str) or name not in tbl.column_names:
-            raise Refused("unknown_column", f"{tbl.name}: no column {name!r}")
-        if name == "id":
-            if value != change.id:
-                raise Refused("bad_id", f"{where}: the id column says {value!r}")
-            continue
-        col = tbl.column(name)
-        try:
-            canonical = schema.to_storage(col, value, table_name=tbl.name)
-        except ValidationError as exc:
-            raise Refused("bad_value", str(exc)) from None
-        if canonical is None and col.required:
-            raise Refused("bad_value", f"{tbl.name}.{name}: is required and may not be null")
-        if col.type == "json" and canonical is not None and "\\u0000" in canonical:
+    deleted = _MISSING
+    if DELETED in values or "id" in values:
+        values = dict(values)
+        deleted = values.pop(DELETED, _MISSING)
+        if values.pop("id", change.id) != change.id:
+            raise Refused("bad_id", f"{where}: the id column says something else")
+    try:
+        out = spec.check(values, insert=False)
+    except ValidationError as exc:
+        if str(exc).endswith("unknown column") or "column name must be text" in str(exc):
+            raise Refused("unknown_column", str(exc)) from None
+        raise Refused("bad_value", str(exc)) from None
+    for name in spec.json:
+        text = out.get(name)
+        if text is not None and "\\u0000" in text:
             # Valid JSON, but PostgreSQL's jsonb cannot hold a NUL character.
             raise Refused("bad_value", f"{tbl.name}.{name}: JSON text may not contain \\u0000")
-        values[name] = canonical
-    if not values:
+    if deleted is not _MISSING:
+        if type(deleted) is not int or deleted not in (0, 1):
+            raise Refused("bad_value", f"{where}: {DELETED} is 0 or 1, got {deleted!r}")
+        out[DELETED] = deleted
+    if not out:
         raise Refused("empty_change", f"{where}: a change writes at least one column besides the id")
     seen = change.seen
     if seen is not None:
-        for name in seen:
-            if name != DELETED and name not in tbl.column_names:
-                raise Refused("unknown_column", f"{tbl.name}: no column {name!r} (in seen)")
-        seen = {name: (int(clock[0]), bytes(clock[1])) for name, clock in seen.items()}
-    inserting = seen is None and values.get(DELETED) == 0
-    if inserting:
-        missing = [c.name for c in tbl.columns[1:] if c.required and c.name not in values]
+        unknown = [name for name in seen if name not in spec.known]
+        if unknown:
+            raise Refused("unknown_column", f"{tbl.name}: no column {unknown[0]!r} (in seen)")
+    if seen is None and deleted == 0:
+        missing = [name for name in spec.required if name not in out]
         if missing:
             raise Refused("bad_value", f"{tbl.name}: an insert must give {', '.join(missing)}")
     elif tbl.append_only:
         raise Refused("append_only", f"{tbl.name}: rows are append-only; only inserts are accepted")
-    return Checked(change.seq, tbl.name, change.id, change.hlc, values, seen)
+    return Checked(change.seq, tbl.name, change.id, change.hlc, out, seen)
