@@ -118,6 +118,9 @@ def _register() -> None:
 
     cli.add_command(workflows.workflows)
     cli.add_command(debug.debug)
+    from syncstore.cli import memory  # noqa: E402 - beside the others, by its own line
+
+    cli.add_command(memory.memory)
 
 
 _register()
