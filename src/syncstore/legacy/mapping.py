@@ -155,22 +155,24 @@ def message_id(task_id: str, position: int) -> str:
 
 
 def map_messages(task: MappedTask, messages: list[dict[str, Any]]) -> None:
-    """Rows for a task's messages, in order; shell calls paired with outputs."""
+    """Rows for a task's messages, in order; shell calls paired with outputs.
+    Runs for every message of an export, so it is written for speed."""
     task_id = task.row["id"]
     prefix = message_id_prefix(task_id)
-    extras: list[dict[str, Any]] = []
-    contents: list[str] = []
+    rows = task.messages
     seen: dict[Any, list[int]] = {}  # an assistant message's fingerprint -> positions with it
     calls: dict[str, int] = {}  # call_id -> position of the shell call
     outputs: dict[str, int] = {}  # call_id -> position of its output
     for position, message in enumerate(messages):
         extra: dict[str, Any] = {"legacy": message}
         data = message.get("data")
-        data = data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            data = {}
         kind = message.get("type", "message")
+        role = message["role"]
         duplicate = False
-        if message["role"] == "assistant":
-            first = _earlier_copy(messages, position, seen)
+        if role == "assistant":
+            first = _earlier_copy(messages, position, message, data, seen)
             if first is not None:
                 duplicate = True
                 extra["duplicate_of"] = f"{prefix}{first:06x}"
@@ -186,57 +188,58 @@ def map_messages(task: MappedTask, messages: list[dict[str, Any]]) -> None:
             if call_id is not None and not duplicate:
                 outputs.setdefault(call_id, position)
         else:
-            text = data.get("text")
-            content = text if isinstance(text, str) else ""
-        extras.append(extra)
-        contents.append(content)
-    for call_id, call_at in calls.items():
-        output_at = outputs.get(call_id)
-        if output_at is None:
-            task.notes.append(f"task {task_id}: shell call {call_id!r} (message {call_at}) has no output")
-            continue
-        extras[call_at]["output_message_id"] = f"{prefix}{output_at:06x}"
-        extras[output_at]["call_message_id"] = f"{prefix}{call_at:06x}"
-        task.shell_pairs += 1
-    for call_id, output_at in outputs.items():
-        if call_id not in calls:
-            task.notes.append(f"task {task_id}: shell output {call_id!r} (message {output_at}) has no call")
-    rows = task.messages
-    for position, (message, extra, content) in enumerate(zip(messages, extras, contents)):
-        content = _fit(content, extra)  # may mark extra, so before encoding it
+            content = data.get("text")
+            if not isinstance(content, str):
+                content = ""
         rows.append(
             {
                 "id": f"{prefix}{position:06x}",
                 "task_id": task_id,
                 "position": position,
-                "role": message["role"],
-                "type": message.get("type", "message"),
+                "role": role,
+                "type": kind,
                 "content": content,
-                "data": _encode(extra).decode(),
+                "data": extra,  # encoded below, once the pairs are known
                 "created_at": None,  # the old app kept no time per message
             }
         )
+    for call_id, call_at in calls.items():
+        output_at = outputs.get(call_id)
+        if output_at is None:
+            task.notes.append(f"task {task_id}: shell call {call_id!r} (message {call_at}) has no output")
+            continue
+        rows[call_at]["data"]["output_message_id"] = f"{prefix}{output_at:06x}"
+        rows[output_at]["data"]["call_message_id"] = f"{prefix}{call_at:06x}"
+        task.shell_pairs += 1
+    for call_id, output_at in outputs.items():
+        if call_id not in calls:
+            task.notes.append(f"task {task_id}: shell output {call_id!r} (message {output_at}) has no call")
+    limit = schema.MAX_TEXT
+    for row in rows:
+        content = row["content"]
+        if len(content) > limit or "\x00" in content:
+            row["content"] = _fit(content, row["data"])  # may mark data, so before encoding it
+        row["data"] = _encode(row["data"]).decode()
 
 
-def _earlier_copy(messages: list[dict[str, Any]], position: int, seen: dict[Any, list[int]]) -> int | None:
+def _earlier_copy(
+    messages: list[dict[str, Any]], position: int, message: dict[str, Any], data: dict[str, Any], seen: dict[Any, list[int]]
+) -> int | None:
     """The position of an earlier message exactly equal to this one (as JSON),
     or None. A cheap fingerprint finds candidates; only they are encoded."""
-    message = messages[position]
-    data = message.get("data")
-    if isinstance(data, dict):
-        key: Any = (message.get("type"), data.get("text"), data.get("call_id"), data.get("output"), data.get("id"))
-    else:
-        key = (message.get("type"), data)
+    key: Any = (message.get("type"), data.get("text"), data.get("call_id"), data.get("output"), message.get("data") is data)
     try:
-        hash(key)
+        candidates = seen.get(key)
     except TypeError:  # unusual values: fall back to the whole message
         key = _encode(message)
-    candidates = seen.setdefault(key, [])
-    if candidates:
-        encoded = _encode(message)
-        for earlier in candidates:
-            if _encode(messages[earlier]) == encoded:
-                return earlier
+        candidates = seen.get(key)
+    if candidates is None:
+        seen[key] = [position]
+        return None
+    encoded = _encode(message)
+    for earlier in candidates:
+        if _encode(messages[earlier]) == encoded:
+            return earlier
     candidates.append(position)
     return None
 
