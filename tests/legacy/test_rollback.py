@@ -104,3 +104,21 @@ def test_a_rollback_never_brings_back_what_a_person_deleted(store):
     report = import_legacy(store, make_export([task]))
     assert report.kept[0].reason == "deleted here; left deleted"
     assert store.tasks.find(task["id"]) is None
+
+
+def test_the_same_import_made_on_another_replica_does_not_count_as_an_edit(store, tmp_path):
+    import syncstore
+    from syncstore.replica.store import RemoteChange
+
+    task = make_task()
+    export = make_export([task])
+    with syncstore.open(str(tmp_path / "other.db")) as other:
+        # The replica with the smaller site id rolls back: the other's equal
+        # cells win every tie there, so its row ends up carrying a foreign site.
+        low, high = sorted((store, other), key=lambda r: r.site_id)
+        report = import_legacy(low, export)
+        import_legacy(high, export)
+        low.apply_remote([RemoteChange("tasks", task["id"], high.cells("tasks", task["id"]))])
+        assert {c.site for c in low.cells("tasks", task["id"]).values()} == {high.site_id}
+        undo = rollback_import(low, report.import_id)
+        assert [(r.table, r.id) for r in undo.removed] == [("tasks", task["id"])]

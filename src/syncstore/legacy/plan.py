@@ -96,8 +96,14 @@ def _tombstones(store: Replica, table: str, ids: list[str]) -> dict[str, int]:
     return dict(found)
 
 
+def _decoded(value: str | None) -> dict[str, Any]:
+    """A JSON object column as a dict; anything else (written here by hand) as {}."""
+    decoded = msgspec.json.decode(value) if value else {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
 def _legacy_part(value: str | None) -> Any:
-    return (msgspec.json.decode(value) if value else {}).get("legacy")
+    return _decoded(value).get("legacy")
 
 
 def _compare(table: str, stored: dict[str, Any], new: dict[str, Any], stamp: int) -> tuple[str, Any]:
@@ -118,7 +124,7 @@ def _compare(table: str, stored: dict[str, Any], new: dict[str, Any], stamp: int
     changes = {name: new[name] for name in differing}
     changes["updated_at"] = new["updated_at"]  # so the store does not stamp it with now
     if holder in changes:
-        merged = msgspec.json.decode(stored[holder]) if stored[holder] else {}
+        merged = _decoded(stored[holder])
         merged["legacy"] = _legacy_part(new[holder])
         changes[holder] = schema.encode_json(merged)
     previous = {name: stored[name] for name in changes}

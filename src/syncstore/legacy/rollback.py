@@ -65,10 +65,13 @@ def _undo(store: Replica, import_id: str, record: history.RowRecord) -> Kept | s
     cells = store.cells(record.table, record.id)
     if cells is None:
         return Kept(table=record.table, id=record.id, reason="already deleted here")
-    mine = (record.hlc, store.site_id)
+    # A cell still stamped with the import's clock holds what the import wrote:
+    # any edit has a later stamp. (The site may differ: the same export imported
+    # on another replica writes the same values at the same stamp.)
+    stamp = record.hlc
     if record.op == "insert":
-        since = [name for name, cell in cells.items() if (cell.hlc, cell.site) != mine and name != DELETED]
-        if since or (cells[DELETED].hlc, cells[DELETED].site) != mine:
+        since = [name for name, cell in cells.items() if cell.hlc != stamp and name != DELETED]
+        if since or cells[DELETED].hlc != stamp:
             return Kept(table=record.table, id=record.id, reason=_edited(since))
         store.delete(record.table, record.id)
         tombstone = store.tombstone(record.table, record.id)
@@ -76,7 +79,7 @@ def _undo(store: Replica, import_id: str, record: history.RowRecord) -> Kept | s
         history.mark_undone(store, import_id, record.table, record.id, tombstone[0])
         return "removed"
     previous = msgspec.json.decode(record.detail or "{}")
-    since = [name for name in previous if (cells[name].hlc, cells[name].site) != mine]
+    since = [name for name in previous if cells[name].hlc != stamp]
     if since:
         return Kept(table=record.table, id=record.id, reason=_edited(since))
     # Earlier values are canonical stored forms; JSON columns go back as text.
