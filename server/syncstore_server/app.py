@@ -34,7 +34,7 @@ from syncstore_server.handler import ConnectionHandler, Limits
 from syncstore_server.http import make_process_request
 from syncstore_server.metrics import Metrics
 from syncstore_server.notify import Notifier
-from syncstore_server.store import ChangeStore, load_catalog, prepare_connection
+from syncstore_server.store import CONNECTION_OPTIONS, ChangeStore, load_catalog, prepare_connection
 from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES
 
 log = logging.getLogger("syncstore.server")
@@ -112,7 +112,7 @@ class SyncServer:
             self.database_url,
             min_size=1,
             max_size=self.pool_size,
-            kwargs={"autocommit": True},
+            kwargs=CONNECTION_OPTIONS,
             configure=prepare_connection,
             open=False,
             name="syncstore",

@@ -56,6 +56,15 @@ log = logging.getLogger("syncstore.server.store")
 CHANNEL = "syncstore_changes"  # NOTIFY channel; the payload is the tenant
 LOG_LOCK_CLASS = 0x5353  # advisory lock key space ("SS"); the key is hashtext(tenant)
 MAX_ATTEMPTS = 8  # retries of a push after a deadlock or a concurrent insert
+# Every pooled connection: transactions are explicit; text travels as UTF-8
+# whatever the database's encoding (a value it cannot hold is refused by the
+# server, never mangled by the client library); operators can spot the server
+# in pg_stat_activity.
+CONNECTION_OPTIONS: dict[str, Any] = {
+    "autocommit": True,
+    "client_encoding": "UTF8",
+    "application_name": "syncstore-server",
+}
 
 _encode = msgspec.msgpack.encode
 _decode_tx = msgspec.msgpack.Decoder(p.ServerTx).decode
@@ -418,7 +427,7 @@ async def open_store(database_url: str, *, pool_size: int = 2, **options: Any) -
         database_url,
         min_size=1,
         max_size=pool_size,
-        kwargs={"autocommit": True},
+        kwargs=CONNECTION_OPTIONS,
         configure=prepare_connection,
         open=False,
     ) as pool:
