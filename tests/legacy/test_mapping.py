@@ -7,6 +7,8 @@ import uuid
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncstore import schema
 from syncstore.core import hlc
@@ -175,9 +177,13 @@ def test_content_that_a_text_column_cannot_hold_is_fitted_and_the_original_kept(
     ]
     rows = map_task(make_task(messages=messages), now_ms=NOW_MS).messages
     assert rows[0]["content"] == "a\ufffdb"
+    # PostgreSQL's jsonb holds no NUL either: replaced in data too, and said so.
+    first = json.loads(rows[0]["data"])
+    assert first["legacy"]["data"]["text"] == "a\ufffdb" and first["nul_replaced"] is True
     assert len(rows[1]["content"]) == schema.MAX_TEXT
     data = json.loads(rows[1]["data"])
     assert data["content_truncated"] is True and data["legacy"]["data"]["text"] == huge
+    assert "nul_replaced" not in data
     table = schema.table("task_messages")
     for row in rows:
         assert schema.validate_row(table, row, insert=True) == row
@@ -214,3 +220,37 @@ def test_an_environment_keeps_its_fields_and_hands_the_token_aside():
     assert row["updated_at"] == "2025-07-17T09:30:00.000000Z"
     assert mapped.token == item["githubToken"]
     assert item["githubToken"] not in msgspec.json.encode(row).decode()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_data = _json | st.fixed_dictionaries(
+    {},
+    optional={
+        "text": _json,
+        "call_id": st.sampled_from(["c1", "c2"]) | _json,
+        "output": _json | _json.map(json.dumps) | st.builds(lambda t, c: json.dumps({"output": t, "metadata": {"exit_code": c}}), _json, _json),
+        "action": st.fixed_dictionaries({"command": _json | st.lists(st.text(), max_size=3)}),
+    },
+)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(schema.MESSAGE_ROLES), "data": _data},
+    optional={
+        "type": st.sampled_from(["message", "local_shell_call", "local_shell_call_output", "reasoning"]),
+        "extra": _json,
+    },
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_message, max_size=6))
+def test_any_message_list_maps_to_rows_the_schema_accepts_as_they_are(messages):
+    # The bulk writer relies on this: message rows are canonical when mapped.
+    table = schema.table("task_messages")
+    rows = map_task(make_task(messages=messages), now_ms=NOW_MS).messages
+    assert len(rows) == len(messages)
+    for row in rows:
+        assert schema.validate_row(table, row, insert=True) == row

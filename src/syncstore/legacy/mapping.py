@@ -219,7 +219,29 @@ def map_messages(task: MappedTask, messages: list[dict[str, Any]]) -> None:
         content = row["content"]
         if len(content) > limit or "\x00" in content:
             row["content"] = _fit(content, row["data"])  # may mark data, so before encoding it
-        row["data"] = _encode(row["data"]).decode()
+        data = _encode(row["data"]).decode()
+        if "\\u0000" in data:
+            data = _without_nul(row["data"])
+        row["data"] = data
+
+
+def _without_nul(extra: dict[str, Any]) -> str:
+    """The JSON of ``extra`` with every NUL character in its strings replaced by
+    U+FFFD: PostgreSQL's jsonb cannot hold one, so the schema refuses it."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("\x00", "\ufffd")
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        return value
+
+    cleaned = clean(extra)
+    if cleaned != extra:
+        cleaned["nul_replaced"] = True
+    return _encode(cleaned).decode()
 
 
 def _earlier_copy(
