@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from syncstore.core import merge
 from syncstore.errors import AuthError, SyncError
 from syncstore.sync import list_conflicts, list_rejected, resolve_conflict
 
-from .conftest import replica_rows, server_acked, server_log_count, server_rows
+from .conftest import RunningServer, replica_rows, server_acked, server_log_count, server_rows
 
 pytestmark = pytest.mark.postgres
 
@@ -50,23 +51,28 @@ def test_acks_give_read_your_writes(sync_server, tenant, replicas):
     assert server_log_count(sync_server.database_url, tenant, a.site_id) == 5
 
 
-def test_a_rejected_push_is_kept_shown_and_blocks_nothing(sync_server, tenant, replicas):
-    a, b = replicas("a"), replicas("b")
-    token = sync_server.token(tenant)
-    b.tasks.create("from b")
-    b.sync(sync_server.url, token=token)
+def test_a_rejected_push_is_kept_shown_and_blocks_nothing(sync_database, tenant, replicas):
+    # A server that takes at most 5 changes per transaction: a bigger local
+    # transaction is valid here and refused there, for good.
+    strict = RunningServer(sync_database, max_tx_changes=5)
+    try:
+        a, b = replicas("a"), replicas("b")
+        token = strict.token(tenant)
+        b.tasks.create("from b")
+        b.sync(strict.url, token=token)
 
-    good = a.tasks.create("fine")
-    # Valid here, refused by PostgreSQL: jsonb cannot hold a NUL character.
-    bad = a.tasks.create("with a NUL in its metadata", metadata={"note": "a\x00b"}).id
-    after = a.tasks.create("written after the bad one")
-    result = a.sync(sync_server.url, token=token)
+        good = a.tasks.create("fine")
+        big = a.insert_many("tasks", [{"title": f"one of many {i}"} for i in range(8)])
+        after = a.tasks.create("written after the big one")
+        result = a.sync(strict.url, token=token)
+        held = server_rows(sync_database, tenant)
+    finally:
+        strict.close()
 
     assert result.rejected == 1
     (rejected,) = list_rejected(a)
-    assert [c.id for c in rejected.changes] == [bad] and rejected.code and rejected.message
-    held = server_rows(sync_server.database_url, tenant)
-    assert good.id in held and after.id in held and bad not in held  # later changes went through
+    assert [c.id for c in rejected.changes] == big and rejected.code and rejected.message
+    assert good.id in held and after.id in held and not set(big) & set(held)  # later changes went through
     assert a.sync_status().pending_changes == 0 and a.sync_status().rejected == 1
     assert "from b" in {t.title for t in a.tasks.list()}  # downloads were not held back
 
@@ -131,24 +137,29 @@ def test_conflicts_arrive_with_the_transaction_and_resolve_by_a_write(sync_serve
 
     a.tasks.update(task.id, title="title from a")
     b.tasks.update(task.id, title="title from b")  # neither has seen the other's
+    # Both may stamp the same millisecond; the merge rule decides, as everywhere.
+    stamp = {s: merge.Cell(None, s.changes()[-1].hlc, s.site_id) for s in (a, b)}
+    winner, loser = (b, a) if merge.wins(stamp[b], stamp[a]) else (a, b)
+    win_title, lose_title = (f"title from {'b' if s is b else 'a'}" for s in (winner, loser))
     for store in (a, b, a, b):
         store.sync(sync_server.url, token=token)
-    assert a.tasks.get(task.id).title == b.tasks.get(task.id).title == "title from b"
+    assert a.tasks.get(task.id).title == b.tasks.get(task.id).title == win_title
 
     for store in (a, b):
         titles = [c for c in list_conflicts(store) if c.column == "title"]
         assert len(titles) == 1
-        assert titles[0].winner_value == "title from b" and titles[0].loser_value == "title from a"
-    conflict = next(c for c in list_conflicts(a) if c.column == "title")
+        assert titles[0].winner_value == win_title and titles[0].loser_value == lose_title
+    conflict = next(c for c in list_conflicts(loser) if c.column == "title")
 
-    resolved = resolve_conflict(a, conflict.id, keep="loser")
+    # The losing side insists: keeping the loser is a new write, which syncs.
+    resolved = resolve_conflict(loser, conflict.id, keep="loser")
     assert resolved.resolution == "loser" and not resolved.reported
-    assert a.tasks.get(task.id).title == "title from a"
-    a.sync(sync_server.url, token=token)
-    b.sync(sync_server.url, token=token)
-    assert b.tasks.get(task.id).title == "title from a"  # the resolution is a write: it synced
-    assert list_conflicts(a, include_resolved=True, table="tasks", row_id=task.id)[0].row_id == task.id
-    assert [c.reported for c in list_conflicts(a, include_resolved=True) if c.id == conflict.id] == [True]
+    assert loser.tasks.get(task.id).title == lose_title
+    loser.sync(sync_server.url, token=token)
+    winner.sync(sync_server.url, token=token)
+    assert winner.tasks.get(task.id).title == lose_title
+    assert list_conflicts(loser, include_resolved=True, table="tasks", row_id=task.id)[0].row_id == task.id
+    assert [c.reported for c in list_conflicts(loser, include_resolved=True) if c.id == conflict.id] == [True]
     import psycopg
 
     with psycopg.connect(sync_server.database_url) as conn:
