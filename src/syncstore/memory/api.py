@@ -370,13 +370,12 @@ class Memory:
         """The engine's index of one vector space, opened (and loaded) on first use."""
         requested = engine or self.engine
         with self._lock:
-            if requested == "auto":
-                for name in ("numpy", "sqlite-vec"):
-                    if (name, model, dimensions) in self._indexes:
-                        return self._indexes[(name, model, dimensions)]
+            for name in ("numpy", "sqlite-vec") if requested == "auto" else (requested,):
+                if (name, model, dimensions) in self._indexes:
+                    return self._indexes[(name, model, dimensions)]
             chosen = engines.choose(
                 requested,
-                rows=feed.count(self.store.connection, model, dimensions),
+                rows=feed.count(self.store.connection, model),
                 dimensions=dimensions,
                 vector_available=self.store.capabilities.vector,
                 readonly=self.store.readonly,

@@ -88,11 +88,11 @@ def rows_for(conn: apsw.Connection, ids: list[str], model: str, dimensions: int)
     return {row.id: row for row in map(_row, conn.execute(sql, (model, dimensions, schema.encode_json(ids))))}
 
 
-def count(conn: apsw.Connection, model: str, dimensions: int) -> int:
-    """How many memories carry a vector of this model (an upper bound of an index's rows)."""
-    return conn.execute(
-        "select count(*) from agent_memory where embedding_model = ? and embedding_dimensions = ?", (model, dimensions)
-    ).fetchone()[0]
+def count(conn: apsw.Connection, model: str) -> int:
+    """How many memories carry a vector of this model: an upper bound of an index's
+    rows, answered from the model's index alone. (The dimensions column sits after
+    the vector in the row, so reading it would walk every vector's pages.)"""
+    return conn.execute("select count(*) from agent_memory where embedding_model = ?", (model,)).fetchone()[0]
 
 
 def all_rows(conn: apsw.Connection, model: str, dimensions: int) -> Iterator[IndexRow]:

@@ -51,7 +51,7 @@ class NumpyIndex:
         self._row_tags: list[tuple[str, ...]] = []
         conn = store.connection
         self.cursor = feed.position(conn)
-        self._allocate(max(1024, feed.count(conn, model, dimensions)))
+        self._allocate(max(1024, feed.count(conn, model)))
         for row in feed.all_rows(conn, model, dimensions):
             self._upsert(row)
 

@@ -184,9 +184,9 @@ class SqliteVecIndex:
             ids = [
                 row[0]
                 for row in self.store.connection.execute(
-                    "select m.id from agent_memory m where m.embedding_model = ? and m.embedding_dimensions = ? and "
-                    + " and ".join(where),
-                    (self.model, self.dimensions, *values),
+                    # (no dimensions test: it would read past each vector; vec0 holds one size)
+                    "select m.id from agent_memory m where m.embedding_model = ? and " + " and ".join(where),
+                    (self.model, *values),
                 )
             ]
             if not ids:
