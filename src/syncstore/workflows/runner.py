@@ -360,28 +360,28 @@ class Runner(Walker):
             self._backoff(retry.delay(rule, attempt))
 
     def _transactional_step(self, node: Step, number: int, state: dict[str, Any], lane: Lane, fn: Any, rule: retry.Policy, attempt: int) -> Any:
+        # The previous step's record commits first: if this function's transaction
+        # rolls back (an error, a kill), it must not take that record with it.
+        self.boundary(lane, number)
         while True:
             attempt += 1
             ctx = self._context(node, number, state, attempt)
             error: BaseException | None = None
             value: Any = None
             with self.store.transaction():
-                requested = self._fence()
-                if requested in STOP_REQUESTS:
-                    self._write(lane.pending, number)
-                else:
+                requested = self._fence()  # read again: a retry comes after a backoff
+                if requested not in STOP_REQUESTS:
                     meter = Meter()
                     try:
                         # A savepoint: the function's own writes and its record stand or fall together.
                         with self.store.transaction():
                             value = retry.normalise(fn(ctx))
                             meter.stop()
-                            self._write([*lane.pending, self._end_row(node, number, state, value, ctx, meter)], number)
+                            self._write([self._end_row(node, number, state, value, ctx, meter)], number)
                     except Exception as exc:
                         error = exc
                         meter.stop()
-                        self._write([*lane.pending, self._error_row(node, number, state, ctx, exc, meter)], number)
-            lane.pending = []
+                        self._write([self._error_row(node, number, state, ctx, exc, meter)], number)
             if requested in STOP_REQUESTS:
                 raise Stop(requested)
             if error is None:
