@@ -1,9 +1,17 @@
-"""Helpers for the server tests: tokens, row changes, a raw protocol client's steps."""
+"""Helpers for the server tests: tokens, row changes, a raw protocol client's steps, a server process."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -76,3 +84,66 @@ def tenant_log(url: str, tenant: str) -> list[tuple[int, bytes, int]]:
         return conn.execute(
             "SELECT seq, origin_site, origin_tx FROM syncstore.change_log WHERE tenant = %s ORDER BY seq", (tenant,)
         ).fetchall()
+
+
+# --- a server in its own process ------------------------------------------------------
+
+SYNCSTORE = str(Path(sys.executable).with_name("syncstore"))
+_LISTENING = re.compile(r"listening on [^:]+:(\d+)")
+
+
+class ServerProcess:
+    """``syncstore server run`` as a real process; its log lines are collected."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        environ = {**os.environ, "SYNCSTORE_SECRET": SECRET.reveal().decode(), **(env or {})}
+        self.proc = subprocess.Popen(
+            [SYNCSTORE, "server", "run", "--port", "0", *args],
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.port = int(self.wait_for(_LISTENING)[1])
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 60) -> re.Match[str]:
+        """The first log line (from now on) matching ``pattern``."""
+        while True:
+            try:
+                line = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"the server never logged {pattern.pattern!r}:\n{''.join(self.lines)}") from None
+            if line is None:
+                raise AssertionError(f"the server exited ({self.proc.wait()}):\n{''.join(self.lines)}")
+            self.lines.append(line)
+            found = pattern.search(line)
+            if found:
+                return found
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill()
