@@ -27,6 +27,7 @@ TYPES = ("text", "integer", "real", "boolean", "json", "timestamp", "blob", "vec
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MAX_TEXT = 1_000_000  # characters in one text value
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 
 
 class Column(msgspec.Struct, frozen=True):
@@ -37,6 +38,9 @@ class Column(msgspec.Struct, frozen=True):
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    # JSON columns: "object" or "array" when the value must be one (the typed
+    # record holds a dict or a list); None accepts any JSON value.
+    shape: str | None = None
 
 
 class Table(msgspec.Struct, frozen=True):
@@ -59,6 +63,7 @@ class Table(msgspec.Struct, frozen=True):
 
 def C(name: str, type_: str, **kw: Any) -> Column:
     assert type_ in TYPES and _IDENT.match(name), (name, type_)
+    assert kw.get("shape") in (None, "object", "array") and (type_ == "json" or "shape" not in kw), (name, kw)
     return Column(name, type_, **kw)
 
 
@@ -103,9 +108,9 @@ TABLES: dict[str, Table] = {
                 C("is_archived", "boolean", default=0),
                 C("has_changes", "boolean", default=0),
                 C("status_message", "text"),
-                C("pull_request", "json"),
+                C("pull_request", "json", shape="object"),
                 C("user_id", "text"),
-                C("metadata", "json", default="{}"),
+                C("metadata", "json", default="{}", shape="object"),
                 *_TIMES,
             ),
             indexes=("status", "repository", "user_id", "updated_at"),
@@ -119,7 +124,7 @@ TABLES: dict[str, Table] = {
                 C("role", "text", required=True, choices=MESSAGE_ROLES),
                 C("type", "text", default="message"),
                 C("content", "text", default=""),
-                C("data", "json", default="{}"),
+                C("data", "json", default="{}", shape="object"),
                 C("created_at", "timestamp"),
             ),
             append_only=True,
@@ -136,7 +141,7 @@ TABLES: dict[str, Table] = {
                 C("github_repository", "text", default=""),
                 C("is_active", "boolean", default=0),
                 C("schema_version", "integer", default=1, minimum=1),
-                C("config", "json", default="{}"),
+                C("config", "json", default="{}", shape="object"),
                 C("user_id", "text"),
                 *_TIMES,
             ),
@@ -370,11 +375,19 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
         return value
     if kind == "json":
         try:
-            if isinstance(value, str):
-                return encode_json(msgspec.json.decode(value))
-            return encode_json(value)
+            decoded = msgspec.json.decode(value) if isinstance(value, str) else value
+            text = encode_json(decoded)
         except (msgspec.DecodeError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
             raise bad(f"not valid JSON: {exc}") from None
+        if col.shape == "object" and not text.startswith("{"):
+            raise bad(f"expected a JSON object, got {text[:40]}")
+        if col.shape == "array" and not text.startswith("["):
+            raise bad(f"expected a JSON array, got {text[:40]}")
+        if "\\u0000" in text and _JSON_NUL.search(text):
+            # Valid JSON, but PostgreSQL's jsonb cannot hold it: refuse it here,
+            # not on the server after the write has been made offline.
+            raise bad("JSON text may not contain the NUL character (\\u0000)")
+        return text
     if kind == "timestamp":
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:

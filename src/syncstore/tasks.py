@@ -28,7 +28,7 @@ class Tasks(TableAPI[Task]):
         id: str | None = None,
         **other: Any,
     ) -> Task:
-        if not isinstance(title, str) or not title.strip():
+        if isinstance(title, str) and not title.strip():
             raise ValidationError("must not be empty", table=self.table, field="title")
         return self._create(
             dict(

@@ -96,6 +96,9 @@ def test_bad_values_name_the_field_and_the_problem():
         ({"title": "a\x00b"}, "title", "NUL"),
         ({"title": "\ud800"}, "title", "surrogate"),
         ({"colour": "red"}, "colour", "unknown column"),
+        ({"metadata": [1, 2]}, "metadata", "expected a JSON object"),
+        ({"pull_request": '"url"'}, "pull_request", "expected a JSON object"),
+        ({"metadata": {"a": "nul \x00 inside"}}, "metadata", "NUL"),
         ({"title": None}, "title", "is required and may not be null"),
     ]
     for values, field, problem in cases:
@@ -106,3 +109,13 @@ def test_bad_values_name_the_field_and_the_problem():
         check({"id": "01a215e4-e4c7-7804-a2c7-551014ae9339"}, insert=True)
     with pytest.raises(ValidationError, match="mapping"):
         check([("title", "x")], insert=False)
+
+
+def test_json_known_canonical_for_one_column_is_still_checked_for_another():
+    any_json = rowcheck.checker(schema.TABLES["agent_executions"]).check
+    objects_only = rowcheck.checker(schema.TABLES["tasks"]).check
+    for text in ("[]", '"text"', "1"):
+        assert any_json({"output": text}, insert=False) == {"output": text}
+        assert any_json({"output": text}, insert=False) == {"output": text}  # now remembered as canonical
+        with pytest.raises(ValidationError, match="expected a JSON object"):
+            objects_only({"metadata": text}, insert=False)

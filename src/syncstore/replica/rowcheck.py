@@ -33,7 +33,8 @@ _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 # Short JSON texts already known to be canonical (``encode(decode(t)) == t``),
 # e.g. "{}" and the metadata an agent writes on every row. Bounded: cleared when full.
-_CANONICAL_JSON: set[str] = set()
+# One set per JSON shape: a text canonical for "any JSON" may not be an object.
+_CANONICAL_JSON: dict[str | None, set[str]] = {None: set(), "object": set(), "array": set()}
 _JSON_MEMO_MAX = 4096
 _JSON_MEMO_LEN = 256
 
@@ -61,13 +62,14 @@ def _canonical_time(value: str) -> bool:
 
 
 def _json_text(col: schema.Column, value: str, table: str) -> str:
-    if value in _CANONICAL_JSON:
+    known = _CANONICAL_JSON[col.shape]
+    if value in known:
         return value
     canonical = schema.to_storage(col, value, table_name=table)
     if canonical == value and len(value) <= _JSON_MEMO_LEN:
-        if len(_CANONICAL_JSON) >= _JSON_MEMO_MAX:
-            _CANONICAL_JSON.clear()
-        _CANONICAL_JSON.add(value)
+        if len(known) >= _JSON_MEMO_MAX:
+            known.clear()
+        known.add(value)
     return canonical
 
 
@@ -171,7 +173,7 @@ class RowChecker:
         accepted as is when canonical, else converted by ``to_storage``."""
         env: dict[str, Any] = {
             "MISSING": _MISSING, "isfinite": math.isfinite, "canonical_time": _canonical_time,
-            "CANON_JSON": _CANONICAL_JSON, "CANON_TIME": _CANONICAL_TIMES, "UUID": schema._UUID.match, "MAX_TEXT": _MAX_TEXT,
+            "CANON_TIME": _CANONICAL_TIMES, "UUID": schema._UUID.match, "MAX_TEXT": _MAX_TEXT,
             "slow": self._slow, "json": self._json, "check_id": self._id, "required": self._required,
             "unknown": self._unknown,
         }
@@ -180,6 +182,7 @@ class RowChecker:
             env[f"COL{i}"] = col
             env[f"DEFAULT{i}"] = col.default
             env[f"CHOICES{i}"] = None if col.choices is None else frozenset(col.choices)
+            env[f"CANON_JSON{i}"] = _CANONICAL_JSON[col.shape] if col.type == "json" else None
             if col.required:
                 missing = f"required({col.name!r}, null=False)"
                 null = f"required({col.name!r}, null=True)"
@@ -191,7 +194,7 @@ class RowChecker:
                 fast = "type(v) is str and UUID(v)"
             elif col.type == "json":
                 convert = f"json(COL{i}, v)"
-                fast = "type(v) is str and v in CANON_JSON"
+                fast = f"type(v) is str and v in CANON_JSON{i}"
             else:
                 convert = f"slow(COL{i}, v)"
                 fast = _fast_test(col, i)

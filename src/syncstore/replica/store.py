@@ -669,11 +669,12 @@ class Replica:
         if clauses:
             sql += " where " + " and ".join(clauses)
         sql += f" order by {order} {'desc' if descending else 'asc'}, id"
-        if limit is not None:
-            if limit < 0 or offset < 0:
-                raise ValidationError("limit and offset must not be negative")
+        for name, number in (("limit", limit), ("offset", offset)):
+            if number is not None and (type(number) is not int or number < 0):
+                raise ValidationError(f"{name} must be a whole number, not negative; got {number!r}", table=table)
+        if limit is not None or offset:
             sql += " limit ? offset ?"
-            params += [limit, offset]
+            params += [-1 if limit is None else limit, offset]
         return self.query(sql, params)
 
     def count(self, table: str) -> int:
