@@ -13,7 +13,7 @@ from syncstore import schema
 from syncstore.cli.main import json_option, with_store
 from syncstore.cli.output import emit_json, table
 from syncstore.replica import migrations
-from syncstore.replica.connection import connect
+from syncstore.replica.connection import connect, replica_error
 
 
 @click.command()
@@ -73,19 +73,31 @@ def doctor(as_json: bool) -> None:
 
 @click.command()
 @click.option("--rollback", is_flag=True, help="Undo the most recent migration instead.")
+@json_option
 @click.pass_obj
-def migrate(obj, rollback: bool) -> None:
+def migrate(obj, rollback: bool, as_json: bool) -> None:
     """Apply pending replica migrations (done on every open), or roll back the last."""
-    from syncstore.replica.connection import connect as open_raw
-
-    conn, _ = open_raw(obj.db)
+    path = obj.db
+    conn, _ = connect(
+        path,
+        busy_timeout_ms=obj.busy_timeout_ms,
+        # Never migrate another program's database; a rollback needs a replica.
+        check=lambda c: migrations.check_is_replica(c, path, allow_empty=not rollback),
+    )
     try:
         if rollback:
-            undone = migrations.rollback_last(conn, obj.db)
-            click.echo(f"rolled back migration {undone.version} ({undone.name})")
+            undone = [migrations.rollback_last(conn, path)]
         else:
-            done = migrations.migrate(conn, obj.db)
-            names = ", ".join(f"{m.version} ({m.name})" for m in done) or "none"
-            click.echo(f"applied: {names}")
+            undone = []
+            done = migrations.migrate(conn, path)
+    except apsw.Error as exc:
+        raise replica_error(path, exc) from None
     finally:
         conn.close()
+    if as_json:
+        key, steps = ("rolled_back", undone) if rollback else ("applied", done)
+        emit_json({key: [{"version": m.version, "name": m.name} for m in steps]})
+    elif rollback:
+        click.echo(f"rolled back migration {undone[0].version} ({undone[0].name})")
+    else:
+        click.echo(f"applied: {', '.join(f'{m.version} ({m.name})' for m in done) or 'none'}")

@@ -12,7 +12,11 @@ from rich.table import Table
 
 
 def console() -> Console:
-    return Console(soft_wrap=True)
+    out = Console(soft_wrap=True)
+    if not out.is_terminal:
+        # Piped or captured: whole lines (no cut ids or titles); the reader's tools wrap.
+        out.width = 1_000
+    return out
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -29,7 +33,11 @@ def emit_json(value: Any) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     out = Table(title=title, show_lines=False)
     for name in columns:
-        out.add_column(name)
+        if name == "id" or name.endswith("_id"):
+            # Ids are what people copy into the next command: never cut or wrap them.
+            out.add_column(name, no_wrap=True, min_width=36)
+        else:
+            out.add_column(name)
     for row in rows:
         out.add_row(*["" if v is None else str(v) for v in row])
     console().print(out)
