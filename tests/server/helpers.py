@@ -95,10 +95,12 @@ _LISTENING = re.compile(r"listening on [^:]+:(\d+)")
 class ServerProcess:
     """``syncstore server run`` as a real process; its log lines are collected."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, *args: str, env: dict[str, str] | None = None, dev: bool = False):
         environ = {**os.environ, "SYNCSTORE_SECRET": SECRET.reveal().decode(), **(env or {})}
+        # --dev runs `syncstore server` with no subcommand: the daemon is the default.
+        command = [SYNCSTORE, "server", "--dev"] if dev else [SYNCSTORE, "server", "run"]
         self.proc = subprocess.Popen(
-            [SYNCSTORE, "server", "run", "--port", "0", *args],
+            [*command, "--port", "0", *args],
             env=environ,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

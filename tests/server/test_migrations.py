@@ -1,0 +1,109 @@
+"""Server schema migrations: recorded, checked on start, reversible, matching the schema."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from syncstore import schema
+from syncstore.errors import SchemaVersionError
+
+from syncstore_server import migrate
+
+PG_TYPES = {
+    "text": "text",
+    "integer": "bigint",
+    "real": "double precision",
+    "boolean": "boolean",
+    "json": "jsonb",
+    "timestamp": "timestamp with time zone",
+    "blob": "bytea",
+    "vector": "bytea",  # PostgreSQL 15 here has no pgvector; see test_embedded for vector
+}
+
+
+def columns(conn, table):
+    return dict(
+        conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'syncstore' AND table_name = %s",
+            (table,),
+        ).fetchall()
+    )
+
+
+def test_migrate_makes_every_synced_table_with_real_types_and_records_it(database_url):
+    with psycopg.connect(database_url) as conn:
+        applied = migrate.migrate(conn)
+        assert [m.version for m in applied] == [1]
+        for tbl in schema.TABLES.values():
+            found = columns(conn, tbl.name)
+            assert found["tenant"] == "text" and found["id"] == "text"
+            for col in tbl.columns[1:]:
+                assert found[col.name] == PG_TYPES[col.type], (tbl.name, col.name)
+            assert {"_deleted", "_hlc", "_site", "_clocks"} <= set(found)
+            key = conn.execute(
+                "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = %s::regclass AND i.indisprimary",
+                (f"syncstore.{tbl.name}",),
+            ).fetchone()[0]
+            assert key == ["tenant", "id"]
+        (history,) = migrate.history(conn)
+        assert (history.version, history.name) == (1, "initial")
+        assert history.checksum == migrate.available()[0].checksum
+        assert migrate.migrate(conn) == []  # already there
+        assert migrate.check(conn).current == 1
+
+
+def test_rollback_and_migrate_again(database_url):
+    with psycopg.connect(database_url) as conn:
+        migrate.migrate(conn)
+        assert [m.version for m in migrate.rollback(conn, target=0)] == [1]
+        assert conn.execute("SELECT to_regclass('syncstore.tasks')").fetchone()[0] is None
+        assert migrate.status(conn).current == 0
+        migrate.migrate(conn)
+        assert conn.execute("SELECT to_regclass('syncstore.tasks')").fetchone()[0] is not None
+
+
+def test_a_database_not_migrated_is_refused_on_start(database_url):
+    with psycopg.connect(database_url) as conn:
+        with pytest.raises(SchemaVersionError, match="syncstore server migrate"):
+            migrate.check(conn)
+
+
+def test_a_newer_or_altered_database_is_refused(database_url):
+    with psycopg.connect(database_url) as conn:
+        migrate.migrate(conn)
+        conn.execute("UPDATE syncstore.schema_migrations SET checksum = 'edited'")
+        conn.commit()
+        with pytest.raises(SchemaVersionError, match="changed after they ran"):
+            migrate.check(conn)
+        conn.execute("UPDATE syncstore.schema_migrations SET checksum = %s", (migrate.available()[0].checksum,))
+        conn.execute("INSERT INTO syncstore.schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')")
+        conn.commit()
+        with pytest.raises(SchemaVersionError, match="newer than this server knows"):
+            migrate.check(conn)
+
+
+def test_instances_starting_together_apply_each_migration_once(database_url):
+    errors: list[BaseException] = []
+
+    def start():
+        try:
+            with psycopg.connect(database_url) as conn:
+                migrate.migrate(conn)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with psycopg.connect(database_url) as conn:
+        assert len(migrate.history(conn)) == 1
