@@ -4,6 +4,7 @@ PostgreSQL 15 without pgvector) and pgvector with HNSW (the embedded PostgreSQL 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import tempfile
 
 import numpy as np
@@ -162,6 +163,7 @@ def pgvector_url():
         pytest.skip(f"embedded PostgreSQL with pgvector is not available: {exc}")
     yield url
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -90,8 +90,8 @@ def rows_for(conn: apsw.Connection, ids: list[str], model: str, dimensions: int)
 
 def count(conn: apsw.Connection, model: str) -> int:
     """How many memories carry a vector of this model: an upper bound of an index's
-    rows, answered from the model's index alone. (The dimensions column sits after
-    the vector in the row, so reading it would walk every vector's pages.)"""
+    rows, answered from the model's index alone (testing the dimensions too would
+    read every row, vector and all)."""
     return conn.execute("select count(*) from agent_memory where embedding_model = ?", (model,)).fetchone()[0]
 
 

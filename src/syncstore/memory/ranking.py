@@ -69,8 +69,7 @@ def top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> list[int]:
     if k <= 0 or count == 0:
         return []
     if k < count:
-        part = np.argpartition(-scores, k - 1)[:k]
-        threshold = scores[part].min()
+        threshold = np.partition(scores, count - k)[count - k]  # the k-th best
         candidates = np.flatnonzero(scores >= threshold)  # every row tied at the boundary
     else:
         candidates = np.arange(count)

@@ -215,10 +215,34 @@ class NumpyIndex:
                 similarity = self._matrix[chosen] @ query
             else:
                 similarity = (self._matrix[:n] @ query)[chosen]
-            scores = ranking.scores(similarity, self._importance[chosen], self._touched[chosen], filters.now)
+            importance = self._importance[:n] if chosen.size == n else self._importance[chosen]
+            touched = self._touched[:n] if chosen.size == n else self._touched[chosen]
+            rows = _recency_candidates(similarity, importance, ranking, k)
+            if rows is not None:  # score only the rows that can still make the top k
+                chosen, similarity, importance, touched = chosen[rows], similarity[rows], importance[rows], touched[rows]
+            scores = ranking.scores(similarity, importance, touched, filters.now)
             ids = _Lookup(self._ids, chosen)
             best = top_k(scores, ids, k)
             return [(ids[i], float(scores[i]), float(similarity[i])) for i in best]
+
+
+def _recency_candidates(similarity: np.ndarray, importance: np.ndarray, ranking: Ranking, k: int) -> np.ndarray | None:
+    """Positions whose score can still reach the top k, or None for all.
+
+    The recency term (an exp2 per row) is the costly part of the score and lies
+    in [0, recency]. Without it every row scores at least its ``base``; so the
+    k-th best base is a floor for the k-th best score, and a row whose base
+    plus the largest possible recency stays below that floor cannot make the
+    top k. Only the others get the full score: the same result, exactly.
+    """
+    if not ranking.recency or similarity.size <= 4 * k:
+        return None
+    base = ranking.similarity * similarity.astype(np.float64)
+    if ranking.importance:
+        base += ranking.importance * (importance.astype(np.float64) - 1.0) / 9.0
+    floor = np.partition(base, base.size - k)[base.size - k]
+    # A hair of slack: the full score is computed apart, and may round differently.
+    return np.flatnonzero(base >= floor - ranking.recency - 1e-9)
 
 
 class _Lookup:
