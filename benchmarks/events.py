@@ -9,9 +9,11 @@ Measures, in one run and on the same rows:
    one transaction per 10,000 rows), with no change capture;
 2. ``store.events.emit`` through the batched writer, end to end: from the
    first emit until the last event is committed, with change capture;
-3. the caller's overhead per ``emit`` call while the writer thread runs;
-4. the same overhead with the writer idle (nothing competing for the GIL);
-5. the generic ``Replica.insert_many`` of the same events, for reference.
+3. the caller's overhead per ``emit`` call while the writer thread runs flat
+   out (the producer saturates it: both share one GIL);
+4. the same at an agent-like pace (bursts, pauses), the writer flushing as usual;
+5. the same with the writer idle (the cost of the call alone);
+6. the generic ``Replica.insert_many`` of the same events, for reference.
 
 Targets (issue 6): >= 100,000 events/s batched, <= 10 us per emit.
 """
@@ -110,6 +112,26 @@ def idle_overhead(folder: str, count: int) -> float:
     return elapsed / count * 1e6
 
 
+def paced_overhead(folder: str, count: int) -> tuple[float, float]:
+    """us per emit at an agent-like pace (bursts of 20, then a pause of 2 ms),
+    with the writer flushing in the background as usual; and the pace reached."""
+    store = syncstore.open(os.path.join(folder, "paced.db"))
+    emit = store.events.emit
+    kwargs = [event_kwargs(i) for i in range(count)]
+    emit("warmup")
+    inside = 0.0
+    began = time.perf_counter()
+    for offset in range(0, count, 20):
+        start = time.perf_counter()
+        for kw in kwargs[offset : offset + 20]:
+            emit("step", **kw)
+        inside += time.perf_counter() - start
+        time.sleep(0.002)
+    pace = count / (time.perf_counter() - began)
+    store.close()
+    return inside / count * 1e6, pace
+
+
 def generic(folder: str, count: int) -> float:
     store = syncstore.open(os.path.join(folder, "generic.db"))
     rows = []
@@ -133,12 +155,14 @@ def main() -> None:
         rate, overhead, rows = batched(folder, n)
         plain = anchor_plain_apsw(folder, rows)
         idle = idle_overhead(folder, n)
+        paced, pace = paced_overhead(folder, min(n, 50_000))
         reference = generic(folder, min(n, 50_000))
     print(f"events: {n:,} (same rows in every measurement; replica with its 5 indexes)")
     print(f"plain apsw executemany, no change capture   {plain:>12,.0f} rows/s   (anchor)")
     print(f"events.emit, batched, with change capture   {rate:>12,.0f} events/s (target >= 100,000)")
     print(f"  ratio to the anchor                       {plain / rate:>12.2f}x slower")
     print(f"caller overhead per emit, writer running    {overhead:>12.2f} us       (target <= 10)")
+    print(f"caller overhead per emit, agent-like pace   {paced:>12.2f} us       ({pace:,.0f} events/s in bursts of 20)")
     print(f"caller overhead per emit, writer idle       {idle:>12.2f} us")
     print(f"Replica.insert_many (generic path)          {reference:>12,.0f} rows/s   ({rate / reference:.1f}x slower than batched)")
 

@@ -1,13 +1,15 @@
 """The batched writer behind :class:`syncstore.events.Events`.
 
 Callers put finished event tuples into an in-memory buffer and return at
-once; a background thread writes the buffer into ``observability_events`` in
-few large transactions. The buffer is flushed
+once; a background thread, on a connection of its own, writes the buffer into
+``observability_events`` in few large transactions. The buffer is flushed
 
 - every ``flush_interval`` seconds (default 0.1 s), by the background thread;
 - early, when ``batch_size`` events are waiting (the thread is woken);
 - by the caller itself when ``max_buffer`` events are waiting (back-pressure:
-  a producer faster than the disk is slowed down rather than growing memory);
+  a producer faster than the disk is slowed down rather than growing memory;
+  inside an open write transaction of the store, where that would wait on the
+  caller's own lock, the new event is dropped and counted in ``dropped``);
 - at once for severities in ``durable_severities`` (errors by default), so the
   error that precedes a crash is on disk before the crash;
 - on :meth:`EventWriter.close` (called by ``Store.close``) and at interpreter
@@ -35,6 +37,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from typing import Any, Sequence
 
 import msgspec
@@ -93,14 +96,9 @@ def append_rows(store: Replica, rows: Sequence[tuple[Any, ...]]) -> None:
 
 # --- ids and timestamps made at flush time, cheaply ------------------------------
 
+# UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, version 7, 12 random bits,
+# variant 0b10, 62 random bits. One random hex digit picks the variant digit.
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def uuid7_at(ns: int, rand: str) -> str:
-    """A UUIDv7 for an event at ``ns``; ``rand`` is 19 random hex digits
-    (74 random bits are used, as RFC 9562 lays them out)."""
-    ms = f"{(ns // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
-    return f"{ms[:8]}-{ms[8:]}-7{rand[:3]}-{_VARIANT[rand[3]]}{rand[4:7]}-{rand[7:19]}"
 
 
 class _TimestampFormatter:
@@ -126,6 +124,10 @@ class _TimestampFormatter:
 # --- the writer -------------------------------------------------------------------
 
 
+def _in_memory(path: str) -> bool:
+    return path in ("", ":memory:") or path.startswith("file::memory:") or "mode=memory" in path
+
+
 class EventWriter:
     """A bounded buffer of pending events and the thread that writes it.
 
@@ -133,6 +135,13 @@ class EventWriter:
     event's time in nanoseconds since the epoch, then the stored values of the
     columns after ``timestamp``. The id and the timestamp text are made when
     the item is written, off the caller's path.
+
+    The writer has its own connection to the replica file (an apsw connection
+    must not be used by two threads at once, and the application keeps using
+    the store's connection meanwhile); committed events are announced to the
+    store's subscribers as the store's own writes are. A store in memory has
+    no file to share: there the caller's thread writes, on the store's own
+    connection, whenever an emit finds the interval passed or a batch full.
     """
 
     def __init__(
@@ -154,63 +163,94 @@ class EventWriter:
         self.written = 0  # events committed by this writer
         self.dropped = 0  # events refused: the buffer was full and could not be written
         self.closed = False
+        self.inline = _in_memory(store.path)
         # deque.append and popleft are atomic, so callers never take a lock.
         self._buffer: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flusher at a time; a reader waits for it
+        self._in_flight = 0  # events taken from the buffer and not yet committed
         self._thread: threading.Thread | None = None
+        self._started = False
+        self._own: Replica | None = None
         self._failing = False
         self._format = _TimestampFormatter()
         self._pid = os.getpid()
+        self._last_flush_ns = time.time_ns()
+        # The store's setting, read now, on a thread that is using the store: the
+        # writer's connection waits for other writers as long as the store would.
+        (self._busy_timeout_ms,) = store.connection.execute("pragma busy_timeout").fetchone()
 
     # --- the caller's side ----------------------------------------------------------
 
     def put(self, item: tuple[Any, ...], *, urgent: bool = False) -> None:
         """Queue one event; cheap unless the buffer is full or ``urgent``."""
-        if self._thread is None or self.closed:
+        if not self._started or self.closed:
             self._start()
         buffer = self._buffer
         if len(buffer) >= self.max_buffer:
-            self._flush_quietly()
+            if self.may_flush_here():
+                self._flush_quietly()
             if len(buffer) >= self.max_buffer:
                 self.dropped += 1
+                self._wake.set()
                 return
         buffer.append(item)
-        if urgent:
+        if urgent or len(buffer) >= self.batch_size:
+            if self.may_flush_here() and (urgent or self.inline):
+                self._flush_quietly()
+            else:
+                self._wake.set()
+        elif self.inline and item[0] - self._last_flush_ns >= self.flush_interval * 1e9:
             self._flush_quietly()
-        elif len(buffer) >= self.batch_size:
-            self._wake.set()
+
+    def may_flush_here(self) -> bool:
+        # With the store's write transaction open (on any thread), the writer's
+        # connection would wait for it, possibly on this very thread: leave the
+        # write to the background thread, which waits for the commit.
+        return self.inline or self.store._depth == 0
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Events emitted and not yet committed (buffered or being written)."""
+        return len(self._buffer) + self._in_flight
 
     def flush(self) -> int:
         """Write everything buffered now; returns how many events were written.
 
-        Each batch is one ``Replica.transaction()``, whose write lock also keeps
-        two flushers apart. Called on a thread that holds an open transaction,
-        the batch joins it (and a rollback discards it, like any write in it).
-        Storage errors are raised here; the events stay buffered, in order.
+        Each batch is one transaction on the writer's connection, whose write
+        lock also keeps two flushers apart. Storage errors are raised here; the
+        events stay buffered, in order, for the next flush.
         """
         written = 0
         buffer = self._buffer
-        while buffer:
-            batch: list[tuple[Any, ...]] = []
-            try:
-                with self.store.transaction():
-                    count = min(len(buffer), self.max_transaction)
-                    batch = [buffer.popleft() for _ in range(count)]
-                    append_rows(self.store, self._rows(batch))
-            except BaseException:
-                buffer.extendleft(reversed(batch))
-                raise
-            written += len(batch)
-            self.written += len(batch)
+        if not buffer and not self._in_flight:
+            return 0
+        target = self._own or self.store
+        # In memory the store's own transaction lock orders flushers (the store's
+        # lock is the only one taken); on a file, the flush lock makes a caller
+        # wait for a flush under way on the writer thread before it reads.
+        with self.store.transaction() if self.inline else self._flush_lock:
+            while buffer:
+                batch: list[tuple[Any, ...]] = []
+                try:
+                    with target.transaction():
+                        count = min(len(buffer), self.max_transaction)
+                        batch = [buffer.popleft() for _ in range(count)]
+                        self._in_flight = count
+                        append_rows(target, self._rows(batch))
+                except BaseException:
+                    buffer.extendleft(reversed(batch))
+                    raise
+                finally:
+                    self._in_flight = 0
+                written += len(batch)
+                self.written += len(batch)
+        self._last_flush_ns = time.time_ns()
         return written
 
     def close(self) -> None:
-        """Stop the thread and write what is left. Idempotent."""
+        """Stop the thread, write what is left, close the writer's connection. Idempotent."""
         if self.closed:
             return
         self.closed = True
@@ -221,8 +261,12 @@ class EventWriter:
             # Bounded: a caller closing the store inside its own open transaction
             # would otherwise wait forever for a thread that waits for that lock.
             thread.join(timeout=30)
-        if os.getpid() == self._pid:  # a forked child must not write its parent's buffer
-            self.flush()
+        try:
+            if os.getpid() == self._pid:  # a forked child must not write its parent's buffer
+                self.flush()
+        finally:
+            if self._own is not None:
+                self._own.close()
 
     # --- the background side --------------------------------------------------------
 
@@ -230,10 +274,20 @@ class EventWriter:
         with self._start_lock:
             if self.closed:
                 raise ReplicaError(f"{self.store.path}: events cannot be written after the store is closed")
-            if self._thread is not None:
+            if self.store.readonly:
+                raise ReplicaError(f"{self.store.path}: opened read-only; events cannot be written")
+            if self._started:
                 return
-            self._thread = threading.Thread(target=self._run, name="syncstore-events", daemon=True)
-            self._thread.start()
+            if not self.inline:
+                # The writer thread never touches the store's own connection.
+                own = Replica(self.store.path, busy_timeout_ms=self._busy_timeout_ms)
+                # The store's subscribers hear of these rows as of its own writes
+                # (from the writer's thread, as the sync client forwards what it applies).
+                own.subscribe(TABLE, self.store._notify)
+                self._own = own
+                self._thread = threading.Thread(target=self._run, name="syncstore-events", daemon=True)
+                self._thread.start()
+            self._started = True
             atexit.register(self.close)
 
     def _run(self) -> None:
@@ -258,11 +312,20 @@ class EventWriter:
             self._failing = False
 
     def _rows(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Complete rows for buffered items: a UUIDv7 id and the timestamp text
+        made from each event's own time (inlined: this loop is the writer's hot path)."""
         rand = os.urandom(10 * len(batch)).hex()
         fmt = self._format
+        variant = _VARIANT
         rows = []
-        for i, item in enumerate(batch):
+        append = rows.append
+        at = 0
+        for item in batch:
             ns = item[0]
+            ms = f"{(ns // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+            r = rand[at : at + 19]
+            at += 20
+            event_id = f"{ms[:8]}-{ms[8:]}-7{r[:3]}-{variant[r[3]]}{r[4:7]}-{r[7:19]}"
             # id, execution_id, event_type, timestamp, then severity ... data
-            rows.append((uuid7_at(ns, rand[i * 20 : i * 20 + 19]), item[1], item[2], fmt(ns), *item[3:]))
+            append((event_id, item[1], item[2], fmt(ns), *item[3:]))
         return rows

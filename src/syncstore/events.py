@@ -312,7 +312,7 @@ class Events:
     # --- reading --------------------------------------------------------------------
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[dict[str, Any]]:
-        if self.writer.pending and not self.writer.closed:
+        if self.writer.pending and not self.writer.closed and self.writer.may_flush_here():
             self.writer.flush()
         return self.store.query(sql, params)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import uuid
 
 import apsw
@@ -16,7 +17,7 @@ import pytest
 import syncstore
 from syncstore import schema
 from syncstore.errors import ReplicaLockedError, ValidationError
-from syncstore.event_writer import COLUMNS, append_rows, uuid7_at
+from syncstore.event_writer import COLUMNS, append_rows
 
 # --- what is stored -----------------------------------------------------------------
 
@@ -68,12 +69,15 @@ def test_timestamps_in_every_accepted_form_store_alike(store, when):
     assert row["timestamp"] == "2025-07-17T10:00:00.500000Z"
 
 
-def test_event_ids_are_version_7_and_time_ordered():
-    ids = [uuid7_at(ns, os.urandom(10).hex()) for ns in (1_000_000_000_000_000_000, 1_000_000_000_001_000_000)]
+def test_event_ids_are_version_7_and_carry_the_events_millisecond(store):
+    first, second = 1_000_000_000_000_000_000, 1_000_000_000_001_000_000
+    for ns in (second, first):
+        store.events.emit("tick", timestamp=ns)
+    ids = [e.id for _, e in store.events.tail(last=2)]
     parsed = [uuid.UUID(i) for i in ids]
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
-    assert ids[0] < ids[1]
-    assert int(ids[0][:8] + ids[0][9:13], 16) == 1_000_000_000_000  # the millisecond is the prefix
+    assert [u.int >> 80 for u in parsed] == [second // 1_000_000, first // 1_000_000]
+    assert ids[1] < ids[0]  # ordered by event time, not by arrival
 
 
 @pytest.mark.parametrize(
@@ -362,3 +366,73 @@ def test_an_error_keeps_the_correlation_id_it_already_has(store):
 def test_a_given_correlation_id_wins(store):
     assert store.events.error(KeyError("k"), correlation_id="given") == "given"
     assert store.events.for_correlation("given")[0].error_message == "'k'"
+
+
+# --- the writer's own connection and the application's --------------------------------
+
+
+def test_readers_on_the_store_are_never_disturbed_by_the_writer_thread(store, caplog):
+    store.events.configure(flush_interval=0.001, batch_size=5)
+    store.tasks.create("a task to read")
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                assert len(store.tasks.list()) == 1
+                # A long-lived cursor: a writer thread using this connection now
+                # would collide with it (apsw refuses concurrent use).
+                for _ in store.connection.execute("with recursive c(x) as (select 1 union all select x + 1 from c where x < 20000) select x from c"):
+                    pass
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    # One reader: two threads sharing one apsw connection is the application's
+    # own business; this checks that the writer thread never joins them.
+    readers = [threading.Thread(target=read)]
+    for thread in readers:
+        thread.start()
+    try:
+        for burst in range(300):  # many small flushes while the reader works
+            for i in range(10):
+                store.events.emit("step", data={"i": burst * 10 + i})
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(30)
+    assert failures == []
+    assert [r.message for r in caplog.records if r.name == "syncstore.events"] == []  # no failed flush either
+    assert store.events.count() == 3000
+
+
+def test_the_stores_subscribers_hear_of_written_events(store):
+    heard: list = []
+    store.subscribe("observability_events", heard.extend)
+    for _ in range(3):
+        store.events.emit("step")
+    store.events.flush()
+    assert [(c.table, c.op, c.origin) for c in heard] == [("observability_events", "insert", "local")] * 3
+
+
+def test_an_error_inside_an_open_transaction_is_written_after_the_commit(store, reader):
+    store.events.configure(flush_interval=0.01)
+    with store.transaction():
+        store.tasks.create("in the same transaction")
+        store.events.emit("failed step", severity="error")  # must not wait on our own lock
+        assert [e.event_type for e in store.events.for_correlation("nothing")] == []  # reads do not wait either
+    assert reader.wait_for(lambda: reader.count() == 1)
+
+
+def test_a_store_in_memory_writes_events_on_the_callers_thread():
+    with syncstore.open(":memory:") as store:
+        store.events.configure(flush_interval=3600, batch_size=3)
+        store.events.emit("one")
+        store.events.emit("two")
+        assert store.query("select count(*) as n from observability_events")[0]["n"] == 0
+        store.events.emit("three")  # a full batch is written at once
+        assert store.query("select count(*) as n from observability_events")[0]["n"] == 3
+        store.events.emit("four", severity="critical")
+        assert store.query("select count(*) as n from observability_events")[0]["n"] == 4
+        assert store.events.writer._thread is None  # no thread: nothing else may use this connection
