@@ -129,3 +129,30 @@ def test_owner_ids_identify_this_process():
     assert lease.live(me, stamp(60), me="someone else")
     assert not lease.live(me, stamp(-1), me="someone else")
     assert sys.platform != "linux" or lease.owner_dead(f"{host}:999999999:1:ab")
+
+
+def test_one_engine_never_runs_an_execution_twice_from_two_threads(flows, registry):
+    seen = {}
+
+    @registry.step
+    def probe(ctx):
+        result = {}
+
+        def other_thread():
+            try:
+                flows.run(ctx.execution_id)
+            except LeaseHeldError:
+                result["held"] = True
+            result["recovered"] = [r.id for r in flows.recover()]
+
+        import threading
+
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        seen.update(result)
+        return "once"
+
+    done = flows.execute(registry.workflow("threads", steps=[probe]))
+    assert done.output == {"probe": "once"}
+    assert seen == {"held": True, "recovered": []}

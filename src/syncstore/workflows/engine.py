@@ -15,9 +15,11 @@ when a process starts.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import msgspec
 
@@ -58,6 +60,22 @@ class Engine:
         self.owner = owner
         self.catalog = Catalog(store, registry)
         self.heartbeat = Heartbeat(self)
+        # Executions this engine is running now, in any thread: our own lease does
+        # not block us, so this is what stops a second thread running one of them.
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
+
+    @contextmanager
+    def _running(self, execution_id: str, holder: str | None, expires: str | None) -> Iterator[None]:
+        with self._active_lock:
+            if execution_id in self._active:
+                raise LeaseHeldError(execution_id, holder or self.owner, expires)
+            self._active.add(execution_id)
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._active.discard(execution_id)
 
     # --- starting -------------------------------------------------------------
 
@@ -99,19 +117,21 @@ class Engine:
         """Start and run in this thread; returns where the execution stopped."""
         self._check_functions(self.catalog.resolve(workflow, options.get("version"))[1])
         execution_id, built, until = self.start(workflow, claim=True, **options)  # resolves from the cache
+        given = options.get("input")
         runner = Runner(
             self,
             execution_id,
             built,
             {},
-            input=options.get("input"),
+            input=None if given is None else _json(schema.encode_json(given)),  # as a replay will read it
             attempts={},
             starts={},
             consumed=set(),
             lease_until=until,
         )
         runner.fresh = True  # just inserted under our lease: nothing to check before step 1
-        runner.run()
+        with self._running(execution_id, None, None):
+            runner.run()
         return self.get(execution_id)
 
     # --- running --------------------------------------------------------------
@@ -141,6 +161,10 @@ class Engine:
         metadata = _json(found["metadata"], {})
         built = self.catalog.pinned(found, metadata)
         self._check_functions(built)
+        with self._running(execution_id, found["lease_owner"], found["lease_expires_at"]):
+            return self._run_claimed(execution_id, built, metadata)
+
+    def _run_claimed(self, execution_id: str, built: Plan, metadata: dict[str, Any]) -> ExecutionRecord:
         claimed = self._claim(execution_id)
         if claimed is None:
             return self.get(execution_id)
@@ -231,6 +255,8 @@ class Engine:
             "from workflow_executions where status in ('pending', 'running', 'paused', 'waiting') "
             "order by created_at, id"
         ):
+            if candidate["id"] in self._active:
+                continue
             if lease.live(candidate["lease_owner"], candidate["lease_expires_at"], me=self.owner):
                 continue
             status, requested = candidate["status"], candidate["requested_status"]
