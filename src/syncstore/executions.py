@@ -146,22 +146,24 @@ class Executions(TableAPI[Execution]):
             trace_id, span_id = otel_ids()
         if status == "running" and started_at is None:
             started_at = schema.now_iso()
-        return self._create(
-            dict(
-                id=row_id,
-                agent_type=agent_type,
-                task_id=task_id,
-                status=status,
-                input=as_json_value(input, field="input"),
-                provider=provider,
-                model=model,
-                trace_id=trace_id or (parent.trace_id if parent else None),
-                span_id=span_id,
-                correlation_id=correlation_id or (parent.correlation_id if parent else None) or row_id,
-                metadata=meta,
-                started_at=started_at,
-            )
+        # Written and read back under the store's lock: spans may end on any thread.
+        values = dict(
+            id=row_id,
+            agent_type=agent_type,
+            task_id=task_id,
+            status=status,
+            input=as_json_value(input, field="input"),
+            provider=provider,
+            model=model,
+            trace_id=trace_id or (parent.trace_id if parent else None),
+            span_id=span_id,
+            correlation_id=correlation_id or (parent.correlation_id if parent else None) or row_id,
+            metadata=meta,
+            started_at=started_at,
         )
+        # Written and read back under the store's lock: spans may end on any thread.
+        with self.store.transaction():
+            return self._create(values)
 
     def transition(self, execution_id: str, status: str, **fields: Any) -> Execution:
         """Move an execution to ``status`` (checked against :data:`TRANSITIONS`)
@@ -193,7 +195,7 @@ class Executions(TableAPI[Execution]):
                     elapsed = ended - schema.parse_timestamp(row["started_at"])
                     changes["duration_ms"] = max(0.0, elapsed.total_seconds() * 1000.0)
             self.store.update(TABLE, execution_id, changes)
-        return self.get(execution_id)
+            return self.get(execution_id)
 
     def start(self, execution_id: str) -> Execution:
         """``pending`` -> ``running``."""
