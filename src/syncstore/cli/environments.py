@@ -16,9 +16,9 @@ def environments() -> None:
 
 @environments.command("add")
 @click.argument("name")
-@click.option("--description", default="")
-@click.option("--github-organization", default="")
-@click.option("--github-repository", default="")
+@click.option("--description", default="", help="What the environment is for.")
+@click.option("--github-organization", default="", help="The GitHub organisation it works in.")
+@click.option("--github-repository", default="", help="The repository it works on, e.g. octo/app.")
 @json_option
 @with_store
 def add(store: syncstore.Store, name: str, as_json: bool, **fields: str) -> None:
@@ -28,7 +28,7 @@ def add(store: syncstore.Store, name: str, as_json: bool, **fields: str) -> None
 
 
 @environments.command("list")
-@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True, help="At most this many.")
 @json_option
 @with_store
 def list_(store: syncstore.Store, limit: int, as_json: bool) -> None:

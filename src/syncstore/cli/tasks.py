@@ -17,11 +17,11 @@ def tasks() -> None:
 
 @tasks.command("add")
 @click.argument("title")
-@click.option("--description", default="")
+@click.option("--description", default="", help="What the task is about.")
 @click.option("--status", type=click.Choice(schema.TASK_STATUSES), default="pending", show_default=True)
 @click.option("--priority", type=click.Choice(schema.TASK_PRIORITIES), default="medium", show_default=True)
-@click.option("--repository", default="")
-@click.option("--branch", default="")
+@click.option("--repository", default="", help="The repository it concerns, e.g. octo/app.")
+@click.option("--branch", default="", help="The branch it works on.")
 @click.option("--mode", type=click.Choice(schema.TASK_MODES), default="code", show_default=True)
 @json_option
 @with_store
@@ -32,11 +32,11 @@ def add(store: syncstore.Store, title: str, as_json: bool, **fields: str) -> Non
 
 
 @tasks.command("list")
-@click.option("--status", type=click.Choice(schema.TASK_STATUSES))
-@click.option("--repository")
-@click.option("--archived/--not-archived", "is_archived", default=None)
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--status", type=click.Choice(schema.TASK_STATUSES), help="Only tasks with this status.")
+@click.option("--repository", help="Only tasks of this repository.")
+@click.option("--archived/--not-archived", "is_archived", default=None, help="Only archived, or only not archived, tasks.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most this many.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many first (for paging).")
 @json_option
 @with_store
 def list_(store: syncstore.Store, as_json: bool, limit: int, offset: int, **filters: object) -> None:
@@ -68,13 +68,13 @@ def show(store: syncstore.Store, task_id: str, as_json: bool) -> None:
 
 @tasks.command("update")
 @click.argument("task_id")
-@click.option("--title")
-@click.option("--description")
+@click.option("--title", help="A new title.")
+@click.option("--description", help="A new description.")
 @click.option("--status", type=click.Choice(schema.TASK_STATUSES))
 @click.option("--priority", type=click.Choice(schema.TASK_PRIORITIES))
-@click.option("--repository")
-@click.option("--branch")
-@click.option("--archived/--not-archived", "is_archived", default=None)
+@click.option("--repository", help="A new repository.")
+@click.option("--branch", help="A new branch.")
+@click.option("--archived/--not-archived", "is_archived", default=None, help="Archive the task, or bring it back.")
 @json_option
 @with_store
 def update(store: syncstore.Store, task_id: str, as_json: bool, **fields: object) -> None:

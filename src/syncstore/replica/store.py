@@ -214,6 +214,7 @@ class Replica:
         self._last_seq = 0
         self._last_tx = 0
         self._version: int | None = None
+        self._no_tombstones: set[str] = set()  # tables with no tombstone, as of _version
         self._notes: list[Change] = []
         self._subscribers: dict[str | None, list[Subscriber]] = {}
         self._sql = {name: _Sql(tbl) for name, tbl in schema.TABLES.items()}
@@ -267,6 +268,7 @@ class Replica:
             if version != self._version:
                 last_hlc, self._last_seq, self._last_tx = conn.execute(_READ_CLOCK).fetchone()
                 self.clock.observe(last_hlc)
+                self._no_tombstones.clear()
                 self._version = version
         except BaseException:
             self._rollback()
@@ -334,7 +336,7 @@ class Replica:
         if hlc is not None:
             hlc = self._given_hlc(hlc)
         check = sql.check
-        now = schema.now_iso()
+        now = None  # made when a row needs it: rows may carry their own timestamps
         prepared: list[dict[str, Any]] = []
         given_ids: list[str] = []  # ids the caller chose: they may name a deleted row
         for values in rows:
@@ -345,13 +347,10 @@ class Replica:
                 row["id"] = uuid7()
             else:
                 given_ids.append(row["id"])
-            if tbl.timestamps:
-                if "created_at" not in row:
-                    row["created_at"] = now
-                if "updated_at" not in row:
-                    row["updated_at"] = row["created_at"]
-            elif sql.has_created_at and "created_at" not in row:
-                row["created_at"] = now
+            if sql.has_created_at and "created_at" not in row:
+                row["created_at"] = now = now or schema.now_iso()
+            if tbl.timestamps and "updated_at" not in row:
+                row["updated_at"] = row["created_at"]
             prepared.append(check(row, insert=True))
         if not prepared:
             return []
@@ -378,7 +377,7 @@ class Replica:
             # Inserting an id that was deleted brings the row back (the insert is newer).
             conn.executemany("delete from _ss_tombstones where tbl = ? and pk = ?", [(name, i) for i in given_ids])
         # A checked insert row holds every column in table order.
-        conn.executemany(sql.insert, [(*row.values(), stamp, site, None) for row, stamp in zip(rows, stamps)])
+        params = [(*row.values(), stamp, site, None) for row, stamp in zip(rows, stamps)]
         tx = self._tx
         seq = self._seq
         entries = []
@@ -386,7 +385,12 @@ class Replica:
             seq += 1
             row[DELETED] = 0
             entries.append((seq, tx, name, row["id"], stamp, _encode(row), None))
-        conn.executemany(_LOG, entries)
+        if len(rows) == 1:  # execute is cheaper than executemany for one row
+            conn.execute(sql.insert, params[0])
+            conn.execute(_LOG, entries[0])
+        else:
+            conn.executemany(sql.insert, params)
+            conn.executemany(_LOG, entries)
         self._seq = self._logged_seq = seq
         self._logged_hlc = stamps[-1]
         self._tx_used = True
@@ -394,7 +398,14 @@ class Replica:
         self._notes.extend([Change(name, row["id"], "insert", columns, "local") for row in rows])
 
     def _has_tombstones(self, table: str) -> bool:
-        return self._conn.execute("select 1 from _ss_tombstones where tbl = ? limit 1", (table,)).fetchone() is not None
+        # Remembered per table while no other connection commits (see _begin);
+        # tombstones are written only through _bury, which forgets the table.
+        if table in self._no_tombstones:
+            return False
+        found = self._conn.execute("select 1 from _ss_tombstones where tbl = ? limit 1", (table,)).fetchone()
+        if found is None:
+            self._no_tombstones.add(table)
+        return found is not None
 
     def _insert_error(self, tbl: schema.Table, rows: list[dict[str, Any]], exc: apsw.Error) -> SyncstoreError:
         """Name the id that broke an insert (the batch has been rolled back by now)."""
@@ -487,6 +498,7 @@ class Replica:
         which keeps deleted rows, does) so every replica ends with the same cells."""
         # Cells at the zero clock ("nobody wrote this": a default) carry nothing to keep.
         kept = {name: cell for name, cell in cells.items() if name != DELETED and cell.hlc}
+        self._no_tombstones.discard(table)
         self._conn.execute(
             "insert or replace into _ss_tombstones (tbl, pk, hlc, site, cells) values (?, ?, ?, ?, ?)",
             (table, row_id, stone.hlc, stone.site, clocks.encode_cells(kept)),
