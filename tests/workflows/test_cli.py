@@ -106,3 +106,13 @@ def test_define_from_a_json_file_and_clear_errors(run, tmp_path):
     assert bad.exit_code == 1 and "not valid JSON" in bad.output
     missing = run("workflows", "start", "no_such_flow", ok=False)
     assert missing.exit_code == 1 and "no workflow 'no_such_flow'" in missing.output
+
+
+def test_every_workflow_and_debug_command_is_documented():
+    from syncstore.cli.debug import debug
+    from syncstore.cli.workflows import workflows
+
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "workflows.md"), encoding="utf-8").read()
+    for group in (workflows, debug):
+        for name in group.commands:
+            assert f"`syncstore {group.name} {name}" in docs, f"syncstore {group.name} {name} is not in docs/workflows.md"

@@ -156,3 +156,39 @@ def test_one_engine_never_runs_an_execution_twice_from_two_threads(flows, regist
     done = flows.execute(registry.workflow("threads", steps=[probe]))
     assert done.output == {"probe": "once"}
     assert seen == {"held": True, "recovered": []}
+
+
+def test_the_heartbeat_keeps_a_long_step_leased_and_passes_on_a_pause(tmp_path, registry):
+    import time
+
+    path = str(tmp_path / "long.db")
+    first, second = syncstore.open(path), syncstore.open(path)
+    flows_1 = Workflows(first, registry=registry, lease_seconds=0.3)
+    flows_2 = Workflows(second, registry=registry, lease_seconds=0.3)
+    seen = {}
+
+    @registry.step
+    def long(ctx):
+        time.sleep(1.0)  # three leases long: only the heartbeat keeps it ours
+        try:
+            flows_2.run(ctx.execution_id)
+        except LeaseHeldError:
+            seen["held"] = True
+        flows_2.pause(ctx.execution_id)  # from the other connection, while we run
+        deadline = time.monotonic() + 10
+        while not ctx.stop_requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen["stop_requested"] = ctx.stop_requested
+        return "stopped early"
+
+    @registry.step
+    def later(ctx):
+        return "resumed"
+
+    paused = flows_1.execute(registry.workflow("long", steps=[long, later]))
+    assert seen == {"held": True, "stop_requested": True}
+    assert paused.status == "paused" and paused.state == {"long": "stopped early"}
+    flows_2.resume(paused.id)
+    assert flows_2.run(paused.id).output == {"long": "stopped early", "later": "resumed"}
+    first.close()
+    second.close()
