@@ -65,7 +65,8 @@ class Memory:
         ranking: Ranking | None = None,
         memory_budget: int = engines.DEFAULT_MEMORY_BUDGET,
     ):
-        engines.choose(engine, rows=0, dimensions=1, vector_available=True, readonly=False, budget=0)  # validates
+        if engine not in engines.ENGINES:
+            raise ValidationError(f"engine must be one of {', '.join(engines.ENGINES)}, not {engine!r}")
         self.store = store
         self.embedder = embedder or HashingEmbedder()
         self.engine = engine

@@ -131,6 +131,7 @@ class SqliteVecIndex:
             f"insert into {self.table} (id, embedding, agent_id, memory_type, importance, is_active, expires) "
             "values (?, ?, ?, ?, ?, ?, ?)"
         )
+        self._applied: int | None = None  # the feed position this process last brought the table to
         self.refresh()
 
     @property
@@ -140,6 +141,8 @@ class SqliteVecIndex:
     def refresh(self) -> int:
         """Apply the feed since the stored cursor (a full build the first time)."""
         main = self.store.connection
+        if self._applied is not None and feed.position(main) == self._applied:
+            return 0  # nothing written since: no need for the sidecar's write lock
         with self.sidecar.write() as conn:
             cursor, origin = conn.execute(
                 "select cursor, origin from vec_indexes where name = ?", (self.table,)
@@ -161,6 +164,7 @@ class SqliteVecIndex:
             conn.execute(
                 "update vec_indexes set cursor = ?, origin = ? where name = ?", (cursor, self.store.site_id, self.table)
             )
+        self._applied = cursor
         return applied
 
     def _put(self, conn: apsw.Connection, row: feed.IndexRow) -> None:
