@@ -95,7 +95,7 @@ def test_leases_of_other_machines_hold_until_they_expire(flows, registry, store)
         return 1
 
     execution = flows.start(registry.workflow("foreign", steps=[one]))
-    store.update("workflow_executions", execution.id, {"status": "running", "lease_owner": "other-host:123:456:ab", "lease_expires_at": stamp(60)})
+    store.update("workflow_executions", execution.id, {"status": "running", "lease_owner": "other-host:4026531836:123:456:ab", "lease_expires_at": stamp(60)})
     with pytest.raises(LeaseHeldError):
         flows.run(execution.id)
     assert flows.recover() == []
@@ -123,12 +123,14 @@ def test_a_dead_owner_on_this_machine_holds_nothing(tmp_path, python):
 def test_owner_ids_identify_this_process():
     me = lease.new_owner()
     assert not lease.owner_dead(me)
-    host, pid, _, _ = me.rsplit(":", 3)
+    host, namespace, pid, _, _ = me.rsplit(":", 4)
     assert int(pid) == os.getpid()
     assert not lease.live(me, stamp(60), me=me)  # our own lease does not block us
     assert lease.live(me, stamp(60), me="someone else")
     assert not lease.live(me, stamp(-1), me="someone else")
-    assert sys.platform != "linux" or lease.owner_dead(f"{host}:999999999:1:ab")
+    assert sys.platform != "linux" or lease.owner_dead(f"{host}:{namespace}:999999999:1:ab")
+    # Another PID namespace (a container sharing the host name): cannot tell, so never "dead".
+    assert not lease.owner_dead(f"{host}:1:999999999:1:ab")
 
 
 def test_one_engine_never_runs_an_execution_twice_from_two_threads(flows, registry):

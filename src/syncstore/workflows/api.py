@@ -28,7 +28,7 @@ class Workflows:
     ``registry``: where step functions are found (the module-level one that
     ``@step`` fills, by default). ``lease_seconds``: how long a crashed owner
     on another machine blocks an execution (an owner on this machine that died
-    blocks nothing). ``owner``: this engine's lease owner id (host, pid,
+    blocks nothing). ``owner``: this engine's lease owner id (host, PID namespace, pid,
     process start and a random part, by default).
     """
 

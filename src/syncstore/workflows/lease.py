@@ -9,9 +9,11 @@ and checks it again in every transaction that records a step, so an owner
 whose lease was taken over stops before recording anything.
 
 A lease is live until it expires, with one shortcut: an owner on this machine
-whose process has died (the owner id carries host, pid and the process start
-time, so a reused pid is not mistaken for it) holds nothing, so ``recover()``
-after a crash resumes at once instead of waiting out the lease.
+whose process has died holds nothing, so ``recover()`` after a crash resumes at
+once instead of waiting out the lease. The owner id carries the host, the PID
+namespace (two containers sharing a host name and a volume do not see each
+other's processes), the pid, and the process start time (so a reused pid is
+not mistaken for the owner); the shortcut is taken only when all of them say so.
 
 Across replicas a lease is only as good as sync: two replicas that cannot see
 each other's writes can each take the same execution. Run an execution from
@@ -50,19 +52,30 @@ def _state(pid: int) -> str | None:
     return fields[0] if fields else None
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        return "-"
+
+
 def new_owner() -> str:
-    """An owner id: ``host:pid:process-start:random``."""
+    """An owner id: ``host:pid-namespace:pid:process-start:random``."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or '-'}:{secrets.token_hex(4)}"
+    return f"{socket.gethostname()}:{_pid_namespace()}:{pid}:{_process_start(pid) or '-'}:{secrets.token_hex(4)}"
 
 
 def owner_dead(owner: str) -> bool:
-    """True only when ``owner`` is a process on this machine that no longer runs."""
-    parts = owner.rsplit(":", 3)
-    if len(parts) != 4 or parts[0] != socket.gethostname():
+    """True only when ``owner`` is a process of this machine (and PID namespace)
+    that no longer runs."""
+    parts = owner.rsplit(":", 4)
+    if len(parts) != 5:
+        return False
+    host, namespace, pid_text, start, _ = parts
+    if host != socket.gethostname() or namespace == "-" or namespace != _pid_namespace():
         return False
     try:
-        pid = int(parts[1])
+        pid = int(pid_text)
     except ValueError:
         return False
     if pid == os.getpid():
@@ -76,7 +89,7 @@ def owner_dead(owner: str) -> bool:
     if _state(pid) == "Z":
         return True  # exited, not yet reaped
     started = _process_start(pid)
-    return parts[2] != "-" and started is not None and started != parts[2]
+    return start != "-" and started is not None and started != start
 
 
 def expiry(seconds: float) -> tuple[float, str]:
