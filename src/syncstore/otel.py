@@ -78,8 +78,12 @@ def _plain(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def _ns_to_datetime(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=dt.timezone.utc)
+    # Exact to the microsecond (what is stored); a float of seconds is not.
+    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
 
 
 def _flags(parent: Any) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 
 import pytest
@@ -63,7 +64,11 @@ def test_an_agent_run_becomes_an_execution_with_its_spans_as_events(store, otel)
     assert execution.provider == "openai" and execution.model == "gpt-4o-2024"
     (agent_span,) = [s for s in memory.get_finished_spans() if s.name.startswith("invoke_agent")]
     assert execution.duration_ms == pytest.approx((agent_span.end_time - agent_span.start_time) / 1e6)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    assert execution.started_at == epoch + dt.timedelta(microseconds=agent_span.start_time // 1000)  # to the microsecond
+    assert execution.completed_at == epoch + dt.timedelta(microseconds=agent_span.end_time // 1000)
     events = store.executions.events(execution.id)
+    assert events[0].timestamp == execution.started_at
     assert [e.data["name"] for e in events] == ["invoke_agent planner", "chat gpt-4o", "execute_tool search", "chat gpt-4o-mini"]
     assert all(e.event_type == "span" and e.correlation_id == execution.correlation_id for e in events)
     by_name = {e.data["name"]: e for e in events}
