@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from syncstore import schema
+from syncstore.errors import NotFoundError
 from syncstore.workflows import records
 from syncstore.workflows.records import SnapshotRecord
 
@@ -218,8 +219,6 @@ class Snapshots:
     def get(self, snapshot_id: str) -> SnapshotRecord:
         found = self.store.get("execution_snapshots", snapshot_id)
         if found is None:
-            from syncstore.errors import NotFoundError
-
             raise NotFoundError("execution_snapshots", snapshot_id)
         return records.snapshot(found)
 

@@ -20,7 +20,6 @@ import msgspec
 
 from syncstore import schema
 from syncstore.errors import NotFoundError, WorkflowError
-from syncstore.workflows import records
 from syncstore.workflows.definition import Condition, Node, Parallel, Plan, Step, WaitForSignal
 from syncstore.workflows.snapshots import json_value
 from syncstore.workflows.walker import Recorded, Rejected, Walker
@@ -272,11 +271,3 @@ def _short(value: Any, limit: int = 80) -> str:
     text = schema.encode_json(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
-def history(engine: Engine, execution_id: str) -> list[records.SnapshotRecord]:
-    return [
-        records.snapshot(r)
-        for r in engine.store.query(
-            "select * from execution_snapshots where execution_id = ? order by timestamp, id", (execution_id,)
-        )
-    ]
