@@ -14,17 +14,27 @@ never conflicts: there was nothing to compete with.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Iterable, NamedTuple
 
 from syncstore import schema
 from syncstore.core import merge
 from syncstore.core import protocol as p
-from syncstore.core.ids import uuid7
 from syncstore.core.merge import DELETED, Cell
 
 from syncstore_server.validate import Checked
 
 RowKey = tuple[str, str]  # (table, id)
+
+
+def new_id() -> str:
+    """A conflict record's id: a UUIDv7 (time-ordered), as :func:`syncstore.core.ids.uuid7`
+    makes, formatted directly (a push with many conflicts makes many)."""
+    value = (time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version 7, RFC 4122 variant
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Row:
@@ -97,7 +107,7 @@ def plan_tx(
             row = rows[key] = Row(empty_row(change.table), exists=False)
             row.cells.update(incoming)
             row.dirty = True
-            written[key] = dict(incoming)
+            written[key] = incoming
             continue
         current = row.cells
         seen = change.seen
@@ -108,7 +118,7 @@ def plan_tx(
             if merge.is_concurrent(held, None if seen is None else seen.get(name)):
                 won = merge.wins(cell, held)
                 conflicts.append(
-                    Conflict(change.table, change.id, name, cell if won else held, held if won else cell, won, uuid7())
+                    Conflict(change.table, change.id, name, cell if won else held, held if won else cell, won, new_id())
                 )
         merged, changed = merge.merge_row(current, incoming)
         if not changed:

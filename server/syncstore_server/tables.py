@@ -95,14 +95,24 @@ class PgTable:
     def row_from_db(self, record: tuple[Any, ...]) -> tuple[str, Row]:
         """(id, Row) from a row of :attr:`select_for_update`."""
         n = len(self.columns)
-        values = list(record[1 : n + 1])
-        for i, reader in self._readers:
-            if values[i] is not None:
-                values[i] = reader(values[i])
+        values: Any = record[1 : n + 1]
+        if self._readers:
+            values = list(values)
+            for i, reader in self._readers:
+                if values[i] is not None:
+                    values[i] = reader(values[i])
         deleted, base_hlc, base_site, blob = record[n + 1 : n + 5]
-        known = clocks.expand(self.cell_names, base_hlc, base_site, blob)
-        values.append(deleted)
-        cells = {name: Cell(value, *known[name]) for name, value in zip(self.cell_names, values)}
+        make = tuple.__new__  # a Cell without the cost of its Python-level __new__
+        names = self.cell_names
+        if blob is None:
+            base = (base_hlc, base_site)
+            cells = {name: make(Cell, (value, *base)) for name, value in zip(names, (*values, deleted))}
+        else:
+            extra = clocks.overrides(blob)
+            cells = {}
+            for name, value in zip(names, (*values, deleted)):
+                clock = extra.get(name)
+                cells[name] = make(Cell, (value, base_hlc, base_site) if clock is None else (value, *clock))
         return record[0], Row(cells, exists=True)
 
     def row_to_db(self, tenant: str, row_id: str, row: Row) -> tuple[Any, ...]:
@@ -112,7 +122,7 @@ class PgTable:
         for i, writer in self._writers:
             if values[i] is not None:
                 values[i] = writer(values[i])
-        base_hlc, base_site, blob = clocks.compress({name: (c.hlc, c.site) for name, c in cells.items()})
+        base_hlc, base_site, blob = clocks.compress_cells(cells)
         return (tenant, row_id, *values, bool(cells[DELETED].value), base_hlc, base_site, blob, not row.exists)
 
 

@@ -66,6 +66,7 @@ class _Spec(NamedTuple):
     known: frozenset[str]  # columns a change may name (and _deleted)
     required: tuple[str, ...]  # columns an insert must give
     json: tuple[str, ...]
+    width: int  # columns in a whole row, id included
 
 
 def _spec(tbl: schema.Table) -> _Spec:
@@ -75,6 +76,7 @@ def _spec(tbl: schema.Table) -> _Spec:
         frozenset((*tbl.column_names, DELETED)),
         tuple(c.name for c in tbl.columns[1:] if c.required),
         tuple(c.name for c in tbl.columns if c.type == "json"),
+        len(tbl.columns),
     )
 
 
@@ -105,14 +107,20 @@ def check_change(change: p.LocalChange, *, now_ms: int, max_drift_ms: int) -> Ch
     if DELETED in values or "id" in values:
         values = dict(values)
         deleted = values.pop(DELETED, _MISSING)
-        if values.pop("id", change.id) != change.id:
+        if values.get("id", change.id) != change.id:
             raise Refused("bad_id", f"{where}: the id column says something else")
     try:
-        out = spec.check(values, insert=False)
+        if len(values) == spec.width and change.seen is None:
+            # A whole row (as a replica's insert always is): the compiled insert
+            # check, which with every column given adds nothing of its own.
+            out = spec.check(values, insert=True)
+        else:
+            out = spec.check(values, insert=False)
     except ValidationError as exc:
         if str(exc).endswith("unknown column") or "column name must be text" in str(exc):
             raise Refused("unknown_column", str(exc)) from None
         raise Refused("bad_value", str(exc)) from None
+    out.pop("id", None)
     for name in spec.json:
         text = out.get(name)
         if text is not None and "\\u0000" in text:
