@@ -40,10 +40,11 @@ import threading
 import time
 from typing import Any, Sequence
 
+import apsw
 import msgspec
 
 from syncstore import schema
-from syncstore.errors import ReplicaError
+from syncstore.errors import ReplicaError, SyncstoreError
 from syncstore.replica.store import DELETED, Change, Replica
 
 log = logging.getLogger("syncstore.events")
@@ -122,6 +123,14 @@ class _TimestampFormatter:
 
 
 # --- the writer -------------------------------------------------------------------
+
+
+def _transient(exc: Exception) -> bool:
+    """Storage trouble that a later flush may not meet (a lock, a full disk),
+    as opposed to a value that can never be stored."""
+    if isinstance(exc, apsw.ConstraintError):
+        return False
+    return isinstance(exc, (apsw.Error, SyncstoreError))
 
 
 def _in_memory(path: str) -> bool:
@@ -239,14 +248,38 @@ class EventWriter:
                         batch = [buffer.popleft() for _ in range(count)]
                         self._in_flight = count
                         append_rows(target, self._rows(batch))
+                    done = len(batch)
+                except Exception as exc:
+                    if _transient(exc):
+                        buffer.extendleft(reversed(batch))
+                        raise
+                    done = self._one_by_one(target, batch)
                 except BaseException:
                     buffer.extendleft(reversed(batch))
                     raise
                 finally:
                     self._in_flight = 0
-                written += len(batch)
-                self.written += len(batch)
+                written += done
+                self.written += done
         self._last_flush_ns = time.time_ns()
+        return written
+
+    def _one_by_one(self, target: Replica, batch: list[tuple[Any, ...]]) -> int:
+        """Write a batch that failed for a reason other than storage, one event
+        at a time, dropping (and logging) those refused: a value that passed the
+        emit checks and still cannot be stored must not hold up every later event."""
+        written = 0
+        for at, item in enumerate(batch):
+            try:
+                with target.transaction():
+                    append_rows(target, self._rows([item]))
+                written += 1
+            except Exception as exc:
+                if _transient(exc):
+                    self._buffer.extendleft(reversed(batch[at:]))
+                    raise
+                self.dropped += 1
+                log.error("dropped an event the replica refused (%s: %s): %r", type(exc).__name__, exc, item[:3])
         return written
 
     def close(self) -> None:

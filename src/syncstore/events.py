@@ -65,6 +65,8 @@ _MAX_TEXT = schema.MAX_TEXT
 _encode_json = msgspec.json.Encoder(order="sorted").encode  # as schema.encode_json, reused
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MICRO = dt.timedelta(microseconds=1)
+_FIRST_NS = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // _MICRO * 1000
+_LAST_NS = (dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc) - _EPOCH) // _MICRO * 1000 + 1000
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,6 +101,8 @@ def to_ns(value: dt.datetime | str | int) -> int:
     """An event time as nanoseconds since the epoch. Stored timestamps keep
     microseconds, so a datetime or text converts exactly to what is stored."""
     if type(value) is int:
+        if not _FIRST_NS <= value < _LAST_NS:
+            raise ValidationError("nanoseconds outside the years 1..9999", table=TABLE, field="timestamp")
         return value
     if isinstance(value, str):
         try:
@@ -119,6 +123,17 @@ def _bad_text(texts: tuple[Any, ...]) -> ValidationError:
         except ValidationError as exc:
             return exc
     return ValidationError("invalid text", table=TABLE)  # pragma: no cover - guard
+
+
+def _utf8(text: str) -> bool:
+    """Whether SQLite can take the text (no lone surrogate); ASCII costs nothing."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _duration(value: Any) -> float:
@@ -210,7 +225,7 @@ class Events:
         # are exactly what the schema would store (a test holds the two equal).
         if severity not in SEVERITY_RANK:
             raise ValidationError(f"{severity!r} is not one of {', '.join(SEVERITIES)}", table=TABLE, field="severity")
-        if event_type.__class__ is not str or not event_type or "\x00" in event_type or len(event_type) > _MAX_TEXT:
+        if event_type.__class__ is not str or not event_type or "\x00" in event_type or len(event_type) > _MAX_TEXT or not _utf8(event_type):
             raise ValidationError("must be non-empty text", table=TABLE, field="event_type")
         if execution_id is None or correlation_id is None:
             run = _CURRENT.get()
@@ -223,7 +238,7 @@ class Events:
             error_stack, trace_id, span_id, parent_span_id, correlation_id,
         )  # fmt: skip
         for value in texts:
-            if value is not None and (value.__class__ is not str or "\x00" in value or len(value) > _MAX_TEXT):
+            if value is not None and (value.__class__ is not str or "\x00" in value or len(value) > _MAX_TEXT or not _utf8(value)):
                 raise _bad_text(texts)
         if duration_ms is not None:
             if duration_ms.__class__ is not float:

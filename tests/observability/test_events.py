@@ -436,3 +436,26 @@ def test_a_store_in_memory_writes_events_on_the_callers_thread():
         store.events.emit("four", severity="critical")
         assert store.query("select count(*) as n from observability_events")[0]["n"] == 4
         assert store.events.writer._thread is None  # no thread: nothing else may use this connection
+
+
+def test_text_sqlite_cannot_take_is_refused_at_the_call(store):
+    with pytest.raises(ValidationError):
+        store.events.emit("x", component="half a surrogate \udc80")
+    with pytest.raises(ValidationError):
+        store.events.emit("\udc80")
+    with pytest.raises(ValidationError):
+        store.events.emit("x", timestamp=10**22)  # nanoseconds past the year 9999
+    assert store.events.pending == 0
+
+
+def test_one_unstorable_event_does_not_hold_up_the_others(store, caplog):
+    store.events.configure(flush_interval=3600)
+    store.events.emit("before")
+    # An item that got past the checks and that SQLite cannot bind (a set).
+    poison = (1_752_746_400_000_000_000, None, "poison", "info", {"a set"}, *([None] * 9), "{}")
+    store.events.writer.put(poison)
+    store.events.emit("after")
+    assert store.events.flush() == 2
+    assert [e.event_type for _, e in store.events.tail(last=5)] == ["before", "after"]
+    assert store.events.writer.dropped == 1
+    assert any("dropped an event" in r.message for r in caplog.records)
