@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import psycopg
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from syncstore.core import protocol as p
 from syncstore.core.hlc import pack, wall_ms
@@ -368,3 +368,48 @@ def test_health_readiness_and_metrics(shared_server):
     merged = [line for line in text.splitlines() if line.startswith("syncstore_changes_merged_total ")]
     assert float(merged[0].split()[1]) >= 1
     assert get(shared_server, "/nowhere")[0] == 404
+
+
+# --- limits on connections ------------------------------------------------------------
+
+
+def test_connections_over_the_limit_are_refused_before_the_handshake(shared_database):
+    from websockets.exceptions import InvalidStatus
+
+    from .conftest import ServerThread
+
+    server = ServerThread(shared_database, max_connections=1).start()
+    try:
+
+        async def main():
+            async with client(server, fresh_tenant()):
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(server.ws_url):
+                        pass
+                return refused.value.response.status_code
+
+        assert run(main()) == 503
+        while server.server.connections:  # the first one is closing: then there is room again
+            time.sleep(0.01)
+        assert_server_up(server)
+    finally:
+        server.stop()
+
+
+def test_a_client_that_never_says_hello_is_disconnected(shared_database):
+    from .conftest import ServerThread
+
+    server = ServerThread(shared_database, hello_timeout_s=0.2).start()
+    try:
+
+        async def main():
+            async with connect(server.ws_url) as ws:
+                error = await recv(ws)
+                with pytest.raises(ConnectionClosed) as closed:
+                    await recv(ws)
+                return error, closed.value.rcvd.code
+
+        error, code = run(main())
+        assert error.code == "hello_timeout" and error.fatal and code == 1001
+    finally:
+        server.stop()
