@@ -219,7 +219,11 @@ class Runner(Walker):
         try:
             with self.store.transaction():
                 self._fence()
-                self.store.update("workflow_executions", self.eid, {"lease_owner": None, "lease_expires_at": None})
+                self.store.update(
+                    "workflow_executions",
+                    self.eid,
+                    {"lease_owner": None, "lease_expires_at": None, "current_step": max(self.position, 1)},
+                )
         except Exception:  # the original error matters more; the lease expires anyway
             pass
 
