@@ -8,8 +8,10 @@ merges them cell by cell with the rule in :mod:`syncstore.core.merge` and logs
 nothing (they are not ours to push).
 
 Several processes may open one file: each write transaction starts with
-``BEGIN IMMEDIATE`` and reads the shared clock row, so stamps and sequence
-numbers stay unique and increasing across processes.
+``BEGIN IMMEDIATE`` and, when another connection has committed since this
+one's last commit, reads the counters again, so stamps and sequence numbers
+stay unique and increasing across processes. docs/replica.md describes the
+file format.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from syncstore.errors import (
     ValidationError,
 )
 from syncstore.replica import clocks, migrations, rowcheck
-from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS, Capabilities, connect, replica_error
+from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS, connect, replica_error
 
 log = logging.getLogger("syncstore.replica")
 
@@ -146,7 +148,7 @@ class _Transaction:
                 del r._notes[self._marker :]
                 if self._outer:
                     r._rollback()
-                else:
+                elif r._conn.in_transaction:  # (an I/O error may have ended it already)
                     r._conn.execute(f"rollback to ss_{r._depth}")
                     r._conn.execute(f"release ss_{r._depth}")
                     r._seq = self._seq  # the rolled-back entries' numbers are free again
@@ -156,10 +158,12 @@ class _Transaction:
                 return False
             try:
                 r._commit()
-            except apsw.Error as error:
+            except BaseException as error:
                 r._rollback()
                 r._notes.clear()
-                raise replica_error(r.path, error) from None
+                if isinstance(error, apsw.Error):
+                    raise replica_error(r.path, error) from None
+                raise
             notes, r._notes = r._notes, []
         finally:
             r._lock.release()
