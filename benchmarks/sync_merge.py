@@ -88,7 +88,7 @@ def plain_upsert(url: str, rows: list[dict]) -> float:
     names = ", ".join(columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     with psycopg.connect(url) as conn:
-        conn.execute(f"CREATE TABLE plain_tasks (LIKE syncstore.tasks INCLUDING ALL)")
+        conn.execute("CREATE TABLE plain_tasks (LIKE syncstore.tasks INCLUDING ALL)")
         conn.execute("ALTER TABLE plain_tasks ALTER COLUMN _hlc DROP NOT NULL, ALTER COLUMN _site DROP NOT NULL")
         conn.commit()
         sql = (

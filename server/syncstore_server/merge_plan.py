@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable, NamedTuple
+from typing import Iterable, NamedTuple
 
 from syncstore import schema
 from syncstore.core import merge
