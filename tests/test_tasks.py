@@ -255,3 +255,13 @@ def test_a_failing_subscriber_does_not_break_the_writer(store, caplog):
 def test_subscribing_to_an_unknown_table_is_refused(store):
     with pytest.raises(ValidationError, match="unknown table"):
         store.subscribe("nope", print)
+
+
+def test_a_subscriber_hears_of_the_writes_made_after_it_subscribed(store):
+    heard = []
+    with store.transaction():
+        before = store.tasks.create("before subscribing")
+        store.subscribe("tasks", heard.append)
+        after = store.tasks.create("after subscribing")
+    assert [[c.id for c in batch] for batch in heard] == [[after.id]]
+    assert store.tasks.get(before.id).title == "before subscribing"

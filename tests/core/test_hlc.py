@@ -116,6 +116,15 @@ def test_check_alone_refuses_without_moving_the_clock():
     assert clock.last == 0
 
 
+def test_tick_many_hands_out_a_run_of_stamps():
+    clock = HybridClock(now=FakeTime(1000))
+    first = clock.tick_many(3)
+    assert hlc.unpack(first) == (1000, 0) and clock.last == first + 2
+    assert clock.tick() == first + 3
+    with pytest.raises(ValueError):
+        clock.tick_many(0)
+
+
 def test_observe_never_moves_the_clock_back():
     clock = HybridClock(now=FakeTime(1000))
     clock.observe(hlc.pack(2000, 0))
@@ -128,6 +137,7 @@ def test_observe_never_moves_the_clock_back():
 STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("tick"), st.just(0)),
+        st.tuples(st.just("tick_many"), st.integers(min_value=1, max_value=70_000)),
         st.tuples(st.just("receive"), st.integers(min_value=-5_000, max_value=5_000)),
         st.tuples(st.just("observe"), st.integers(min_value=-5_000, max_value=5_000)),
         st.tuples(st.just("wall"), st.integers(min_value=-3_000, max_value=3_000)),
@@ -149,6 +159,9 @@ def test_clock_never_goes_backwards(steps, start_counter):
         if op == "tick":
             produced = clock.tick()
             assert produced > previous
+        elif op == "tick_many":
+            first = clock.tick_many(offset)
+            assert first > previous and clock.last == first + offset - 1
         elif op == "observe":
             clock.observe(stamp)
             assert clock.last >= stamp

@@ -346,16 +346,21 @@ class Replica:
         for values in rows:
             if type(values) is not dict and not isinstance(values, Mapping):  # the ABC check is slow
                 raise ValidationError("row values must be a mapping", table=table)
-            row = dict(values)  # never change the caller's mapping
-            if row.get("id") is None:
-                row["id"] = uuid7()
-            else:
-                given_ids.append(row["id"])
-            if sql.has_created_at and "created_at" not in row:
-                row["created_at"] = now = now or schema.now_iso()
-            if tbl.timestamps and "updated_at" not in row:
-                row["updated_at"] = row["created_at"]
-            prepared.append(check(row, insert=True))
+            row_id = values.get("id")
+            if row_id is not None:
+                given_ids.append(row_id)
+            if row_id is None or (sql.has_created_at and "created_at" not in values) or (
+                tbl.timestamps and "updated_at" not in values
+            ):
+                row = dict(values)  # fill in what is missing; never change the caller's mapping
+                if row_id is None:
+                    row["id"] = uuid7()
+                if sql.has_created_at and "created_at" not in row:
+                    row["created_at"] = now = now or schema.now_iso()
+                if tbl.timestamps and "updated_at" not in row:
+                    row["updated_at"] = row["created_at"]
+                values = row
+            prepared.append(check(values, insert=True))  # a new dict: ours to change
         if not prepared:
             return []
         try:
@@ -372,20 +377,21 @@ class Replica:
         name = tbl.name
         site = self.site_id
         if hlc is None:
-            tick = self.clock.tick
-            stamps = [tick() for _ in rows]
+            first = self.clock.tick_many(len(rows))
+            stamps = range(first, first + len(rows))
         else:
             self.clock.observe(hlc)  # later local writes must sort after it
             stamps = [hlc] * len(rows)
         if given_ids and self._has_tombstones(name):
             # Inserting an id that was deleted brings the row back (the insert is newer).
             conn.executemany("delete from _ss_tombstones where tbl = ? and pk = ?", [(name, i) for i in given_ids])
-        # A checked insert row holds every column in table order.
-        params = [(*row.values(), stamp, site, None) for row, stamp in zip(rows, stamps)]
         tx = self._tx
         seq = self._seq
+        params = []
         entries = []
         for row, stamp in zip(rows, stamps):
+            # A checked insert row holds every column in table order.
+            params.append((*row.values(), stamp, site, None))
             seq += 1
             row[DELETED] = 0
             entries.append((seq, tx, name, row["id"], stamp, _encode(row), None))
@@ -398,8 +404,9 @@ class Replica:
         self._seq = self._logged_seq = seq
         self._logged_hlc = stamps[-1]
         self._tx_used = True
-        columns = sql.columns
-        self._notes.extend([Change(name, row["id"], "insert", columns, "local") for row in rows])
+        if self._subscribers:  # a subscriber hears of the writes made after it subscribed
+            columns = sql.columns
+            self._notes.extend([Change(name, row["id"], "insert", columns, "local") for row in rows])
 
     def _has_tombstones(self, table: str) -> bool:
         # Remembered per table while no other connection commits (see _begin);
@@ -477,7 +484,8 @@ class Replica:
             (*[changes[n] for n in names], new_blob, row_id),
         )
         self._log(tbl.name, row_id, hlc, changes, seen)
-        self._notes.append(Change(tbl.name, row_id, "update", tuple(names), "local"))
+        if self._subscribers:
+            self._notes.append(Change(tbl.name, row_id, "update", tuple(names), "local"))
 
     def delete(self, table: str, row_id: str) -> None:
         """Delete one row, leaving a tombstone that syncs like any write."""
@@ -494,7 +502,8 @@ class Replica:
             self._conn.execute(self._sql[table].delete, (row_id,))
             self._bury(table, row_id, merge.Cell(1, hlc, self.site_id), before)
             self._log(table, row_id, hlc, {DELETED: 1}, seen)
-            self._notes.append(Change(table, row_id, "delete", (), "local"))
+            if self._subscribers:
+                self._notes.append(Change(table, row_id, "delete", (), "local"))
 
     def _bury(self, table: str, row_id: str, stone: merge.Cell, cells: Mapping[str, merge.Cell]) -> None:
         """Write the tombstone of a row: the clock of its delete, and its other
@@ -530,7 +539,8 @@ class Replica:
                 note = self._merge_remote(change)
                 if note is not None:
                     applied.append(note)
-                    self._notes.append(note)
+                    if self._subscribers:
+                        self._notes.append(note)
                 newest = max(newest, max(c.hlc for c in change.cells.values()))
             if newest:
                 self.clock.observe(newest)
@@ -751,7 +761,8 @@ class Replica:
 
     def subscribe(self, table: str | None, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(changes)`` after each commit that touched ``table``
-        (every table when None). Returns a function that unsubscribes."""
+        (every table when None), with the writes made since it subscribed.
+        Returns a function that unsubscribes."""
         if table is not None:
             schema.table(table)
         self._subscribers.setdefault(table, []).append(callback)
