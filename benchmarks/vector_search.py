@@ -86,7 +86,7 @@ def build(path: str, rows: int, dims: int, rng: np.random.Generator) -> float:
     return time.perf_counter() - start
 
 
-def run(rows: int, dims: int, queries: int, vec_queries: int, folder: str) -> list[tuple]:
+def run(rows: int, dims: int, queries: int, vec_queries: int, folder: str, engines: set[str]) -> list[tuple]:
     rng = np.random.default_rng(dims)
     path = os.path.join(folder, f"memory-{dims}.db")
     built = build(path, rows, dims, rng)
@@ -121,17 +121,21 @@ def run(rows: int, dims: int, queries: int, vec_queries: int, folder: str) -> li
         engine_case("numpy engine, similarity only", "numpy", queries, ranking=Ranking.SIMILARITY)
         engine_case("numpy engine, default ranking", "numpy", queries)
         engine_case("numpy engine, agent filter (10%)", "numpy", queries, agent_id="agent-3")
-        # Both engines must give the same ids (a check, not a timing).
-        for query in query_set[:5]:
-            a = [h.memory.id for h in memory.search_vector(query, model=MODEL, k=K, engine="numpy", record_access=False)]
-            b = [h.memory.id for h in memory.search_vector(query, model=MODEL, k=K, engine="sqlite-vec", record_access=False)]
-            assert a == b, "engines disagree"
-        sidecar = memory._sidecar
-        size = sum(os.path.getsize(sidecar.path + suffix) for suffix in ("", "-wal") if os.path.exists(sidecar.path + suffix))
-        print(f"sqlite-vec sidecar: {size / 2**20:.0f} MiB on disk")
-        engine_case("sqlite-vec engine, similarity only", "sqlite-vec", vec_queries, ranking=Ranking.SIMILARITY)
-        engine_case("sqlite-vec engine, default ranking", "sqlite-vec", vec_queries)
-        engine_case("sqlite-vec engine, agent filter (10%)", "sqlite-vec", vec_queries, agent_id="agent-3")
+        if "sqlite-vec" in engines:
+            # Both engines must give the same ids (a check, not a timing).
+            start = time.perf_counter()
+            memory.index(MODEL, dims, engine="sqlite-vec")
+            print(f"sqlite-vec index: built in {time.perf_counter() - start:.1f} s")
+            for query in query_set[:5]:
+                a = [h.memory.id for h in memory.search_vector(query, model=MODEL, k=K, engine="numpy", record_access=False)]
+                b = [h.memory.id for h in memory.search_vector(query, model=MODEL, k=K, engine="sqlite-vec", record_access=False)]
+                assert a == b, "engines disagree"
+            sidecar = memory._sidecar
+            size = sum(os.path.getsize(sidecar.path + end) for end in ("", "-wal") if os.path.exists(sidecar.path + end))
+            print(f"sqlite-vec sidecar: {size / 2**20:.0f} MiB on disk")
+            engine_case("sqlite-vec engine, similarity only", "sqlite-vec", vec_queries, ranking=Ranking.SIMILARITY)
+            engine_case("sqlite-vec engine, default ranking", "sqlite-vec", vec_queries)
+            engine_case("sqlite-vec engine, agent filter (10%)", "sqlite-vec", vec_queries, agent_id="agent-3")
         memory.close()
     return results
 
@@ -142,13 +146,14 @@ def main() -> None:
     parser.add_argument("--dims", default="384,768")
     parser.add_argument("--queries", type=int, default=50, help="queries per numpy case")
     parser.add_argument("--vec-queries", type=int, default=15, help="queries per sqlite-vec case (slower)")
+    parser.add_argument("--engines", default="numpy,sqlite-vec", help="numpy is always measured; add sqlite-vec")
     args = parser.parse_args()
     all_results = []
     with tempfile.TemporaryDirectory(prefix="syncstore-vector-bench-") as folder:
         start = time.perf_counter()
         for dims in (int(d) for d in args.dims.split(",")):
-            all_results += run(args.rows, dims, args.queries, args.vec_queries, folder)
-        print(f"(sqlite-vec index build included above; total run {time.perf_counter() - start:.0f} s)")
+            all_results += run(args.rows, dims, args.queries, args.vec_queries, folder, set(args.engines.split(",")))
+        print(f"(total run {time.perf_counter() - start:.0f} s)")
     print(f"\nexact top-{K} over {args.rows:,} vectors; ratio = p50 / anchor p50 of the same size")
     print(f"{'case':45} {'dims':>5} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
     for name, dims, p50, p99, ratio in all_results:

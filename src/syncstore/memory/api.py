@@ -73,7 +73,7 @@ class Memory:
         self.ranking = ranking or Ranking()
         self.memory_budget = memory_budget
         self.access = AccessLog(store)
-        self._indexes: dict[tuple[str, str, int], Any] = {}
+        self._indexes: dict[tuple[str, str, int], engines.Index] = {}
         self._sidecar: VecSidecar | None = None
         self._task_search: TaskSearch | None = None
         self._lock = threading.RLock()
@@ -367,7 +367,7 @@ class Memory:
             self._note_access([hit.memory.id for hit in hits])
         return hits
 
-    def index(self, model: str, dimensions: int, *, engine: str | None = None) -> Any:
+    def index(self, model: str, dimensions: int, *, engine: str | None = None) -> engines.Index:
         """The engine's index of one vector space, opened (and loaded) on first use."""
         requested = engine or self.engine
         with self._lock:
@@ -387,7 +387,7 @@ class Memory:
                 self._indexes[key] = self._open_index(chosen, model, dimensions)
             return self._indexes[key]
 
-    def _open_index(self, name: str, model: str, dimensions: int) -> Any:
+    def _open_index(self, name: str, model: str, dimensions: int) -> engines.Index:
         if name == "numpy":
             from syncstore.memory.engines.numpy_engine import NumpyIndex
 

@@ -17,10 +17,37 @@ read-only).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 from syncstore.errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from syncstore.memory.filters import Filters
+    from syncstore.memory.ranking import Ranking
 
 ENGINES = ("auto", "numpy", "sqlite-vec")
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors held in RAM before auto picks sqlite-vec
+
+
+class Index(Protocol):
+    """One engine's index of one vector space (embedding model and dimensions)."""
+
+    name: str
+
+    @property
+    def size(self) -> int:
+        """Rows held."""
+
+    def refresh(self) -> int:
+        """Apply the memory feed since the last refresh."""
+
+    def search(self, query: np.ndarray, filters: Filters, ranking: Ranking, k: int) -> list[tuple[str, float, float]]:
+        """``[(memory_id, score, similarity)]``, best first: the exact top ``k``."""
+
+    def touch(self, memory_ids: list[str], when: float) -> None:
+        """These memories were just read (recency)."""
 
 
 def choose(name: str, *, rows: int, dimensions: int, vector_available: bool, readonly: bool, budget: int) -> str:

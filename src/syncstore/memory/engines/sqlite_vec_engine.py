@@ -20,9 +20,10 @@ importance, active, expiry) are metadata columns; a tag filter becomes an
 scan. vec0 orders by distance alone, so the engine asks for more neighbours
 than ``k``, ranks them with the full formula, and stops once no row outside
 them can reach the top ``k`` (:meth:`Ranking.ceiling` of the farthest one);
-else it asks for more. vec0 returns at most 4096 neighbours per query; past
-that the engine scores every matching row with ``vec_distance_cosine``. Every
-path is exact and none can return fewer than ``k`` when ``k`` rows match.
+else it asks once more for eight times as many, and if that does not settle
+it either (or would pass vec0's limit of 4096), it scores every matching row
+with ``vec_distance_cosine``. Every path is exact and none can return fewer
+than ``k`` when ``k`` rows match.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 KNN_LIMIT = 4096  # vec0's largest k
 _FIRST_ASK = 64  # neighbours asked for first (at least 4 * k)
 _GROWTH = 8
+_WIDENINGS = 1  # wider asks before scoring every matching row
 
 
 def sidecar_path(store: Store) -> str:
@@ -225,6 +227,7 @@ class SqliteVecIndex:
         sql += "".join(f" and {clause}" for clause in clauses)
         vector = np.ascontiguousarray(query, dtype=np.float32).tobytes()
         ask = min(max(_FIRST_ASK, 4 * k), KNN_LIMIT)
+        widenings = _WIDENINGS
         while True:
             hits = list(self.sidecar.conn.execute(sql, (vector, ask, *params)))
             ids = [memory_id for memory_id, _ in hits]
@@ -237,8 +240,11 @@ class SqliteVecIndex:
             measured = [1.0 - d for _, d in hits if d is not None]
             if len(best) == k and measured and scores[best[-1]] > ranking.ceiling(min(measured)):
                 break  # no row farther away can reach the top k
-            if ask == KNN_LIMIT:
+            if ask == KNN_LIMIT or not widenings:
+                # Each vec0 query scans every vector anyway: past one wider ask,
+                # scoring every matching row once is cheaper than asking again.
                 return self._scan(vector, filters, ranking, k)
+            widenings -= 1
             ask = min(ask * _GROWTH, KNN_LIMIT)
         return [(ids[i], float(scores[i]), float(similarity[i])) for i in best]
 
