@@ -49,6 +49,9 @@ def test_stop_words_do_not_make_texts_similar():
 def test_settings_are_part_of_the_model_name():
     assert HashingEmbedder().model != HashingEmbedder(dimensions=256).model
     assert HashingEmbedder().model != HashingEmbedder(ngram_range=(2, 4)).model
+    custom = HashingEmbedder(dimensions=256, ngram_range=(2, 4), ngram_weight=0.75, bigram_weight=0)
+    assert HashingEmbedder.from_model(custom.model).model == custom.model  # a server can rebuild it
+    assert HashingEmbedder.from_model("sentence-transformers/all-MiniLM-L6-v2") is None
     with pytest.raises(ValueError):
         HashingEmbedder(dimensions=4)
     with pytest.raises(TypeError):

@@ -35,6 +35,7 @@ import numpy as np
 from syncstore.memory.embedders.base import Embedder, normalize_rows
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_MODEL = re.compile(r"^syncstore-hashing-v1:d(\d+):c(\d+)-(\d+):n([0-9.e+-]+):b([0-9.e+-]+)$")
 
 # Frequent function words carry no topic; dropping them keeps "the" from
 # making every English text similar to every other.
@@ -68,6 +69,19 @@ class HashingEmbedder(Embedder):
         # Every setting that changes the vectors is in the name, so vectors made
         # with other settings are never compared with these.
         self.model = f"syncstore-hashing-v1:d{dimensions}:c{low}-{high}:n{ngram_weight:g}:b{bigram_weight:g}"
+
+    @classmethod
+    def from_model(cls, model: str) -> HashingEmbedder | None:
+        """The embedder a model name was made by, or None for another kind of name:
+        lets a server embed a query for rows that name this model."""
+        found = _MODEL.match(model)
+        if found is None:
+            return None
+        dimensions, low, high, ngram, bigram = found.groups()
+        embedder = cls(
+            dimensions=int(dimensions), ngram_range=(int(low), int(high)), ngram_weight=float(ngram), bigram_weight=float(bigram)
+        )
+        return embedder if embedder.model == model else None
 
     def features(self, text: str) -> Counter[str]:
         """The weighted features of one text (useful to see why two texts match)."""
