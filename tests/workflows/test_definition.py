@@ -140,6 +140,21 @@ def test_a_definition_edited_behind_the_engine_is_not_run(flows, registry, store
     store.update("workflows", execution.workflow_id, {"definition": {"steps": [{"kind": "step", "id": "one", "max_attempts": 9}]}})
     with pytest.raises(WorkflowError, match="changed after the execution started"):
         flows.run(execution.id)
+    assert flows.recover() == []  # skipped, not a crash of the whole recovery
+
+
+def test_an_execution_whose_definition_has_not_arrived_is_left_for_later(flows, registry, store):
+    @registry.step
+    def one(ctx):
+        return 1
+
+    orphan = flows.start(registry.workflow("orphan", steps=[one]))
+    store.delete("workflows", orphan.workflow_id)  # as if sync had brought the execution but not its workflow
+    runnable = flows.start(registry.workflow("fine", steps=[one]))
+    with pytest.raises(WorkflowError, match="not in this store"):
+        flows.run(orphan.id)
+    assert [r.id for r in flows.recover()] == [runnable.id]
+    assert flows.get(orphan.id).status == "pending"
 
 
 def test_missing_step_functions_are_named_and_nothing_runs(flows, registry):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import msgspec
 
 from syncstore import schema
-from syncstore.errors import LeaseHeldError, LeaseLostError, NotFoundError, WorkflowDefinitionError
+from syncstore.errors import LeaseHeldError, LeaseLostError, NotFoundError, WorkflowDefinitionError, WorkflowError
 from syncstore.workflows import lease, records
 from syncstore.workflows.catalog import Catalog
 from syncstore.workflows.definition import Plan, WorkflowSpec
@@ -280,13 +280,15 @@ class Engine:
 
     def recover(self) -> list[ExecutionRecord]:
         """Run every runnable execution this process can; returns where each stopped.
-        Executions that need step functions this process lacks are left alone."""
+        Executions this process cannot run are left alone (and logged): another
+        process holds them, their step functions are not registered here, or
+        their definition has not arrived by sync yet."""
         done = []
         for execution_id in self.runnable():
             try:
                 done.append(self.run(execution_id))
             except (LeaseHeldError, LeaseLostError) as exc:
                 log.info("recover: skipping %s: %s", execution_id, exc)
-            except WorkflowDefinitionError as exc:
+            except WorkflowError as exc:
                 log.warning("recover: cannot run %s here: %s", execution_id, exc)
         return done
