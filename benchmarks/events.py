@@ -157,7 +157,9 @@ def main() -> None:
         idle = idle_overhead(folder, n)
         paced, pace = paced_overhead(folder, min(n, 50_000))
         reference = generic(folder, min(n, 50_000))
+    load = os.getloadavg()[0]
     print(f"events: {n:,} (same rows in every measurement; replica with its 5 indexes)")
+    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} (other work skews absolute figures; ratios less)")
     print(f"plain apsw executemany, no change capture   {plain:>12,.0f} rows/s   (anchor)")
     print(f"events.emit, batched, with change capture   {rate:>12,.0f} events/s (target >= 100,000)")
     print(f"  ratio to the anchor                       {plain / rate:>12.2f}x slower")
