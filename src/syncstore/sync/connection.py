@@ -65,6 +65,7 @@ class SyncConnection:
         open_timeout: float = DEFAULT_OPEN_TIMEOUT,
         max_frame: int = DEFAULT_MAX_FRAME,
         poll_interval: float = 1.0,
+        transport_factory: Callable[..., Transport] = Transport,
     ):
         self.replica = replica
         self.url = url
@@ -77,6 +78,7 @@ class SyncConnection:
         self._open_timeout = open_timeout
         self._max_frame = max_frame
         self._poll = poll_interval
+        self._transport_factory = transport_factory  # another transport (a proxy, a test's) fits here
         self._transport: Transport | None = None
         self._counts = {"pushed": 0, "received": 0, "rejected": 0, "conflicts": 0}
         self.session: cs.ClientSession | None = None
@@ -106,7 +108,7 @@ class SyncConnection:
         )
         self.session = session
         open_timeout = self._open_timeout if deadline is None else max(0.1, min(self._open_timeout, deadline - time.monotonic()))
-        transport = Transport(self.url, open_timeout=open_timeout, max_frame=self._max_frame)
+        transport = self._transport_factory(self.url, open_timeout=open_timeout, max_frame=self._max_frame)
         self._transport = transport
         try:
             target = self.replica.last_seq()
