@@ -11,7 +11,7 @@ clock, which loses to every real write.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import msgspec
 
@@ -28,11 +28,24 @@ def overrides(blob: bytes) -> dict[str, Clock]:
     return _decode(blob)
 
 
-def compress_cells(cells: Mapping[str, Any]) -> tuple[int, bytes, bytes | None]:
-    """(hlc, site, overrides) for a row's cells, taking the clock of its
-    ``_deleted`` cell as the base: the write that made the row live (or dead)
-    usually wrote most of its cells too, and finding it costs no counting."""
+def compress_cells(
+    cells: Mapping[str, Any], names: Iterable[str], stored: tuple[Clock, Mapping[str, Clock]] | None = None
+) -> tuple[int, bytes, bytes | None]:
+    """(hlc, site, overrides) for a row: the clocks of ``cells``, and for the
+    ``names`` not among them the ``stored`` (base, overrides) read with the row.
+    The base is the clock of the row's ``_deleted`` cell: the write that made
+    the row live (or dead) usually wrote most of its cells too, and finding it
+    costs no counting."""
     base = cells[DELETED]
     hlc, site = base[1], base[2]
-    extra = {name: (c[1], c[2]) for name, c in cells.items() if c[1] != hlc or c[2] != site}
+    extra = {}
+    for name in names:
+        cell = cells.get(name)
+        if cell is not None:
+            if cell[1] != hlc or cell[2] != site:
+                extra[name] = (cell[1], cell[2])
+        elif stored is not None:
+            clock = stored[1].get(name, stored[0])
+            if clock[0] != hlc or clock[1] != site:
+                extra[name] = clock
     return hlc, site, (_encode(extra) if extra else None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from syncstore import schema
 from syncstore.core import merge
@@ -38,14 +38,19 @@ def new_id() -> str:
 
 
 class Row:
-    """One row's cells as the server holds them: every column but ``id``, and ``_deleted``."""
+    """One row's cells as the server holds them: ``_deleted`` and the columns
+    read (every column but ``id`` for a new row; for an existing one, those the
+    push writes). ``view`` and ``stored`` are the store's: how it was read, and
+    the stored clocks of the cells not read."""
 
-    __slots__ = ("cells", "exists", "dirty")
+    __slots__ = ("cells", "exists", "dirty", "view", "stored")
 
-    def __init__(self, cells: dict[str, Cell], *, exists: bool):
+    def __init__(self, cells: dict[str, Cell], *, exists: bool, view: Any = None, stored: Any = None):
         self.cells = cells
         self.exists = exists  # already in the database (else: inserted by this merge)
         self.dirty = False
+        self.view = view
+        self.stored = stored
 
 
 class Conflict(NamedTuple):

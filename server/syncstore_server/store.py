@@ -13,9 +13,10 @@ set-based so that a batch costs a handful of statements, not one per row:
    (ordered by id, tables in a fixed order, so pushes never deadlock on them).
 4. The merge is decided in Python with the pure rule (``merge_plan``).
 5. Changed rows go to a temporary staging table by ``COPY``, then into the
-   table with one ``INSERT ... ON CONFLICT DO NOTHING`` (new rows) and one
-   ``UPDATE ... FROM`` (existing rows). A new row that another push inserted
-   meanwhile makes the insert come up short: the whole push is retried.
+   table with one ``INSERT ... ON CONFLICT DO NOTHING`` (new rows, whole) and
+   one ``UPDATE ... FROM`` (existing rows: only the columns the push writes,
+   which are also the only ones step 3 reads). A new row that another push
+   inserted meanwhile makes the insert come up short: the whole push is retried.
 6. Under the tenant's log lock (below), sequence numbers are drawn and the log
    entries and conflict records are written by ``COPY``; the ack row is raised
    and a NOTIFY wakes the streams of every server instance, all committed at once.
@@ -247,16 +248,31 @@ class ChangeStore:
         self, conn: psycopg.AsyncConnection, tenant: str, work: list[tuple[p.LocalTx, list[Checked]]]
     ) -> dict[RowKey, Row]:
         ids: dict[str, set[str]] = {}
+        whole: dict[str, set[str]] = {}  # rows written whole (inserts)
+        columns: dict[str, set[str]] = {}  # what the other changes write
         for _, checked in work:
             for change in checked:
                 ids.setdefault(change.table, set()).add(change.id)
+                if len(change.values) == len(self.catalog.tables[change.table].cell_names):
+                    whole.setdefault(change.table, set()).add(change.id)
+                else:
+                    columns.setdefault(change.table, set()).update(change.values)
         rows: dict[RowKey, Row] = {}
         for name in sorted(ids):  # a fixed table order: pushes never wait on each other in a cycle
             table = self.catalog.tables[name]
-            cur = await conn.execute(table.select_for_update, (tenant, sorted(ids[name])))
-            for record in await cur.fetchall():
-                row_id, row = table.row_from_db(record)
+            view = table.view(columns.get(name, ()))
+            cur = await conn.execute(view.select_for_update, (tenant, sorted(ids[name])))
+            found = [view.row_from_db(record) for record in await cur.fetchall()]
+            for row_id, row in found:
                 rows[(name, row_id)] = row
+            # A whole-row write to a row that exists competes with every cell:
+            # read those rows whole (they are locked already).
+            again = [row_id for row_id, _ in found if row_id in whole.get(name, ())]
+            if again and view is not table.full:
+                cur = await conn.execute(table.full.select_rows, (tenant, again))
+                for record in await cur.fetchall():
+                    row_id, row = table.full.row_from_db(record)
+                    rows[(name, row_id)] = row
         return rows
 
     async def _write_rows(self, conn: psycopg.AsyncConnection, tenant: str, rows: dict[RowKey, Row]) -> int:
@@ -267,19 +283,25 @@ class ChangeStore:
         written = 0
         for name in sorted(by_table):
             table = self.catalog.tables[name]
-            dirty = by_table[name]
-            fresh = sum(1 for _, row in dirty if not row.exists)
+            fresh = [(row_id, row) for row_id, row in by_table[name] if not row.exists]
+            old: dict[Any, list[tuple[str, Row]]] = {}
+            for row_id, row in by_table[name]:
+                if row.exists:
+                    old.setdefault(row.view, []).append((row_id, row))
             async with conn.cursor() as cur:
-                async with cur.copy(table.copy_stage) as copy:
-                    for row_id, row in dirty:
-                        await copy.write_row(table.row_to_db(tenant, row_id, row))
                 if fresh:
+                    async with cur.copy(table.full.copy_stage) as copy:
+                        for row_id, row in fresh:
+                            await copy.write_row(table.full.row_to_db(tenant, row_id, row, 0))
                     await cur.execute(table.insert_new)
-                    if cur.rowcount != fresh:
+                    if cur.rowcount != len(fresh):
                         raise _ConcurrentInsert(name)
-                if fresh != len(dirty):
-                    await cur.execute(table.update_old)
-            written += len(dirty)
+                for group, (view, members) in enumerate(old.items(), start=1):
+                    async with cur.copy(view.copy_stage) as copy:
+                        for row_id, row in members:
+                            await copy.write_row(view.row_to_db(tenant, row_id, row, group))
+                    await cur.execute(view.update_old, (group,))
+            written += len(by_table[name])
         return written
 
     async def _append_log(
@@ -375,11 +397,11 @@ class ChangeStore:
 
     async def cells(self, tenant: str, table: str, row_id: str) -> dict[str, Any] | None:
         """Every cell of one row as the merge sees it ({column: Cell}), or None."""
-        pg_table = self.catalog.tables[schema.table(table).name]
+        view = self.catalog.tables[schema.table(table).name].full
         async with self.pool.connection() as conn:
-            cur = await conn.execute(pg_table.select_rows, (tenant, [row_id]))
+            cur = await conn.execute(view.select_rows, (tenant, [row_id]))
             found = await cur.fetchone()
-        return None if found is None else pg_table.row_from_db(found)[1].cells
+        return None if found is None else view.row_from_db(found)[1].cells
 
     # --- health ---------------------------------------------------------------
 

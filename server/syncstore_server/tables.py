@@ -12,7 +12,7 @@ text input PostgreSQL parses into the real types.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import msgspec
 import numpy as np
@@ -40,7 +40,12 @@ def _vector_writer(raw: bytes) -> str:
 
 
 class PgTable:
-    """One synced table's statements and value conversions."""
+    """One synced table's statements and value conversions.
+
+    A push usually writes a few columns of existing rows, so reads and writes
+    of existing rows go through a :class:`View` of just the columns the push
+    writes; new rows are written whole.
+    """
 
     def __init__(self, tbl: schema.Table, *, vector_columns: frozenset[str] = frozenset()):
         self.table = tbl
@@ -48,52 +53,74 @@ class PgTable:
         self.qualified = f"{SCHEMA}.{tbl.name}"
         self.columns: tuple[str, ...] = tbl.column_names[1:]  # every column but id
         self.cell_names: tuple[str, ...] = (*self.columns, DELETED)
-        exprs = []
-        readers: list[Callable[[Any], Any] | None] = []
-        writers: list[Callable[[Any], Any] | None] = []
+        self._expr: dict[str, str] = {}
+        self._reader: dict[str, Callable[[Any], Any]] = {}
+        self._writer: dict[str, Callable[[Any], Any]] = {}
         for col in tbl.columns[1:]:
-            expr, reader, writer = col.name, None, None
+            expr = col.name
             if col.type == "boolean":
                 expr = f"{col.name}::int"
             elif col.type == "timestamp":
                 expr = f"to_char({col.name} AT TIME ZONE 'UTC', {_TIMESTAMP})"
             elif col.type == "json":
-                expr, reader = f"{col.name}::text", _json_reader
+                expr = f"{col.name}::text"
+                self._reader[col.name] = _json_reader
             elif col.type == "vector" and col.name in vector_columns:
-                expr, reader, writer = f"{col.name}::real[]", _vector_reader, _vector_writer
-            exprs.append(expr)
-            readers.append(reader)
-            writers.append(writer)
-        self._readers = [(i, f) for i, f in enumerate(readers) if f is not None]
-        self._writers = [(i, f) for i, f in enumerate(writers) if f is not None]
-        q = self.qualified
+                expr = f"{col.name}::real[]"
+                self._reader[col.name] = _vector_reader
+                self._writer[col.name] = _vector_writer
+            self._expr[col.name] = expr
+        self.stage = f"_ss_stage_{tbl.name}"
+        self.create_stage = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} "
+            f"(LIKE {self.qualified}, _group smallint NOT NULL) ON COMMIT DELETE ROWS"
+        )
+        stored = ", ".join(("tenant", "id", *self.columns, "_deleted", "_hlc", "_site", "_clocks"))
+        self.insert_new = (
+            f"INSERT INTO {self.qualified} ({stored}) SELECT {stored} FROM {self.stage} WHERE _group = 0 "
+            f"ON CONFLICT (tenant, id) DO NOTHING"
+        )
+        self._views: dict[frozenset[str], View] = {}
+        self.full = self.view(self.columns)
+
+    def view(self, columns: Iterable[str]) -> View:
+        """The statements for these columns (any order; unknown names are a bug)."""
+        key = frozenset(columns) - {DELETED}
+        found = self._views.get(key)
+        if found is None:
+            found = self._views[key] = View(self, tuple(c for c in self.columns if c in key))
+        return found
+
+
+class View:
+    """Reading and writing some columns of a table's rows (plus the hidden ones)."""
+
+    def __init__(self, table: PgTable, columns: tuple[str, ...]):
+        self.table = table
+        self.columns = columns
+        self.names = (*columns, DELETED)
+        self._readers = [(i, table._reader[c]) for i, c in enumerate(columns) if c in table._reader]
+        self._writers = [(i, table._writer[c]) for i, c in enumerate(columns) if c in table._writer]
+        q = table.qualified
+        exprs = "".join(f"{table._expr[c]}, " for c in columns)
         self.select_for_update = (
-            f"SELECT id, {', '.join(exprs)}, _deleted::int, _hlc, _site, _clocks FROM {q} "
+            f"SELECT id, {exprs}_deleted::int, _hlc, _site, _clocks FROM {q} "
             f"WHERE tenant = %s AND id = ANY(%s::text[]) ORDER BY id FOR UPDATE"
         )
         self.select_rows = (
-            f"SELECT id, {', '.join(exprs)}, _deleted::int, _hlc, _site, _clocks FROM {q} "
-            f"WHERE tenant = %s AND id = ANY(%s::text[])"
+            f"SELECT id, {exprs}_deleted::int, _hlc, _site, _clocks FROM {q} WHERE tenant = %s AND id = ANY(%s::text[])"
         )
-        self.stage = f"_ss_stage_{tbl.name}"
-        stored = ("tenant", "id", *self.columns, "_deleted", "_hlc", "_site", "_clocks")
-        names = ", ".join(stored)
-        self.create_stage = (
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (LIKE {q}, _new boolean NOT NULL) ON COMMIT DELETE ROWS"
-        )
-        self.copy_stage = f"COPY {self.stage} ({names}, _new) FROM STDIN"
-        self.insert_new = (
-            f"INSERT INTO {q} ({names}) SELECT {names} FROM {self.stage} WHERE _new "
-            f"ON CONFLICT (tenant, id) DO NOTHING"
-        )
+        stored = ("tenant", "id", *columns, "_deleted", "_hlc", "_site", "_clocks")
+        self.copy_stage = f"COPY {table.stage} ({', '.join(stored)}, _group) FROM STDIN"
         assignments = ", ".join(f"{n} = s.{n}" for n in stored[2:])
         self.update_old = (
-            f"UPDATE {q} AS t SET {assignments} FROM {self.stage} AS s "
-            f"WHERE NOT s._new AND t.tenant = s.tenant AND t.id = s.id"
+            f"UPDATE {q} AS t SET {assignments} FROM {table.stage} AS s "
+            f"WHERE s._group = %s AND t.tenant = s.tenant AND t.id = s.id"
         )
 
     def row_from_db(self, record: tuple[Any, ...]) -> tuple[str, Row]:
-        """(id, Row) from a row of :attr:`select_for_update`."""
+        """(id, Row) from a row of :attr:`select_for_update`: the cells of this
+        view's columns, and the stored clocks of the others."""
         n = len(self.columns)
         values: Any = record[1 : n + 1]
         if self._readers:
@@ -102,28 +129,24 @@ class PgTable:
                 if values[i] is not None:
                     values[i] = reader(values[i])
         deleted, base_hlc, base_site, blob = record[n + 1 : n + 5]
+        extra = clocks.overrides(blob) if blob else {}
         make = tuple.__new__  # a Cell without the cost of its Python-level __new__
-        names = self.cell_names
-        if blob is None:
-            base = (base_hlc, base_site)
-            cells = {name: make(Cell, (value, *base)) for name, value in zip(names, (*values, deleted))}
-        else:
-            extra = clocks.overrides(blob)
-            cells = {}
-            for name, value in zip(names, (*values, deleted)):
-                clock = extra.get(name)
-                cells[name] = make(Cell, (value, base_hlc, base_site) if clock is None else (value, *clock))
-        return record[0], Row(cells, exists=True)
+        cells = {}
+        for name, value in zip(self.names, (*values, deleted)):
+            clock = extra.get(name)
+            cells[name] = make(Cell, (value, base_hlc, base_site) if clock is None else (value, *clock))
+        return record[0], Row(cells, exists=True, view=self, stored=((base_hlc, base_site), extra))
 
-    def row_to_db(self, tenant: str, row_id: str, row: Row) -> tuple[Any, ...]:
-        """A staging row (a tuple in :attr:`copy_stage` order) from a Row's cells."""
+    def row_to_db(self, tenant: str, row_id: str, row: Row, group: int) -> tuple[Any, ...]:
+        """A staging row (a tuple in :attr:`copy_stage` order). Group 0 is new
+        rows (inserted whole); each other group is updated by one statement."""
         cells = row.cells
         values = [cells[name].value for name in self.columns]
         for i, writer in self._writers:
             if values[i] is not None:
                 values[i] = writer(values[i])
-        base_hlc, base_site, blob = clocks.compress_cells(cells)
-        return (tenant, row_id, *values, bool(cells[DELETED].value), base_hlc, base_site, blob, not row.exists)
+        base_hlc, base_site, blob = clocks.compress_cells(cells, self.table.cell_names, row.stored)
+        return (tenant, row_id, *values, bool(cells[DELETED].value), base_hlc, base_site, blob, group)
 
 
 class Catalog(NamedTuple):

@@ -14,7 +14,7 @@ from syncstore.core.merge import DELETED, Cell
 from syncstore_server.store import open_store
 
 from .conftest import drop_database, migrate_url, new_database
-from .helpers import insert, new_id, site, stamp, tenant_log, tenant_rows, update
+from .helpers import insert, new_id, site, stamp, tenant_log, tenant_rows, update, whole_insert
 
 A, B = site(1), site(2)
 
@@ -228,3 +228,41 @@ def test_concurrent_pushes_to_the_same_new_row_merge_as_if_in_turn(migrated):
     assert all(r.upto_seq == 1 for r in results)
     assert cells(migrated, "t", row)["title"] == Cell("v3", h + 3, site(13))
     assert len(tenant_rows(migrated, "t")) == 1
+
+
+def test_writing_some_columns_keeps_the_clocks_and_values_of_the_others(migrated):
+    row, h = new_id(), stamp()
+    merge(migrated, "t", A, [p.LocalTx(1, [whole_insert(1, row, h, title="a", description="kept")])])
+    merge(migrated, "t", B, [p.LocalTx(1, [update(1, row, h + 1, {"title": (h, A)}, title="b")])])
+    merge(migrated, "t", A, [p.LocalTx(2, [update(2, row, h + 2, {"status": (h, A)}, status="completed")])])
+    got = cells(migrated, "t", row)
+    assert got["title"] == Cell("b", h + 1, B)  # not read by the last push, still intact
+    assert got["status"] == Cell("completed", h + 2, A)
+    assert got["description"] == Cell("kept", h, A)
+    assert got["priority"] == Cell("medium", h, A)
+    assert got["pull_request"] == Cell(None, h, A)
+    assert got[DELETED] == Cell(0, h, A)
+
+
+def test_a_push_mixing_whole_rows_and_some_columns_of_existing_rows(migrated):
+    x, y, h = new_id(), new_id(), stamp()
+    merge(migrated, "t", A, [p.LocalTx(1, [whole_insert(1, x, h, title="a"), whole_insert(2, y, h, title="y")])])
+    push = [
+        p.LocalTx(1, [update(1, x, h + 5, {"status": (h, A)}, status="in_progress")]),
+        # x inserted again elsewhere, not having seen A's: every cell competes
+        p.LocalTx(2, [whole_insert(2, x, h + 3, title="b", description="from b")]),
+        p.LocalTx(3, [update(3, y, h + 4, {"title": (h, A)}, title="y2")]),
+    ]
+    result = merge(migrated, "t", B, push)
+    # title "a"/"b", description ""/"from b", and status: tx 1 set it, the insert says "pending"
+    assert result.upto_seq == 3 and result.conflicts == 3
+    got = cells(migrated, "t", x)
+    assert got["title"] == Cell("b", h + 3, B)
+    assert got["status"] == Cell("in_progress", h + 5, B)  # newer than the insert's
+    assert got["description"] == Cell("from b", h + 3, B)
+    assert got["priority"] == Cell("medium", h + 3, B)
+    other = cells(migrated, "t", y)
+    assert other["title"] == Cell("y2", h + 4, B) and other["status"] == Cell("pending", h, A)
+    (x_row, y_row) = sorted(tenant_rows(migrated, "t"), key=lambda r: r["id"] != x)
+    assert (x_row["title"], x_row["status"], x_row["description"]) == ("b", "in_progress", "from b")
+    assert (y_row["title"], y_row["status"]) == ("y2", "pending")
