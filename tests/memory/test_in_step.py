@@ -124,3 +124,31 @@ def test_separate_memory_objects_on_one_store_agree(store, unit):
         assert np.isfinite([h.score for h in second.search_vector(query, model=MODEL)]).all()
     finally:
         second.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_search_inside_a_rolled_back_transaction_leaves_no_trace(store, unit, engine):
+    # Feed numbers written in a transaction that rolls back are used again by
+    # later writes; an index must not have skipped past them.
+    query = unit()
+    kept = store.memory.add("a", "kept", embedding=unit(), embedding_model=MODEL)
+    assert ids(store.memory, query, engine) == [kept.id]  # the index exists before the transaction
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.memory.add("a", "rolled back", embedding=query, embedding_model=MODEL)
+            assert kept.id in ids(store.memory, query, engine)  # memory as of the last commit
+            raise RuntimeError("roll back")
+    later = [store.memory.add("a", f"later {n}", embedding=unit(), embedding_model=MODEL).id for n in range(3)]
+    assert set(ids(store.memory, query, engine)) == {kept.id, *later}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_index_first_opened_inside_a_transaction_is_rebuilt_after_it(store, unit, engine):
+    query = unit()
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.memory.add("a", "rolled back", embedding=query, embedding_model=MODEL)
+            ids(store.memory, query, engine)  # opens the index mid-transaction
+            raise RuntimeError("roll back")
+    after = store.memory.add("a", "after", embedding=unit(), embedding_model=MODEL)
+    assert ids(store.memory, query, engine) == [after.id]

@@ -43,16 +43,25 @@ class NumpyIndex:
         self.model = model
         self.dimensions = dimensions
         self._lock = threading.RLock()
+        self._load()
+
+    def _load(self) -> None:
+        """Read every row of this vector space afresh."""
+        conn = self.store.connection
+        # Rows read inside an open write transaction may still roll back, and
+        # their feed numbers be used again by other writes: such a load is
+        # redone at the first refresh after the transaction ends.
+        self._provisional = conn.in_transaction
         self._n = 0
         self._ids: list[str] = []
         self._slot: dict[str, int] = {}
         self._agent_code: dict[str, int] = {}
         self._tag_slots: dict[str, set[int]] = {}
         self._row_tags: list[tuple[str, ...]] = []
-        conn = store.connection
+        self._matrix: np.ndarray | None = None
         self.cursor = feed.position(conn)
-        self._allocate(max(1024, feed.count(conn, model)))
-        for row in feed.all_rows(conn, model, dimensions):
+        self._allocate(max(1024, feed.count(conn, self.model)))
+        for row in feed.all_rows(conn, self.model, self.dimensions):
             self._upsert(row)
 
     # --- storage ------------------------------------------------------------
@@ -69,7 +78,7 @@ class NumpyIndex:
 
     def _allocate(self, capacity: int) -> None:
         """Make room for ``capacity`` rows, keeping the rows held so far."""
-        old = getattr(self, "_matrix", None)
+        old = self._matrix
         matrix = np.zeros((capacity, self.dimensions), dtype=np.float32)
         if old is not None:
             matrix[: self._n] = old[: self._n]
@@ -148,6 +157,13 @@ class NumpyIndex:
         """Apply every change since the cursor; returns how many memories were looked at."""
         with self._lock:
             conn = self.store.connection
+            if conn.in_transaction:
+                # Uncommitted feed entries may roll back (see _load): a search
+                # inside a write transaction sees memory as of the last commit.
+                return 0
+            if self._provisional:
+                self._load()
+                return self._n
             ids, cursor = feed.changed_since(conn, self.cursor)
             if not ids:
                 return 0

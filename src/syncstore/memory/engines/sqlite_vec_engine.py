@@ -143,6 +143,10 @@ class SqliteVecIndex:
     def refresh(self) -> int:
         """Apply the feed since the stored cursor (a full build the first time)."""
         main = self.store.connection
+        if main.in_transaction:
+            # Uncommitted feed entries may roll back and their numbers be used
+            # again: the sidecar only ever takes committed rows.
+            return 0
         if self._applied is not None and feed.position(main) == self._applied:
             return 0  # nothing written since: no need for the sidecar's write lock
         with self.sidecar.write() as conn:
@@ -219,13 +223,17 @@ class SqliteVecIndex:
         """``[(memory_id, score, similarity)]``, best first: the exact top ``k``."""
         if k <= 0:
             return []
+        vector = np.ascontiguousarray(query, dtype=np.float32).tobytes()
+        if self._applied is None:
+            # Opened inside a write transaction: the table may not be built
+            # yet, so score every matching row in the replica instead.
+            return self._scan(vector, filters, ranking, k)
         built = self._constraints(filters)
         if built is None:
             return []
         clauses, params = built
         sql = f"select id, distance from {self.table} where embedding match ? and k = ?"
         sql += "".join(f" and {clause}" for clause in clauses)
-        vector = np.ascontiguousarray(query, dtype=np.float32).tobytes()
         ask = min(max(_FIRST_ASK, 4 * k), KNN_LIMIT)
         widenings = _WIDENINGS
         while True:
