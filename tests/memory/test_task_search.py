@@ -42,3 +42,17 @@ def test_edits_sync_and_other_connections_are_followed(store, other, ship, repli
     assert titles(store.tasks.search("vector index benchmark", k=1)) == ["Benchmark the vector index"]
     store.tasks.delete(task.id)
     assert "Rewrite the scheduler" not in titles(store.tasks.search("scheduler", k=5))
+
+
+def test_a_search_inside_a_rolled_back_transaction_leaves_no_trace(store):
+    task = store.tasks.create("Investigate flaky test")
+    store.tasks.search("flaky", k=1)
+    try:
+        with store.transaction():
+            store.tasks.update(task.id, title="Rewrite the scheduler")
+            assert titles(store.tasks.search("scheduler", k=1)) == ["Rewrite the scheduler"]
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    (hit,) = store.tasks.search("flaky test", k=1)
+    assert hit.task.title == "Investigate flaky test" and hit.score > 0.5

@@ -60,7 +60,9 @@ class TaskSearch:
         version = conn.execute("pragma data_version").fetchone()[0]
         if not self._stale and version == self._data_version:
             return
-        self._stale = False
+        # Texts read inside an open write transaction may roll back (and a
+        # rollback notifies nobody): read them again next time.
+        self._stale = conn.in_transaction
         self._data_version = version
         live: set[str] = set()
         todo: list[tuple[str, bytes, str]] = []
