@@ -79,9 +79,7 @@ def append_rows(store: Replica, rows: Sequence[tuple[Any, ...]]) -> None:
         return
     with store.transaction():
         # Inside the transaction these are stable: the replica's write lock is held.
-        clock = store.clock
-        first = clock.tick()
-        clock.observe(first + len(rows) - 1)  # as many ticks, one per row
+        first = store.clock.tick_many(len(rows))  # one fresh stamp per row, in order
         site = store.site_id
         tx = store._tx
         seq = store._seq
