@@ -32,6 +32,7 @@ from syncstore_server.auth import Secret
 from syncstore_server.embedded import DEFAULT_DATA_DIR, database
 from syncstore_server.handler import ConnectionHandler, Limits
 from syncstore_server.http import make_process_request
+from syncstore_server.log_tail import LogTail
 from syncstore_server.metrics import Metrics
 from syncstore_server.notify import Notifier
 from syncstore_server.store import CONNECTION_OPTIONS, ChangeStore, load_catalog, prepare_connection
@@ -87,6 +88,7 @@ class SyncServer:
         self._accepting = False
         self._pool: AsyncConnectionPool | None = None
         self._notifier: Notifier | None = None
+        self._log_tail: LogTail | None = None
         self._ws: Server | None = None
         self.store: ChangeStore | None = None
         self.schema_version = 0
@@ -124,6 +126,7 @@ class SyncServer:
         self.store = ChangeStore(
             pool, catalog, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
         )
+        self._log_tail = LogTail(self.store)
         self._notifier = Notifier(self.database_url)
         await self._notifier.start()
         self._accepting = True
@@ -209,10 +212,11 @@ class SyncServer:
     # --- connections ----------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        assert self.store is not None and self._notifier is not None
+        assert self.store is not None and self._notifier is not None and self._log_tail is not None
         handler = ConnectionHandler(
             websocket,
             store=self.store,
+            log_tail=self._log_tail,
             notifier=self._notifier,
             metrics=self.metrics,
             secret=self._secret,

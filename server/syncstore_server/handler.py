@@ -32,6 +32,7 @@ from syncstore.core import server_session as ss
 from syncstore.errors import AuthError, SyncError
 
 from syncstore_server import auth
+from syncstore_server.log_tail import LogTail
 from syncstore_server.metrics import Metrics
 from syncstore_server.notify import Notifier
 from syncstore_server.store import ChangeStore
@@ -63,6 +64,7 @@ class ConnectionHandler:
         websocket: ServerConnection,
         *,
         store: ChangeStore,
+        log_tail: LogTail,
         notifier: Notifier,
         metrics: Metrics,
         secret: auth.Secret,
@@ -70,6 +72,7 @@ class ConnectionHandler:
     ):
         self.ws = websocket
         self.store = store
+        self.log_tail = log_tail
         self.notifier = notifier
         self.metrics = metrics
         self.secret = secret
@@ -267,7 +270,7 @@ class ConnectionHandler:
         assert identity is not None
         await self._out.join()  # backpressure: the client has taken what we sent
         try:
-            entries, more = await self.store.read_log(identity.tenant, action.after, limit=self.limits.log_read_limit)
+            entries, more = await self.log_tail.read(identity.tenant, action.after, limit=self.limits.log_read_limit)
         except Exception as exc:
             if isinstance(exc, psycopg.Error):
                 log.warning("log read failed for tenant %r: %s", identity.tenant, type(exc).__name__)

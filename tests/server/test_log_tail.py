@@ -1,0 +1,93 @@
+"""The shared log tail: streams never miss an entry, and a burst of wake-ups costs a couple of reads."""
+
+from __future__ import annotations
+
+import asyncio
+
+from syncstore.core import protocol as p
+
+from syncstore_server.log_tail import LogTail
+from syncstore_server.store import open_store
+
+from .helpers import insert, new_id, site, stamp
+
+TENANT = "tail"
+
+
+class CountingStore:
+    """The real store, counting how often the log is read."""
+
+    def __init__(self, store):
+        self._store = store
+        self.reads = 0
+
+    async def read_log(self, tenant, after, *, limit):
+        self.reads += 1
+        return await self._store.read_log(tenant, after, limit=limit)
+
+
+async def push(store, k: int, h: int) -> int:
+    result = await store.merge(TENANT, site(1), [p.LocalTx(k, [insert(k, new_id(), h + k)])])
+    return result.positions[0]
+
+
+def test_a_burst_of_streams_shares_reads_and_every_stream_sees_every_entry(migrated):
+    async def main():
+        async with open_store(migrated, pool_size=4) as store:
+            counting = CountingStore(store)
+            tail = LogTail(counting)
+            h = stamp()
+            first = await push(store, 1, h)
+            assert (await tail.read(TENANT, 0, limit=100))[0][0][0] == first  # reaches the end: the cache starts
+            cursors = [first] * 200
+            expected = []
+            for k in range(2, 6):
+                expected.append(await push(store, k, h))
+                before = counting.reads
+                results = await asyncio.gather(*(tail.read(TENANT, c, limit=100) for c in cursors))
+                assert counting.reads - before <= 2  # not one read per stream
+                for i, (entries, more) in enumerate(results):
+                    assert not more
+                    assert [seq for seq, _ in entries] == [expected[-1]]  # exactly the new entry
+                    cursors[i] = entries[-1][0]
+            return cursors, expected
+
+    cursors, expected = asyncio.run(main())
+    assert set(cursors) == {expected[-1]}
+
+
+def test_reads_interleaved_with_commits_never_skip_an_entry(migrated):
+    async def main():
+        async with open_store(migrated, pool_size=6) as store:
+            tail = LogTail(store, keep=5, fetch=3)  # small, so trimming and paging happen
+            h = stamp()
+            seen: dict[int, list[int]] = {i: [] for i in range(5)}
+            cursors = dict.fromkeys(range(5), 0)
+            done = asyncio.Event()
+
+            async def stream(i: int) -> None:
+                while True:
+                    finished = done.is_set()
+                    entries, more = await tail.read(TENANT, cursors[i], limit=2)
+                    for seq, _ in entries:
+                        seen[i].append(seq)
+                        cursors[i] = seq
+                    if finished and not more and not entries:
+                        return
+                    await asyncio.sleep(0)
+
+            async def writer() -> list[int]:
+                positions = []
+                for k in range(1, 31):
+                    positions.append(await push(store, k, h))
+                done.set()
+                return positions
+
+            streams = [asyncio.create_task(stream(i)) for i in range(5)]
+            positions = await writer()
+            await asyncio.gather(*streams)
+            return seen, positions
+
+    seen, positions = asyncio.run(main())
+    for sequence in seen.values():
+        assert sequence == positions  # every entry, once, in order
