@@ -262,7 +262,9 @@ class ConnectionHandler:
         metrics.changes_merged.inc(result.row_changes)
         metrics.conflicts.inc(result.conflicts)
         metrics.rejected.inc(len(result.rejected))
-        self.session.merged(upto_seq=result.upto_seq, rejected=result.rejected)
+        self.session.merged(
+            upto_seq=result.upto_seq, rejected=result.rejected, log_seq=max(result.positions, default=0)
+        )
         self._dispatch()
 
     async def _read_log(self, action: ss.ReadLog) -> None:

@@ -100,8 +100,8 @@ def test_one_merge_at_a_time_in_push_order():
     assert ack.message == p.Ack(upto_seq=2)
     assert isinstance(second, ss.Merge) and second.last_seq == 3
     rejection = p.Rejection(tx=2, code="bad_value", message="no")
-    session.merged(upto_seq=3, rejected=[rejection])
-    assert sent(session.actions()) == [p.Ack(upto_seq=3, rejected=[rejection])]
+    session.merged(upto_seq=3, rejected=[rejection], log_seq=41)
+    assert sent(session.actions()) == [p.Ack(upto_seq=3, rejected=[rejection], log_seq=41)]
     assert not session.busy
 
 

@@ -80,9 +80,9 @@ def test_push_ack_and_a_live_stream_to_another_client(shared_server, shared_data
             assert await recv(watcher) == p.UpToDate(cursor=0)
             row, h = new_id(), stamp()
             ack = await push(writer, p.LocalTx(1, [insert(1, row, h, title="live")]))
-            assert ack == p.Ack(upto_seq=1)
             changes, _ = await recv_until(watcher, p.Changes)  # pushed on commit, no polling
             (tx,) = changes.txs
+            assert ack == p.Ack(upto_seq=1, log_seq=tx.seq)  # where the push landed in the log
             (change,) = tx.changes
             assert (change.table, change.id, change.cells["title"]) == ("tasks", row, ("live", h, site(1)))
             assert await recv(watcher) == p.UpToDate(cursor=tx.seq)

@@ -236,15 +236,16 @@ class ServerSession:
             raise ProtocolError(f"refuse() in state {self.state.value}", code="state")
         self._error(code, message, fatal=True, close_code=CLOSE_POLICY_VIOLATION)
 
-    def merged(self, *, upto_seq: int, rejected: Sequence[p.Rejection] = ()) -> None:
-        """The merge asked for last is durable up to ``upto_seq``."""
+    def merged(self, *, upto_seq: int, rejected: Sequence[p.Rejection] = (), log_seq: int = 0) -> None:
+        """The merge asked for last is durable up to ``upto_seq``; ``log_seq`` is
+        the log position of the last entry it added (0: none)."""
         if not self._merging:
             raise ProtocolError("merged() with no merge running", code="state")
         self._merging = False
         self.acked_seq = max(self.acked_seq, upto_seq)
         if self.state is State.CLOSED:
             return
-        self._send(p.Ack(upto_seq=self.acked_seq, rejected=list(rejected)))
+        self._send(p.Ack(upto_seq=self.acked_seq, rejected=list(rejected), log_seq=log_seq))
         self._next_merge()
 
     def merge_failed(self, code: str, message: str) -> None:
