@@ -120,3 +120,18 @@ def test_sync_watch_keeps_a_replica_live_until_sigterm(two):
             watch.kill()
     assert watch.returncode == 0, err
     assert "connected True" in out and b.token not in out + err
+
+
+def test_the_example_walk_through_runs_against_a_running_server(sync_server, tenant):
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "two_replicas.py")
+    token = sync_server.token(tenant)
+    done = subprocess.run(
+        [sys.executable, script, "--url", sync_server.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYNCSTORE_TOKEN": token},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "laptop sees: Quarterly report (final)" in done.stdout
+    assert token not in done.stdout + done.stderr
