@@ -147,3 +147,22 @@ def test_the_cli_prints_one_line_and_exits_1(tmp_path, make):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)  # a clean exit, not an escaped error
+
+
+def test_a_corrupt_page_met_by_a_read_is_a_replica_error(replica_path):
+    with syncstore.open(replica_path) as store:
+        store.insert_many("tasks", [{"title": f"task {n}", "description": "x" * 500} for n in range(300)])
+        pages = [page for (page,) in store.connection.execute("select pageno from dbstat where name = 'tasks' order by pageno")]
+    with open(replica_path, "r+b") as f:  # spoil some of the table's pages, not the schema's
+        f.seek((pages[len(pages) // 2] - 1) * 4096)
+        f.write(os.urandom(4096 * 5))
+    with syncstore.open(replica_path) as store:  # opening reads only the schema and bookkeeping
+        with pytest.raises(NotAReplicaError, match="corrupt"):
+            store.rows("tasks")
+        with pytest.raises(ReplicaError):
+            store.query("select count(*) from tasks where description like '%y%'")
+
+
+def test_bad_sql_through_query_is_a_syncstore_error(store):
+    with pytest.raises(ReplicaError, match="syntax error"):
+        store.query("selec * from tasks")

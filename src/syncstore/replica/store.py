@@ -16,10 +16,11 @@ file format.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from typing import Any, Callable, ContextManager, Iterable, Mapping, NamedTuple
+from typing import Any, Callable, ContextManager, Iterable, Mapping, NamedTuple, TypeVar
 
 import apsw
 
@@ -108,6 +109,22 @@ _HLC_MAX = 2**63 - 1
 
 # Kept for modules that imported the old private name.
 _connection_error = replica_error
+
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _boundary(method: _M) -> _M:
+    """Errors of apsw raised inside a public method leave it as syncstore errors
+    (a corrupt page met by a read, a full disk met by a write)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Replica, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except apsw.Error as exc:
+            raise replica_error(self.path, exc) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class _Transaction:
@@ -329,6 +346,7 @@ class Replica:
         """
         return self.insert_many(table, (values,), hlc=hlc)[0]
 
+    @_boundary
     def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]], *, hlc: int | None = None) -> list[str]:
         """Insert rows in one transaction (a savepoint inside an open one); returns their ids.
 
@@ -445,6 +463,7 @@ class Replica:
         self._insert_rows(tbl, sql, [row], [] if fresh_id else [row["id"]], hlc)
         return row["id"]
 
+    @_boundary
     def update(self, table: str, row_id: str, values: Mapping[str, Any], *, hlc: int | None = None) -> None:
         """Write some columns of one row; ``updated_at`` is set unless given.
         ``hlc`` as for :meth:`insert`."""
@@ -487,6 +506,7 @@ class Replica:
         if self._subscribers:
             self._notes.append(Change(tbl.name, row_id, "update", tuple(names), "local"))
 
+    @_boundary
     def delete(self, table: str, row_id: str) -> None:
         """Delete one row, leaving a tombstone that syncs like any write."""
         tbl = schema.table(table)
@@ -525,6 +545,7 @@ class Replica:
 
     # --- remote writes --------------------------------------------------------
 
+    @_boundary
     def apply_remote(self, changes: Iterable[RemoteChange]) -> list[Change]:
         """Merge rows written elsewhere, in one transaction; returns what changed here.
 
@@ -647,6 +668,7 @@ class Replica:
             return None
         return dict(zip((d[0] for d in cursor.getdescription()), row))
 
+    @_boundary
     def query(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
         """Run a read statement; rows come back as dicts of stored values."""
         cursor = self._conn.execute(sql, params)
@@ -656,6 +678,7 @@ class Replica:
             return []
         return [dict(zip(names, row)) for row in cursor]
 
+    @_boundary
     def get(self, table: str, row_id: str) -> dict[str, Any] | None:
         """One live row in stored form (without the hidden clock columns), or None."""
         tbl = schema.table(table)
@@ -664,6 +687,7 @@ class Replica:
             return None
         return {name: row[name] for name in tbl.column_names}
 
+    @_boundary
     def rows(
         self,
         table: str,
@@ -703,20 +727,24 @@ class Replica:
             params += [-1 if limit is None else limit, offset]
         return self.query(sql, params)
 
+    @_boundary
     def count(self, table: str) -> int:
         schema.table(table)
         return self._conn.execute(f"select count(*) from {table}").fetchone()[0]
 
+    @_boundary
     def tombstone(self, table: str, row_id: str) -> tuple[int, bytes] | None:
         found = self._conn.execute("select hlc, site from _ss_tombstones where tbl = ? and pk = ?", (table, row_id)).fetchone()
         return None if found is None else (found[0], found[1])
 
+    @_boundary
     def cells(self, table: str, row_id: str) -> dict[str, merge.Cell] | None:
         """Every cell of a live row with its clock, as the merge sees it."""
         return self._row_cells(schema.table(table), row_id)
 
     # --- the change log -------------------------------------------------------
 
+    @_boundary
     def changes(self, *, after: int = 0, limit: int | None = None) -> list[LoggedChange]:
         """Local changes with sequence numbers greater than ``after``, oldest first."""
         sql = "select seq, tx, tbl, pk, hlc, cols, seen from _ss_changes where seq > ? order by seq"
@@ -729,12 +757,14 @@ class Replica:
             for seq, tx, tbl, pk, hlc, cols, seen in self._conn.execute(sql, params)
         ]
 
+    @_boundary
     def last_seq(self) -> int:
         """The greatest sequence number this replica has used (deleted entries included)."""
         return self._conn.execute(_LAST_SEQ).fetchone()[0]
 
     # --- bookkeeping ----------------------------------------------------------
 
+    @_boundary
     def status(self) -> dict[str, Any]:
         """A summary of the replica: rows per table, the log, the schema version."""
         history = migrations.applied(self._conn)
@@ -749,10 +779,12 @@ class Replica:
             "vector_search": self.capabilities.vector,
         }
 
+    @_boundary
     def meta_get(self, key: str, default: Any = None) -> Any:
         found = self._conn.execute("select value from _ss_meta where key = ?", (key,)).fetchone()
         return default if found is None else found[0]
 
+    @_boundary
     def meta_set(self, key: str, value: Any) -> None:
         with self.transaction():
             self._conn.execute("insert or replace into _ss_meta (key, value) values (?, ?)", (key, value))
