@@ -165,3 +165,30 @@ def test_conflicts_arrive_with_the_transaction_and_resolve_by_a_write(sync_serve
     with psycopg.connect(sync_server.database_url) as conn:
         (resolved_at,) = conn.execute("select resolved_at from syncstore.conflicts where id = %s", (conflict.id,)).fetchone()
     assert resolved_at is not None
+
+
+def test_a_transaction_larger_than_a_batch_goes_whole(sync_server, tenant, replicas):
+    a = replicas()
+    ids = a.insert_many("tasks", [{"title": f"row {i}"} for i in range(10)])  # one local transaction
+    a.tasks.create("after it")
+    result = a.sync(sync_server.url, token=sync_server.token(tenant), max_batch=3)
+    assert result.pushed == 11 and result.rejected == 0
+    assert set(ids) <= set(server_rows(sync_server.database_url, tenant))
+
+
+def test_pushes_stay_under_the_servers_frame_limit(sync_database, tenant, replicas):
+    small = RunningServer(sync_database, max_frame=4096)
+    try:
+        a = replicas()
+        for i in range(12):
+            a.tasks.create(f"task {i}", description="d" * 600)  # twelve transactions, ~7 KB together
+        result = a.sync(small.url, token=small.token(tenant))
+        assert result.pushed == 12
+        assert len(server_rows(sync_database, tenant)) == 12
+
+        a.insert_many("tasks", [{"title": f"big {i}", "description": "d" * 600} for i in range(10)])
+        with pytest.raises(SyncError) as exc:
+            a.sync(small.url, token=small.token(tenant))
+        assert exc.value.code == "too_large" and "cannot be split" in str(exc.value)
+    finally:
+        small.close()
