@@ -65,9 +65,10 @@ class Messages(TableAPI[TaskMessage]):
         with self.store.transaction():
             if self.store.get("tasks", task_id) is None:
                 raise NotFoundError("tasks", task_id)
-            (position,) = self.store.connection.execute(
-                "select coalesce(max(position) + 1, 0) from task_messages where task_id = ?", (task_id,)
-            ).fetchone()
+            (found,) = self.store.query(
+                "select coalesce(max(position) + 1, 0) as position from task_messages where task_id = ?", (task_id,)
+            )
+            position = found["position"]
             return self._create(dict(task_id=task_id, position=position, role=role, type=type, content=content, data=data))
 
     def for_task(self, task_id: str) -> list[TaskMessage]:
