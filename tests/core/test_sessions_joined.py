@@ -120,11 +120,13 @@ class MemoryServer:
             elif isinstance(action, ss.Merge):
                 site = session.site
                 assert site is not None
+                log_seq = 0
                 for tx in action.txs:
                     if tx.changes[-1].seq > self.acked.get(site, 0):  # at most once per (site, seq)
                         self.merge(site, tx)
                         self.acked[site] = tx.changes[-1].seq
-                session.merged(upto_seq=self.acked[site])
+                        log_seq = len(self.log)
+                session.merged(upto_seq=self.acked[site], log_seq=log_seq)
                 for other in self.sessions:
                     other.notify()
             elif isinstance(action, ss.ReadLog):
@@ -399,6 +401,12 @@ def test_concurrent_edits_leave_a_conflict_on_every_replica():
     a.write(ROW, {"title": "from a"})
     time.ms += 1
     b.write(ROW, {"title": "from b"})
+    for replica in (a, b):
+        link = connect(replica, server)
+        link.run_clean()
+        disconnect(link)
+    # b's push made the conflict, and b's round lasted until that log entry came back.
+    assert b.conflict_ids == server.conflict_ids and len(server.conflict_ids) == 1
     settle_everyone(server, [a, b])
     assert a.visible() == b.visible() == {ROW: {"title": "from b"}}
     assert a.conflict_ids == b.conflict_ids == server.conflict_ids and len(server.conflict_ids) == 1
