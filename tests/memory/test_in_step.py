@@ -97,6 +97,15 @@ def test_the_sqlite_vec_sidecar_is_a_cache_rebuilt_when_removed_or_foreign(tmp_p
     shutil.copy(path + "-memvec", other_path + "-memvec")
     with syncstore.open(other_path) as other:
         assert ids(other.memory, query, "sqlite-vec") == [mine.id]
+        other.memory.close()
+    # A sidecar laid out by another version of the engine is rebuilt too.
+    import apsw
+
+    old = apsw.Connection(other_path + "-memvec")
+    old.execute("pragma user_version = 999")
+    old.close()
+    with syncstore.open(other_path) as other:
+        assert ids(other.memory, query, "sqlite-vec") == [mine.id]
 
 
 def test_the_replica_stays_readable_without_the_extension(tmp_path, unit):

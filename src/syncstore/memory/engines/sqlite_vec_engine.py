@@ -15,7 +15,8 @@ transaction that also stores the new cursor; the sidecar's write lock makes
 two processes take turns, so neither can write older rows over newer ones.
 
 Search: filters the vec0 table can evaluate during its scan (agent, type,
-importance, active, expiry) are metadata columns; a tag filter becomes an
+importance, active, expiry) are metadata columns (agent and type as integer
+codes); a tag filter becomes an
 ``id IN (...)`` of the memories with those tags, also evaluated during the
 scan. vec0 orders by distance alone, so the engine asks for more neighbours
 than ``k``, ranks them with the full formula, and stops once no row outside
@@ -46,6 +47,9 @@ from syncstore.replica.connection import connect
 if TYPE_CHECKING:
     from syncstore.store import Store
 
+_TYPE_CODE = {name: code for code, name in enumerate(schema.MEMORY_TYPES)}
+
+LAYOUT = 1  # the sidecar's table layout (its user_version); another is rebuilt
 KNN_LIMIT = 4096  # vec0's largest k
 _FIRST_ASK = 64  # neighbours asked for first (at least 4 * k)
 _GROWTH = 8
@@ -71,11 +75,28 @@ class VecSidecar:
             self.conn.close()
             raise CapabilityError(f"sqlite-vec did not load for the sidecar: {caps.vector_problem}")
         self._lock = threading.RLock()
-        self.conn.execute(
-            "create table if not exists vec_indexes ("
-            "name text primary key not null, model text not null, dimensions integer not null, "
-            "cursor integer not null, origin blob not null, unique (model, dimensions))"
-        )
+        with self.write() as conn:
+            if conn.execute("pragma user_version").fetchone()[0] != LAYOUT:
+                # Made by another version of this engine: it is a cache, start afresh.
+                for (name,) in conn.execute("select name from sqlite_schema where type = 'table' and sql like '%virtual%'").fetchall():
+                    conn.execute(f'drop table if exists "{name}"')
+                conn.execute("drop table if exists vec_indexes")
+                conn.execute("drop table if exists agent_codes")
+                conn.execute(f"pragma user_version = {LAYOUT}")
+            conn.execute(
+                "create table if not exists vec_indexes ("
+                "name text primary key not null, model text not null, dimensions integer not null, "
+                "cursor integer not null, origin blob not null, unique (model, dimensions))"
+            )
+            # vec0 compares integers faster than text (and long text, such as a
+            # UUID agent id, is kept outside its chunks): agents get numbers.
+            conn.execute("create table if not exists agent_codes (code integer primary key, agent_id text unique not null)")
+
+    def agent_code(self, conn: apsw.Connection, agent_id: str, *, create: bool) -> int | None:
+        found = conn.execute("select code from agent_codes where agent_id = ?", (agent_id,)).fetchone()
+        if found is not None or not create:
+            return None if found is None else found[0]
+        return conn.execute("insert into agent_codes (agent_id) values (?) returning code", (agent_id,)).fetchone()[0]
 
     def close(self) -> None:
         self.conn.close()
@@ -111,7 +132,7 @@ class VecSidecar:
             conn.execute(
                 f"create virtual table {name} using vec0("
                 f"id text primary key, embedding float[{int(dimensions)}] distance_metric=cosine, "
-                "agent_id text, memory_type text, importance integer, is_active integer, expires float)"
+                "agent integer, memory_type integer, importance integer, is_active integer, expires float)"
             )
             conn.execute(
                 "insert into vec_indexes (name, model, dimensions, cursor, origin) values (?, ?, ?, -1, ?)",
@@ -130,7 +151,7 @@ class SqliteVecIndex:
         self.dimensions = dimensions
         self.table = sidecar.table_for(model, dimensions)
         self._insert = (
-            f"insert into {self.table} (id, embedding, agent_id, memory_type, importance, is_active, expires) "
+            f"insert into {self.table} (id, embedding, agent, memory_type, importance, is_active, expires) "
             "values (?, ?, ?, ?, ?, ?, ?)"
         )
         self._applied: int | None = None  # the feed position this process last brought the table to
@@ -174,10 +195,9 @@ class SqliteVecIndex:
         return applied
 
     def _put(self, conn: apsw.Connection, row: feed.IndexRow) -> None:
-        conn.execute(
-            self._insert,
-            (row.id, row.vector, row.agent_id, row.memory_type, row.importance, int(row.is_active), row.expires),
-        )
+        agent = self.sidecar.agent_code(conn, row.agent_id, create=True)
+        kind = _TYPE_CODE.get(row.memory_type, -1)
+        conn.execute(self._insert, (row.id, row.vector, agent, kind, row.importance, int(row.is_active), row.expires))
 
     def touch(self, memory_ids: list[str], when: float) -> None:
         """Nothing to do: recency is read from the replica at ranking time."""
@@ -204,11 +224,14 @@ class SqliteVecIndex:
             clauses.append("id in (select value from json_each(?))")
             params.append(schema.encode_json(ids))
         if filters.agent_id is not None:
-            clauses.append("agent_id = ?")
-            params.append(filters.agent_id)
+            code = self.sidecar.agent_code(self.sidecar.conn, filters.agent_id, create=False)
+            if code is None:
+                return None  # an agent with no memories here
+            clauses.append("agent = ?")
+            params.append(code)
         if filters.memory_types is not None:
             clauses.append(f"memory_type in ({', '.join('?' * len(filters.memory_types))})")
-            params.extend(filters.memory_types)
+            params.extend(_TYPE_CODE[name] for name in filters.memory_types)
         if filters.min_importance is not None:
             clauses.append("importance >= ?")
             params.append(filters.min_importance)
