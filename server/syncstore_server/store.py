@@ -45,7 +45,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncstore import schema
 from syncstore.core import hlc as hlc_mod
 from syncstore.core import protocol as p
-from syncstore.errors import SyncError
+from syncstore.errors import SyncError, ValidationError
 
 from syncstore_server import merge_plan
 from syncstore_server.merge_plan import Row, RowKey
@@ -152,6 +152,9 @@ class ChangeStore:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
             except pg_errors.DataError as exc:
+                if also is not None or renumber:
+                    # The server's own write (a resolution): say so to whoever asked.
+                    raise ValidationError(f"PostgreSQL refused the value: {_pg_message(exc)}") from None
                 log.warning("push of tenant %r isolating a refused value: %s", tenant, _pg_message(exc))
                 # A value PostgreSQL refused that the schema check let pass:
                 # find the transaction at fault, refuse it, merge the rest.
