@@ -111,9 +111,6 @@ def _register() -> None:
     from syncstore.cli import server  # noqa: E402 - beside the others, by its own line
 
     cli.add_command(server.server)
-    from syncstore.cli import server  # noqa: E402 - beside the others, by its own line
-
-    cli.add_command(server.server)
     from syncstore.cli import debug, workflows  # noqa: E402 - beside the others, by its own line
 
     cli.add_command(workflows.workflows)
