@@ -282,3 +282,32 @@ def test_reads_see_writes_of_an_open_transaction(store):
         task = store.tasks.create("visible inside")
         assert store.tasks.get(task.id).title == "visible inside"
         assert store.count("tasks") == 1
+
+
+def test_an_update_with_an_older_stamp_keeps_newer_columns(store):
+    from syncstore.core import hlc as hlc_mod
+
+    row_id = store.insert("tasks", {"title": "first"}, hlc=hlc_mod.from_ms(2_000))
+    store.update("tasks", row_id, {"title": "newer"}, hlc=hlc_mod.from_ms(5_000))
+    logged = len(store.changes())
+    store.update("tasks", row_id, {"title": "older", "description": "d"}, hlc=hlc_mod.from_ms(3_000))
+    row = store.get("tasks", row_id)
+    assert row["title"] == "newer"  # the newer version wins, as the merge rule says
+    assert row["description"] == "d"  # the column that was older takes the write
+    assert store.cells("tasks", row_id)["title"].hlc == hlc_mod.from_ms(5_000)
+    assert "title" not in store.changes()[-1].values
+    assert len(store.changes()) == logged + 1
+
+
+def test_reads_from_another_thread_wait_for_an_open_transaction(store):
+    import threading
+
+    results = []
+    with store.transaction():
+        store.insert("tasks", {"title": "inside"})
+        reader = threading.Thread(target=lambda: results.append(store.count("tasks")))
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive()  # waiting for the transaction, not reading half of it
+    reader.join(5)
+    assert results == [1]

@@ -114,15 +114,19 @@ _M = TypeVar("_M", bound=Callable[..., Any])
 
 
 def _boundary(method: _M) -> _M:
-    """Errors of apsw raised inside a public method leave it as syncstore errors
-    (a corrupt page met by a read, a full disk met by a write)."""
+    """A public method: it holds the replica's lock, and errors of apsw raised
+    inside leave it as syncstore errors (a corrupt page met by a read, a full
+    disk met by a write)."""
 
     @functools.wraps(method)
     def wrapper(self: Replica, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except apsw.Error as exc:
-            raise replica_error(self.path, exc) from None
+        # One connection is used by one thread at a time (apsw refuses more):
+        # a read from one thread waits for another thread's transaction.
+        with self._lock:
+            try:
+                return method(self, *args, **kwargs)
+            except apsw.Error as exc:
+                raise replica_error(self.path, exc) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -201,6 +205,7 @@ class Replica:
         max_drift_ms: int = DEFAULT_MAX_DRIFT_MS,
     ):
         self.path = os.fspath(path)
+        self._lock = threading.RLock()
         self.readonly = readonly
         self._conn, self.capabilities = connect(
             self.path,
@@ -219,7 +224,6 @@ class Replica:
             self._conn.close()
             raise
         self.clock = HybridClock(max_drift_ms=max_drift_ms)
-        self._lock = threading.RLock()
         self._depth = 0
         # The current write transaction: its number, the last sequence number it
         # used, and whether it logged anything (then the clock row is written).
@@ -494,7 +498,15 @@ class Replica:
         if hlc is None:
             hlc = self.clock.tick()
         else:
+            # A given (older) stamp only wins the columns the merge rule gives it:
+            # a column already holding a newer version keeps it, as it would on
+            # every other replica and on the server.
+            stamp = (hlc, self.site_id)
+            changes = {name: value for name, value in changes.items() if stamp > seen[name]}
+            seen = {name: seen[name] for name in changes}
             self.clock.observe(hlc)
+            if not changes:
+                return
         new_blob = clocks.with_writes(blob, changes, (hlc, self.site_id))
         names = list(changes)
         assignments = ", ".join(f"{name} = ?" for name in names)
