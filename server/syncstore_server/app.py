@@ -26,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from syncstore.core import hlc as hlc_mod
 from syncstore.core.server_session import DEFAULT_MAX_BATCH
+from syncstore.errors import SyncError
 
 from syncstore_server import migrate as migrations
 from syncstore_server.auth import Secret
@@ -152,7 +153,12 @@ class SyncServer:
         )  # fmt: skip
 
     def _prepare_schema(self) -> int:
-        with psycopg.connect(self.database_url) as conn:
+        try:
+            conn = psycopg.connect(self.database_url, connect_timeout=30)
+        except psycopg.OperationalError as exc:
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise SyncError(f"cannot reach the database: {detail}") from None
+        with conn:
             if self.apply_migrations:
                 for migration in migrations.migrate(conn):
                     log.info("applied server migration %s (%s)", migration.version, migration.name)

@@ -122,3 +122,10 @@ def test_rejections_are_listed(migrated):
     asyncio.run(main())
     found = json.loads(invoke("rejections", "--database-url", migrated, "--json").output)
     assert [(r["tenant"], r["tx"], r["code"]) for r in found] == [("acme", 3, "bad_value")]
+
+
+def test_the_daemon_on_an_unreachable_database_fails_in_one_line():
+    result = invoke("run", "--database-url", "postgresql://nobody@127.0.0.1:1/none", "--port", "0")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot reach the database")
+    assert "Traceback" not in result.output
