@@ -84,6 +84,10 @@ class _ConcurrentInsert(Exception):
 
 
 _RETRY = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _ConcurrentInsert)
+# What PostgreSQL says of a value it will never take (a character the database's
+# encoding lacks, a vector over pgvector's size limit, JSON nested too deep):
+# the transaction carrying it is refused for good instead of failing the push.
+_REFUSED_VALUE = (pg_errors.DataError, pg_errors.ProgramLimitExceeded)
 
 
 async def load_catalog(conn: psycopg.AsyncConnection) -> Catalog:
@@ -151,7 +155,7 @@ class ChangeStore:
             except _RETRY as exc:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
-            except pg_errors.DataError as exc:
+            except _REFUSED_VALUE as exc:
                 if also is not None or renumber:
                     # The server's own write (a resolution): say so to whoever asked.
                     raise ValidationError(f"PostgreSQL refused the value: {_pg_message(exc)}") from None
@@ -161,9 +165,7 @@ class ChangeStore:
                 return await self._isolate(tenant, site, txs, exc)
         raise SyncError(f"a push from tenant {tenant!r} kept conflicting with other pushes; it was not merged")
 
-    async def _isolate(
-        self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: pg_errors.DataError
-    ) -> MergeResult:
+    async def _isolate(self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: psycopg.Error) -> MergeResult:
         if len(txs) == 1:
             return await self._refuse(tenant, site, txs[0], Refused("bad_value", _pg_message(exc)))
         results = [await self.merge(tenant, site, [tx]) for tx in txs]

@@ -82,6 +82,20 @@ def test_embedded_postgres_with_pgvector_round_trips_vectors(data_dir):
         cells, (log, _) = asyncio.run(main())
         assert cells["embedding"].value == vector  # float32 bytes, exactly
         assert log[0][1].changes[0].cells["embedding"][0] == vector
+
+        async def too_big():
+            # Beyond pgvector's 16,000 dimensions: refused for good, the rest merged.
+            huge = np.ones(16_001, dtype=np.float32).tobytes()
+            values = dict(agent_id="a", memory_type="knowledge_base", content="c")
+            async with open_store(embedded.url) as store:
+                return await store.merge("t", site(1), [
+                    p.LocalTx(2, [insert(2, new_id(), stamp(), table="agent_memory", embedding=huge, **values)]),
+                    p.LocalTx(3, [insert(3, new_id(), stamp(), table="agent_memory", **values)]),
+                ])  # fmt: skip
+
+        result = asyncio.run(too_big())
+        assert result.upto_seq == 3 and [(r.tx, r.code) for r in result.rejected] == [(2, "bad_value")]
+        assert result.row_changes == 1
         assert postmaster_pid(data_dir) is not None
     finally:
         embedded.stop()
