@@ -117,6 +117,8 @@ def test_merged_without_a_merge_is_a_driver_bug():
         (p.Push(txs=[p.LocalTx(1, [])]), "bad_push"),
         (push((1, [2, 1])), "bad_push"),
         (push((1, [0])), "bad_push"),
+        (push((1, [1 << 63])), "bad_push"),
+        (push((1 << 63, [1])), "bad_push"),
         (push((1, list(range(1, 61))), (2, list(range(61, 121)))), "batch_too_large"),
     ],
 )
@@ -195,16 +197,18 @@ def test_a_log_entry_is_never_sent_twice_on_one_stream():
 
 
 @pytest.mark.parametrize(
-    "shapes, code",
+    "shapes, cursor, code",
     [
-        ([p.Shape("nope")], "unknown_table"),
-        ([p.Shape("tasks", where={"status": ["pending"]})], "unsupported_shape"),
-        ([], "bad_subscribe"),
+        ([p.Shape("nope")], 0, "unknown_table"),
+        ([p.Shape("tasks", where={"status": ["pending"]})], 0, "unsupported_shape"),
+        ([], 0, "bad_subscribe"),
+        ([p.Shape("tasks")], -1, "bad_subscribe"),
+        ([p.Shape("tasks")], 1 << 63, "bad_subscribe"),
     ],
 )
-def test_bad_subscriptions(shapes, code):
+def test_bad_subscriptions(shapes, cursor, code):
     session = ready()
-    session.receive(p.Subscribe(shapes=shapes))
+    session.receive(p.Subscribe(shapes=shapes, cursor=cursor))
     (error,) = sent(session.actions())
     assert error.code == code
 

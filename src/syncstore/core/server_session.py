@@ -47,6 +47,7 @@ from syncstore.errors import ProtocolError
 SITE_BYTES = 16
 DEFAULT_MAX_BATCH = 5_000  # changes in one Push of several transactions
 MAX_RESOLVED_IDS = 1_000  # conflict ids in one Resolved message
+MAX_INT64 = (1 << 63) - 1  # sequences, transaction numbers and cursors are stored as bigint
 
 # Close codes (RFC 6455 section 7.4.1).
 CLOSE_PROTOCOL_ERROR = 1002
@@ -349,8 +350,11 @@ class ServerSession:
             if not tx.changes:
                 self._error("bad_push", f"transaction {tx.tx} has no changes", fatal=False)
                 return
+            if not 0 <= tx.tx <= MAX_INT64:
+                self._error("bad_push", f"transaction number {tx.tx} is out of range", fatal=False)
+                return
             seqs.extend(change.seq for change in tx.changes)
-        if any(b <= a for a, b in zip(seqs, seqs[1:])) or seqs[0] < 1:
+        if any(b <= a for a, b in zip(seqs, seqs[1:])) or seqs[0] < 1 or seqs[-1] > MAX_INT64:
             self._error("bad_push", "changes must come in increasing sequence order, from 1", fatal=False)
             return
         if len(msg.txs) > 1 and len(seqs) > self.max_batch:
@@ -368,8 +372,8 @@ class ServerSession:
     def _on_subscribe(self, msg: p.Subscribe) -> None:
         if not self._allowed(READ_SCOPES, "subscribe"):
             return
-        if msg.cursor < 0:
-            self._error("bad_subscribe", "the cursor is a log position, never negative", fatal=False)
+        if not 0 <= msg.cursor <= MAX_INT64:
+            self._error("bad_subscribe", "the cursor is a log position: 0 or more, within 64 bits", fatal=False)
             return
         tables = set()
         for shape in msg.shapes:
