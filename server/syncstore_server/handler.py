@@ -191,7 +191,15 @@ class ConnectionHandler:
     def _send(self, message: p.Message) -> None:
         if isinstance(message, p.Error):
             self.metrics.errors.labels(message.code).inc()
-        self._out.put_nowait(p.encode(message))
+        frame = p.encode(message)
+        if isinstance(message, p.Changes) and len(frame) > self.limits.max_frame and len(message.txs) > 1:
+            # Keep frames within what this server accepts, which clients are
+            # built to accept too; one transaction is never split.
+            half = len(message.txs) // 2
+            self._send(p.Changes(txs=message.txs[:half]))
+            self._send(p.Changes(txs=message.txs[half:]))
+            return
+        self._out.put_nowait(frame)
 
     # --- actions -------------------------------------------------------------
 

@@ -413,3 +413,29 @@ def test_a_client_that_never_says_hello_is_disconnected(shared_database):
         assert error.code == "hello_timeout" and error.fatal and code == 1001
     finally:
         server.stop()
+
+
+def test_changes_are_split_to_stay_within_the_frame_limit(shared_server):
+    tenant = fresh_tenant()
+    limit = shared_server.server.max_frame  # 64 KiB here
+
+    async def main():
+        async with client(shared_server, tenant, site(1)) as writer:
+            h = stamp()
+            for i in range(1, 9):  # 8 transactions of ~20 KB: 160 KB in all
+                await push(writer, p.LocalTx(i, [insert(i, new_id(), h + i, description=str(i) * 20_000)]))
+        async with connect(shared_server.ws_url, max_size=None) as reader:
+            await hello(reader, token(tenant), site(2))
+            await reader.send(p.encode(p.Subscribe(shapes=[p.Shape("tasks")])))
+            frames = []
+            while True:
+                frame = await asyncio.wait_for(reader.recv(), 10)
+                message = p.decode(frame)
+                if isinstance(message, p.UpToDate):
+                    return frames
+                frames.append((len(frame), message))
+
+    frames = run(main())
+    assert len(frames) > 1 and all(size <= limit for size, _ in frames)
+    seqs = [tx.seq for _, message in frames for tx in message.txs]
+    assert len(seqs) == 8 and seqs == sorted(seqs)
