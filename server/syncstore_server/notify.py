@@ -79,7 +79,9 @@ class Notifier:
         backoff = 0.1
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, application_name="syncstore-server-listen"
+                ) as conn:
                     await conn.execute(f"LISTEN {self._channel}")
                     self._listening.set()
                     backoff = 0.1

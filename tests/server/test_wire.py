@@ -439,3 +439,25 @@ def test_changes_are_split_to_stay_within_the_frame_limit(shared_server):
     assert len(frames) > 1 and all(size <= limit for size, _ in frames)
     seqs = [tx.seq for _, message in frames for tx in message.txs]
     assert len(seqs) == 8 and seqs == sorted(seqs)
+
+
+def test_streams_survive_the_loss_of_the_notification_connection(shared_server, shared_database):
+    tenant = fresh_tenant()
+
+    async def main():
+        async with client(shared_server, tenant, site(1)) as writer, client(shared_server, tenant, site(2)) as watcher:
+            await watcher.send(p.encode(p.Subscribe(shapes=[p.Shape("tasks")])))
+            assert await recv(watcher) == p.UpToDate(cursor=0)
+            with psycopg.connect(shared_database, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'syncstore-server-listen' AND datname = current_database()"
+                ).fetchall()
+            assert killed == [(True,)]
+            await push(writer, p.LocalTx(1, [insert(1, new_id(), stamp(), title="after the loss")]))
+            # Whether the commit's notification was lost or not, the stream delivers it:
+            # the listener reconnects and wakes every stream.
+            changes, _ = await recv_until(watcher, p.Changes, timeout=30)
+            return changes.txs[0].changes[0].cells["title"][0]
+
+    assert run(main()) == "after the loss"
