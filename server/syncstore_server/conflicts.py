@@ -98,7 +98,7 @@ async def list_conflicts(
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     async with store.pool.connection() as conn:
         cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM {SCHEMA}.conflicts {where} ORDER BY created_at DESC, id DESC LIMIT %s",
+            f"SELECT {_COLUMNS} FROM {SCHEMA}.conflicts {where} ORDER BY id DESC LIMIT %s",  # UUIDv7: by time
             (*params, limit),
         )
         return [_row(record) for record in await cur.fetchall()]

@@ -37,7 +37,7 @@ def columns(conn, table):
 def test_migrate_makes_every_synced_table_with_real_types_and_records_it(database_url):
     with psycopg.connect(database_url) as conn:
         applied = migrate.migrate(conn)
-        assert [m.version for m in applied] == [1]
+        assert [m.version for m in applied] == [1, 2]
         for tbl in schema.TABLES.values():
             found = columns(conn, tbl.name)
             assert found["tenant"] == "text" and found["id"] == "text"
@@ -52,17 +52,23 @@ def test_migrate_makes_every_synced_table_with_real_types_and_records_it(databas
                 (f"syncstore.{tbl.name}",),
             ).fetchone()[0]
             assert key == ["tenant", "id"]
-        (history,) = migrate.history(conn)
-        assert (history.version, history.name) == (1, "initial")
-        assert history.checksum == migrate.available()[0].checksum
+        history = migrate.history(conn)
+        assert [(h.version, h.name) for h in history] == [(1, "initial"), (2, "leaner_indexes")]
+        assert [h.checksum for h in history] == [m.checksum for m in migrate.available()]
         assert migrate.migrate(conn) == []  # already there
-        assert migrate.check(conn).current == 1
+        assert migrate.check(conn).current == 2
 
 
 def test_rollback_and_migrate_again(database_url):
     with psycopg.connect(database_url) as conn:
         migrate.migrate(conn)
-        assert [m.version for m in migrate.rollback(conn, target=0)] == [1]
+        assert [m.version for m in migrate.rollback(conn, target=1)] == [2]
+        key = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'change_log_pkey'"
+        ).fetchone()[0]
+        assert key == "PRIMARY KEY (seq)"  # as migration 1 made it
+        assert [m.version for m in migrate.migrate(conn)] == [2]
+        assert [m.version for m in migrate.rollback(conn, target=0)] == [2, 1]
         assert conn.execute("SELECT to_regclass('syncstore.tasks')").fetchone()[0] is None
         assert migrate.status(conn).current == 0
         migrate.migrate(conn)
@@ -78,11 +84,13 @@ def test_a_database_not_migrated_is_refused_on_start(database_url):
 def test_a_newer_or_altered_database_is_refused(database_url):
     with psycopg.connect(database_url) as conn:
         migrate.migrate(conn)
-        conn.execute("UPDATE syncstore.schema_migrations SET checksum = 'edited'")
+        conn.execute("UPDATE syncstore.schema_migrations SET checksum = 'edited' WHERE version = 1")
         conn.commit()
         with pytest.raises(SchemaVersionError, match="changed after they ran"):
             migrate.check(conn)
-        conn.execute("UPDATE syncstore.schema_migrations SET checksum = %s", (migrate.available()[0].checksum,))
+        conn.execute(
+            "UPDATE syncstore.schema_migrations SET checksum = %s WHERE version = 1", (migrate.available()[0].checksum,)
+        )
         conn.execute("INSERT INTO syncstore.schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')")
         conn.commit()
         with pytest.raises(SchemaVersionError, match="newer than this server knows"):
@@ -106,4 +114,4 @@ def test_instances_starting_together_apply_each_migration_once(database_url):
         thread.join()
     assert errors == []
     with psycopg.connect(database_url) as conn:
-        assert len(migrate.history(conn)) == 1
+        assert [h.version for h in migrate.history(conn)] == [1, 2]
