@@ -106,7 +106,9 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # the lines wait_for has looked at
+        self.output: list[str] = []  # every line, as it comes
+        self._ended = threading.Event()
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         self.port = int(self.wait_for(_LISTENING)[1])
@@ -114,8 +116,16 @@ class ServerProcess:
     def _pump(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
+            self.output.append(line)
             self._queue.put(line)
         self._queue.put(None)
+        self._ended.set()
+
+    def all_output(self, timeout: float = 30) -> str:
+        """Everything the process logged, once it has exited."""
+        self.proc.wait(timeout)
+        self._ended.wait(timeout)
+        return "".join(self.output)
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float = 60) -> re.Match[str]:
         """The first log line (from now on) matching ``pattern``."""

@@ -14,7 +14,7 @@ from syncstore.core import protocol as p
 
 from syncstore_server.store import open_store
 
-from .helpers import ServerProcess, hello, insert, new_id, recv, site, stamp, token, update
+from .helpers import SECRET, ServerProcess, hello, insert, new_id, recv, site, stamp, token, update
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +173,23 @@ def test_sigterm_drains_the_merge_in_flight_then_closes(migrated):
         ).fetchone()[0]
     # The merge that was running finished and its Ack reached the client before the close.
     assert server_acked == last_ack
+
+
+def test_the_log_never_shows_the_secret_or_a_token(migrated):
+    tok = token(TENANT)
+
+    async def session(server: ServerProcess) -> None:
+        async with connect(server.ws_url) as ws:
+            await hello(ws, tok, B)
+            await ws.send(p.encode(p.Push(txs=[p.LocalTx(1, [insert(1, new_id(), stamp())])])))
+            await recv(ws)
+        async with connect(server.ws_url) as ws:  # a refused token is not logged either
+            await hello(ws, tok + "x", B)
+
+    with ServerProcess("--database-url", migrated, "--log-level", "debug") as server:
+        asyncio.run(session(server))
+        assert server.terminate() == 0
+        text = server.all_output()
+    assert "DEBUG" in text and "stopped" in text  # the log is there, at debug level
+    for secret in (SECRET.reveal().decode(), tok, tok.split(".")[2], tok.encode().hex()[:32]):
+        assert secret not in text

@@ -93,6 +93,8 @@ def _serve(
 ) -> None:
     server = _server()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # websockets dumps frames at debug level, and a Hello frame carries a token.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
     secret = server.load_secret(secret_file=secret_file, dev=dev)
     if secret.source == "development mode":
         click.echo("warning: development mode: tokens are signed with a well-known secret", err=True)
