@@ -119,7 +119,10 @@ def test_sync_watch_keeps_a_replica_live_until_sigterm(two):
         if watch.poll() is None:
             watch.kill()
     assert watch.returncode == 0, err
-    assert "connected True" in out and b.token not in out + err
+    with syncstore.open(b.db) as store:
+        cursor = store.sync_status().cursor
+    assert cursor > 0 and f"stopped: 0 changes pending, acked 0, cursor {cursor}" in out
+    assert b.token not in out + err
 
 
 def test_the_example_walk_through_runs_against_a_running_server(sync_server, tenant):

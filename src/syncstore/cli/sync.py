@@ -78,6 +78,11 @@ def _watch(store: syncstore.Store, url: str, token: str, as_json: bool) -> None:
     finally:
         handle.stop()
         signal.signal(signal.SIGTERM, previous)
+    final = store.sync_status()
+    if as_json:
+        emit_json(final)
+    else:
+        click.echo(f"stopped: {final.pending_changes} changes pending, acked {final.acked_seq}, cursor {final.cursor}")
     if handle.error is not None:
         fail(f"sync stopped: {handle.error}")
 
