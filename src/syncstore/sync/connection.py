@@ -107,7 +107,9 @@ class SyncConnection:
             max_batch=self._max_batch,
         )
         self.session = session
-        open_timeout = self._open_timeout if deadline is None else max(0.1, min(self._open_timeout, deadline - time.monotonic()))
+        open_timeout = self._open_timeout
+        if deadline is not None:
+            open_timeout = max(0.1, min(open_timeout, deadline - time.monotonic()))
         transport = self._transport_factory(self.url, open_timeout=open_timeout, max_frame=self._max_frame)
         self._transport = transport
         try:
@@ -125,7 +127,9 @@ class SyncConnection:
                 for message in session.messages_to_send():
                     transport.send(message)
                 self._changed(session)
-                if until_settled and session.settled and session.acked_seq >= target and not self._has_pending(session):
+                # Done when what was written before the start is acknowledged:
+                # a writer that never pauses must not keep the round going.
+                if until_settled and session.settled and session.acked_seq >= target:
                     break
                 wait = self._poll
                 if deadline is not None:
@@ -151,9 +155,6 @@ class SyncConnection:
         return RoundResult(acked_seq=session.acked_seq, cursor=session.cursor, **self._counts)
 
     # --- pushing --------------------------------------------------------------
-
-    def _has_pending(self, session: cs.ClientSession) -> bool:
-        return bool(self.replica.changes(after=session.pushed_seq, limit=1))
 
     def _fill_pushes(self, session: cs.ClientSession) -> None:
         while session.can_push:
