@@ -26,7 +26,11 @@ Three ways, chosen by what the table is:
   ``k``; exact, and the filters run in SQL first.
 
 Rows of other embedding models are never compared: the model and dimensions
-are part of every query's filters.
+are part of every query's filters, and so is the vector's real length, since
+the embedding and its ``embedding_dimensions`` are separate columns that
+concurrent writers may set apart. Where the table has the sync server's
+``_deleted`` column, deleted rows (tombstones, kept so an older write cannot
+bring them back) are never results.
 """
 
 from __future__ import annotations
@@ -72,6 +76,13 @@ SCAN_BATCH = 2_000
 _VECTOR_TYPE = re.compile(r"^vector(?:\((\d+)\))?$")
 
 
+class Layout(msgspec.Struct, frozen=True):
+    """What the search needs to know of the table's columns."""
+
+    embedding: str  # vector(n), vector or bytea
+    tombstones: bool  # it has the sync server's _deleted column
+
+
 class ServerHit(msgspec.Struct, frozen=True, kw_only=True):
     row: dict[str, Any]  # RESULT_COLUMNS as psycopg returns them
     score: float
@@ -85,14 +96,21 @@ class ServerSearch(msgspec.Struct, frozen=True, kw_only=True):
 
 def embedding_type(conn: psycopg.Connection, *, table: str = "agent_memory") -> str:
     """How the table stores embeddings: ``vector(n)``, ``vector`` or ``bytea``."""
-    found = conn.execute(
-        "select format_type(a.atttypid, a.atttypmod) from pg_attribute a "
-        "where a.attrelid = to_regclass(%s) and a.attname = 'embedding' and not a.attisdropped",
-        (table,),
-    ).fetchone()
-    if found is None:
+    return layout(conn, table=table).embedding
+
+
+def layout(conn: psycopg.Connection, *, table: str = "agent_memory") -> Layout:
+    """The embedding column's type, and whether rows can be tombstones."""
+    found = dict(
+        conn.execute(
+            "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+            "where a.attrelid = to_regclass(%s) and a.attname in ('embedding', '_deleted') and not a.attisdropped",
+            (table,),
+        ).fetchall()
+    )
+    if "embedding" not in found:
         raise ValidationError(f"{table}: no such table, or it has no embedding column")
-    return found[0]
+    return Layout(found["embedding"], found.get("_deleted") == "boolean")
 
 
 def _table(name: str) -> Any:
@@ -119,17 +137,32 @@ def _distance(kind: str, dimensions: int) -> Any:
     )
 
 
-def _where(filters: Filters, *, tenant: str, model: str, dimensions: int) -> tuple[Any, dict[str, Any]]:
+def _model_rows(shape: Layout, model: str, dimensions: int) -> list[Any]:
+    """The conditions that pick the live rows of one model: shared by queries
+    and by the partial HNSW index, whose predicate they must imply. The model
+    and dimensions are literals for that reason."""
     from psycopg import sql
 
-    # The model and dimensions are literals so a partial HNSW index made for
-    # them (create_hnsw_index) matches the query's predicate.
     parts = [
-        sql.SQL("tenant = %(tenant)s"),
         sql.SQL("embedding is not null"),
         sql.SQL("embedding_model = {}").format(sql.Literal(model)),
         sql.SQL("embedding_dimensions = {}").format(sql.Literal(dimensions)),
     ]
+    # The vector's own length too: a row whose embedding_dimensions disagrees
+    # with its vector must neither break a cast nor a numpy stack.
+    if shape.embedding == "vector":
+        parts.append(sql.SQL("vector_dims(embedding) = {}").format(sql.Literal(dimensions)))
+    elif shape.embedding == "bytea":
+        parts.append(sql.SQL("octet_length(embedding) = {}").format(sql.Literal(4 * dimensions)))
+    if shape.tombstones:
+        parts.append(sql.SQL("not _deleted"))
+    return parts
+
+
+def _where(filters: Filters, *, shape: Layout, tenant: str, model: str, dimensions: int) -> tuple[Any, dict[str, Any]]:
+    from psycopg import sql
+
+    parts = [sql.SQL("tenant = %(tenant)s"), *_model_rows(shape, model, dimensions)]
     params: dict[str, Any] = {"tenant": tenant}
     if filters.agent_id is not None:
         parts.append(sql.SQL("agent_id = %(agent_id)s"))
@@ -211,19 +244,19 @@ def search_memory(
         raise ValidationError("the query vector must be non-empty and finite")
     query = normalize_rows(raw)
     ranking = ranking or Ranking()
-    kind = embedding_type(conn, table=table)
+    shape = layout(conn, table=table)
     if k == 0:
-        return ServerSearch(hits=[], strategy="exact" if kind.startswith("vector") else "scan")
+        return ServerSearch(hits=[], strategy="exact" if shape.embedding.startswith("vector") else "scan")
     with conn.transaction():
-        if kind == "bytea":
-            return ServerSearch(hits=_scan(conn, table, query, filters, ranking, k, tenant, model), strategy="scan")
-        if not _VECTOR_TYPE.match(kind):
-            raise ValidationError(f"{table}.embedding is {kind}; expected vector or bytea")
+        if shape.embedding == "bytea":
+            return ServerSearch(hits=_scan(conn, table, shape, query, filters, ranking, k, tenant, model), strategy="scan")
+        if not _VECTOR_TYPE.match(shape.embedding):
+            raise ValidationError(f"{table}.embedding is {shape.embedding}; expected vector or bytea")
         if not exact:
-            hits = _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, max(candidates, k))
+            hits = _nearest(conn, table, shape, query, filters, ranking, k, tenant, model, max(candidates, k))
             if hits is not None:
                 return ServerSearch(hits=hits, strategy="index")
-        return ServerSearch(hits=_exact(conn, table, kind, query, filters, ranking, k, tenant, model), strategy="exact")
+        return ServerSearch(hits=_exact(conn, table, shape, query, filters, ranking, k, tenant, model), strategy="exact")
 
 
 def _columns() -> Any:
@@ -239,12 +272,12 @@ def _similarity(distance: Any) -> Any:
     return sql.SQL("(1 - coalesce(nullif({d}, 'NaN'::float8), 1))").format(d=distance)
 
 
-def _nearest_statement(kind, table, query, filters, ranking, k, tenant, model, wanted) -> tuple[Any, dict[str, Any]]:
+def _nearest_statement(shape, table, query, filters, ranking, k, tenant, model, wanted) -> tuple[Any, dict[str, Any]]:
     from psycopg import sql
 
-    where, params = _where(filters, tenant=tenant, model=model, dimensions=query.size)
+    where, params = _where(filters, shape=shape, tenant=tenant, model=model, dimensions=query.size)
     params.update(q=_vector_literal(query), wanted=wanted, k=k)
-    distance = _distance(kind, query.size)
+    distance = _distance(shape.embedding, query.size)
     statement = sql.SQL(
         "with near as (select {cols}, {d} as distance from {t} where {w} order by {d} limit %(wanted)s) "
         "select *, {s} as similarity, {score} as score from near order by score desc, id limit %(k)s"
@@ -266,10 +299,10 @@ def _tune_index_walk(conn: psycopg.Connection, wanted: int) -> None:
     conn.execute("select set_config('hnsw.ef_search', %s, true)", (str(min(max(40, wanted), 1000)),))
 
 
-def _nearest(conn, table, kind, query, filters, ranking, k, tenant, model, wanted) -> list[ServerHit] | None:
+def _nearest(conn, table, shape, query, filters, ranking, k, tenant, model, wanted) -> list[ServerHit] | None:
     from psycopg.rows import dict_row
 
-    statement, params = _nearest_statement(kind, table, query, filters, ranking, k, tenant, model, wanted)
+    statement, params = _nearest_statement(shape, table, query, filters, ranking, k, tenant, model, wanted)
     _tune_index_walk(conn, wanted)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(statement, params).fetchall()
@@ -297,21 +330,21 @@ def index_plan(
 
     filters = Filters.make(**filter_options)
     query = normalize_rows(np.asarray(vector, dtype=np.float32).reshape(-1))
-    kind = embedding_type(conn, table=table)
-    statement, params = _nearest_statement(kind, table, query, filters, Ranking(), k, tenant, model, max(candidates, k))
+    shape = layout(conn, table=table)
+    statement, params = _nearest_statement(shape, table, query, filters, Ranking(), k, tenant, model, max(candidates, k))
     with conn.transaction():
         _tune_index_walk(conn, max(candidates, k))
         rows = conn.execute(sql.SQL("explain ") + statement, params).fetchall()
     return "\n".join(row[0] for row in rows)
 
 
-def _exact(conn, table, kind, query, filters, ranking, k, tenant, model) -> list[ServerHit]:
+def _exact(conn, table, shape, query, filters, ranking, k, tenant, model) -> list[ServerHit]:
     from psycopg import sql
     from psycopg.rows import dict_row
 
-    where, params = _where(filters, tenant=tenant, model=model, dimensions=query.size)
+    where, params = _where(filters, shape=shape, tenant=tenant, model=model, dimensions=query.size)
     params.update(q=_vector_literal(query), k=k)
-    similarity = _similarity(_distance(kind, query.size))
+    similarity = _similarity(_distance(shape.embedding, query.size))
     statement = sql.SQL(
         "select {cols}, {s} as similarity, {score} as score from {t} where {w} order by score desc, id limit %(k)s"
     ).format(cols=_columns(), s=similarity, score=_score(ranking, similarity), t=_table(table), w=where)
@@ -319,11 +352,11 @@ def _exact(conn, table, kind, query, filters, ranking, k, tenant, model) -> list
         return [_hit(row) for row in cur.execute(statement, params).fetchall()]
 
 
-def _scan(conn, table, query, filters, ranking, k, tenant, model) -> list[ServerHit]:
+def _scan(conn, table, shape, query, filters, ranking, k, tenant, model) -> list[ServerHit]:
     from psycopg import sql
     from psycopg.rows import dict_row
 
-    where, params = _where(filters, tenant=tenant, model=model, dimensions=query.size)
+    where, params = _where(filters, shape=shape, tenant=tenant, model=model, dimensions=query.size)
     statement = sql.SQL("select id, embedding, importance, {t} as touched from {tbl} where {w}").format(
         t=_touched_epoch(), tbl=_table(table), w=where
     )
@@ -369,25 +402,53 @@ def _hit(row: dict[str, Any]) -> ServerHit:
     return ServerHit(row=row, score=float(score), similarity=float(similarity if not math.isnan(similarity) else 0.0))
 
 
-def create_hnsw_index(conn: psycopg.Connection, *, model: str, dimensions: int, table: str = "agent_memory") -> str:
-    """An HNSW index (cosine) for one embedding model; partial on that model, so
-    models of other dimensions can share the table. Returns the index name."""
+def _hnsw_index(conn: psycopg.Connection, model: str, dimensions: int, table: str) -> tuple[str, Any, Any]:
+    """(name, indexed expression, predicate) of the HNSW index for one model."""
     from psycopg import sql
 
-    kind = embedding_type(conn, table=table)
-    match = _VECTOR_TYPE.match(kind)
+    shape = layout(conn, table=table)
+    match = _VECTOR_TYPE.match(shape.embedding)
     if not match:
-        raise ValidationError(f"{table}.embedding is {kind}: an HNSW index needs pgvector's vector type")
-    digest = hashlib.blake2b(f"{model}\0{dimensions}".encode(), digest_size=5).hexdigest()
-    name = f"{table.split('.')[-1]}_hnsw_{digest}"
+        raise ValidationError(f"{table}.embedding is {shape.embedding}: an HNSW index needs pgvector's vector type")
     if match.group(1):
         expression = sql.SQL("embedding vector_cosine_ops")
     else:
         expression = sql.SQL("(embedding::vector({n})) vector_cosine_ops").format(n=sql.Literal(dimensions))
+    predicate = sql.SQL(" and ").join(_model_rows(shape, model, dimensions))
+    # The name follows from what the index holds, so an index made with
+    # another predicate is never taken for this one.
+    text = f"{model}\0{dimensions}\0{predicate.as_string(conn)}"
+    digest = hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
+    return f"{table.split('.')[-1]}_hnsw_{digest}", expression, predicate
+
+
+def hnsw_index_name(conn: psycopg.Connection, *, model: str, dimensions: int, table: str = "agent_memory") -> str:
+    """The name :func:`create_hnsw_index` gives the index for this model."""
+    return _hnsw_index(conn, model, dimensions, table)[0]
+
+
+def create_hnsw_index(
+    conn: psycopg.Connection,
+    *,
+    model: str,
+    dimensions: int,
+    table: str = "agent_memory",
+    concurrently: bool = False,
+) -> str:
+    """An HNSW index (cosine) for one embedding model; partial on that model's
+    live rows, so models of other dimensions can share the table. Returns the
+    index name. ``concurrently`` builds it without blocking writes (PostgreSQL's
+    ``CREATE INDEX CONCURRENTLY``: the connection must be in autocommit mode)."""
+    from psycopg import sql
+
+    name, expression, predicate = _hnsw_index(conn, model, dimensions, table)
     conn.execute(
-        sql.SQL(
-            "create index if not exists {name} on {t} using hnsw ({e}) "
-            "where embedding_model = {m} and embedding_dimensions = {n}"
-        ).format(name=sql.Identifier(name), t=_table(table), e=expression, m=sql.Literal(model), n=sql.Literal(dimensions))
+        sql.SQL("create index {how} if not exists {name} on {t} using hnsw ({e}) where {p}").format(
+            how=sql.SQL("concurrently" if concurrently else ""),
+            name=sql.Identifier(name),
+            t=_table(table),
+            e=expression,
+            p=predicate,
+        )
     )
     return name
