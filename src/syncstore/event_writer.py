@@ -12,8 +12,8 @@ once; a background thread, on a connection of its own, writes the buffer into
   caller's own lock, the new event is dropped and counted in ``dropped``);
 - at once for severities in ``durable_severities`` (errors by default), so the
   error that precedes a crash is on disk before the crash;
-- on :meth:`EventWriter.close` (called by ``Store.close``) and at interpreter
-  exit (``atexit``).
+- on :meth:`EventWriter.close` (run by ``Store.close``, through its
+  ``on_close`` hook) and at interpreter exit (``atexit``).
 
 What a hard crash loses: the buffer lives in process memory, so ``kill -9``,
 ``os._exit`` or a segfault loses the events emitted since the last completed
@@ -22,11 +22,9 @@ flush: at most the last ``flush_interval`` in normal running, never more than
 survives the process. (A power loss or OS crash can additionally undo the
 most recent commits, because the replica runs WAL with ``synchronous=NORMAL``.)
 
-The rows are written by :func:`append_rows`, a set-based copy of
-``Replica.insert_many`` for this one append-only table: the same row, clock
-columns and change-log entry per event, inside ``Replica.transaction()``, but
-with ``executemany`` and none of the per-row generic validation (the events
-API validated each value when it was emitted).
+The rows are written by :func:`append_rows`: ``Replica.insert_many`` with
+``checked=True``, since the events API validated each value when it was
+emitted, so a flush costs what SQLite costs.
 """
 
 from __future__ import annotations
@@ -41,56 +39,23 @@ import time
 from typing import Any, Sequence
 
 import apsw
-import msgspec
 
 from syncstore import schema
-from syncstore.errors import ReplicaError, SyncstoreError
-from syncstore.replica.store import DELETED, Change, Replica
+from syncstore.errors import ReplicaError, SyncstoreError, ValidationError
+from syncstore.replica.store import Replica
 
 log = logging.getLogger("syncstore.events")
 
 TABLE = "observability_events"
 COLUMNS = schema.table(TABLE).column_names
-_INSERT = (
-    f"insert into {TABLE} ({', '.join(COLUMNS)}, _hlc, _site, _clocks) "
-    f"values ({', '.join('?' * len(COLUMNS))}, ?, ?, NULL)"
-)
-_LOG = "insert into _ss_changes (seq, tx, tbl, pk, hlc, cols, seen) values (?, ?, ?, ?, ?, ?, NULL)"
-# The change-log value of one inserted event: every column in table order, then
-# ``_deleted``. A Struct encodes to the same MessagePack map as the dict that
-# Replica.insert_many logs, in half the time.
-_LoggedRow = msgspec.defstruct(
-    "_LoggedRow", [(name, object) for name in COLUMNS] + [("deleted", int)], rename={"deleted": DELETED}
-)
-_encode = msgspec.msgpack.Encoder().encode
 _EPOCH = dt.datetime(1970, 1, 1)  # naive on purpose: the text carries no offset, only the Z
 
 
 def append_rows(store: Replica, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert complete, canonical ``observability_events`` rows (values in
-    column order, ``id`` first) with change capture, in one transaction.
-
-    The table is append-only and the ids are fresh, so none of the update and
-    tombstone paths of the generic insert apply. Each row gets its own clock
-    stamp, in order, and the change-log entry that ``Replica.insert_many``
-    writes for the same row (a test keeps the two equal).
-    """
-    if not rows:
-        return
-    with store.transaction():
-        # Inside the transaction these are stable: the replica's write lock is held.
-        first = store.clock.tick_many(len(rows))  # one fresh stamp per row, in order
-        site = store.site_id
-        tx = store._tx
-        seq = store._seq
-        params = [(*row, first + i, site) for i, row in enumerate(rows)]
-        entries = [(seq + 1 + i, tx, TABLE, row[0], first + i, _encode(_LoggedRow(*row, 0))) for i, row in enumerate(rows)]
-        conn = store.connection
-        conn.executemany(_INSERT, params)
-        conn.executemany(_LOG, entries)
-        store._seq = seq + len(rows)
-        store._tx_used = True
-        store._notes.extend([Change(TABLE, row[0], "insert", COLUMNS, "local") for row in rows])
+    column order, ``id`` first) with change capture, in one transaction; each
+    row gets its own fresh clock stamp, in order."""
+    store.insert_many(TABLE, rows, checked=True)
 
 
 # --- ids and timestamps made at flush time, cheaply ------------------------------
@@ -125,8 +90,8 @@ class _TimestampFormatter:
 
 def _transient(exc: Exception) -> bool:
     """Storage trouble that a later flush may not meet (a lock, a full disk),
-    as opposed to a value that can never be stored."""
-    if isinstance(exc, apsw.ConstraintError):
+    as opposed to a value that can never be stored (an id that exists)."""
+    if isinstance(exc, (apsw.ConstraintError, ValidationError)):
         return False
     return isinstance(exc, (apsw.Error, SyncstoreError))
 
@@ -184,9 +149,6 @@ class EventWriter:
         self._format = _TimestampFormatter()
         self._pid = os.getpid()
         self._last_flush_ns = time.time_ns()
-        # The store's setting, read now, on a thread that is using the store: the
-        # writer's connection waits for other writers as long as the store would.
-        (self._busy_timeout_ms,) = store.connection.execute("pragma busy_timeout").fetchone()
 
     # --- the caller's side ----------------------------------------------------------
 
@@ -215,7 +177,7 @@ class EventWriter:
         # With the store's write transaction open (on any thread), the writer's
         # connection would wait for it, possibly on this very thread: leave the
         # write to the background thread, which waits for the commit.
-        return self.inline or self.store._depth == 0
+        return self.inline or not self.store.in_transaction
 
     @property
     def pending(self) -> int:
@@ -310,11 +272,12 @@ class EventWriter:
             if self._started:
                 return
             if not self.inline:
-                # The writer thread never touches the store's own connection.
-                own = Replica(self.store.path, busy_timeout_ms=self._busy_timeout_ms)
+                # The writer thread never touches the store's own connection,
+                # which waits for other writers as long as the store does.
+                own = Replica(self.store.path, busy_timeout_ms=self.store.busy_timeout_ms)
                 # The store's subscribers hear of these rows as of its own writes
                 # (from the writer's thread, as the sync client forwards what it applies).
-                own.subscribe(TABLE, self.store._notify)
+                own.subscribe(TABLE, self.store.notify)
                 self._own = own
                 self._thread = threading.Thread(target=self._run, name="syncstore-events", daemon=True)
                 self._thread.start()

@@ -162,20 +162,9 @@ class Events:
         self._durable = frozenset(durable_severities)
         for name in self._durable:
             severities_from(name)
-        self._hook_close(store)
-
-    def _hook_close(self, store: Store) -> None:
         # The buffer must reach the file before the connection goes away, so the
         # store's close (and its ``with`` block) flushes the events first.
-        close_store = store.close
-
-        def close() -> None:
-            try:
-                self.close()
-            finally:
-                close_store()
-
-        store.close = close  # type: ignore[method-assign]
+        store.on_close(self.close)
 
     def configure(
         self,

@@ -1,61 +1,25 @@
-"""Inserting many validated rows with change capture, a statement per batch.
+"""Inserting the import's new rows in batches, each row with its own stamp.
 
-:meth:`Replica.insert_many` validates and writes one row at a time (three
-statements per row); an export of 10,000 tasks holds some 200,000 rows, and
-per-row statements would dominate the import. This writes a batch with two
-``executemany`` calls (the rows, then their change log entries) and leaves the
-replica exactly as ``insert_many`` would: the same table rows, the same log
-entries (one per row, with every column and ``_deleted = 0``), the same
-sequence numbers and commit notes. ``tests/legacy/test_bulk.py`` holds it to
-that.
-
-It works inside the replica's own transaction bookkeeping (sequence counter,
-transaction number, notes), which :class:`Replica` keeps private; this module
-is the one place that reaches in, and only for inserts of rows that are new
-(no row and no tombstone with the id: the caller checked).
+An export of 10,000 tasks holds some 200,000 rows. The mapping has already
+made every value canonical (``tests/legacy/test_mapping.py`` holds it to
+that), so the rows go through ``Replica.insert_many`` with ``checked=True``:
+two ``executemany`` calls a batch (the rows, then their change log entries),
+leaving the replica exactly as a checked ``insert_many`` of the same rows
+would (``tests/legacy/test_bulk.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-import apsw
-
-from syncstore import schema
-from syncstore.errors import ValidationError
-from syncstore.replica import clocks
-from syncstore.replica.store import DELETED, Change, Replica
-
-_LOG = "insert into _ss_changes (seq, tx, tbl, pk, hlc, cols, seen) values (?, ?, ?, ?, ?, ?, ?)"
+from syncstore.errors import ReplicaError
+from syncstore.replica.store import Replica
 
 
 def insert_rows(store: Replica, table: str, rows: Sequence[dict[str, Any]], stamps: Sequence[int]) -> None:
     """Insert ``rows`` (canonical, every column present) of ``table``, row ``i``
-    stamped ``stamps[i]``. Must run inside ``store.transaction()``."""
-    if not rows:
-        return
-    if len(rows) != len(stamps):
-        raise ValueError("one stamp per row")
-    store._require_tx()
-    tbl = schema.table(table)
-    columns = store._sql[table].columns
-    if set(rows[0]) - {DELETED} != set(columns):
-        raise ValidationError("a bulk row must hold every column", table=table)
-    site = store.site_id
-    conn = store.connection
-    try:
-        conn.executemany(
-            store._sql[table].insert,
-            [(*[row[c] for c in columns], stamp, site, None) for row, stamp in zip(rows, stamps)],
-        )
-    except apsw.ConstraintError as exc:
-        raise ValidationError(f"a row with one of these ids already exists ({exc})", table=tbl.name, field="id") from None
-    tx = store._tx
-    first = store._seq + 1
-    entries = []
-    for offset, (row, stamp) in enumerate(zip(rows, stamps)):
-        entries.append((first + offset, tx, table, row["id"], stamp, clocks.encode_values({**row, DELETED: 0}), None))
-    conn.executemany(_LOG, entries)
-    store._seq += len(rows)
-    store._tx_used = True
-    store._notes.extend(Change(table, row["id"], "insert", columns, "local") for row in rows)
+    stamped ``stamps[i]``. Must run inside ``store.transaction()``: the import
+    is one transaction, whatever the number of batches."""
+    if not store.in_transaction:
+        raise ReplicaError(f"{store.path}: the import writes inside a transaction")
+    store.insert_many(table, rows, hlcs=stamps, checked=True)

@@ -62,7 +62,6 @@ class AccessLog:
         """Fold local counts into the synced columns; returns how many memories were written."""
         if self.store.readonly:
             return 0
-        tbl = schema.table(TABLE)
         written = 0
         with self.store.transaction():
             rows = self.store.query(
@@ -76,13 +75,13 @@ class AccessLog:
                 last = row["last_accessed_at"]
                 if row["synced_at"] is not None and row["synced_at"] > last:
                     last = row["synced_at"]
-                changes = schema.validate_row(
-                    tbl,
+                # A read is not an edit: updated_at stays.
+                self.store.update(
+                    TABLE,
+                    row["memory_id"],
                     {"access_count": (row["access_count"] or 0) + row["pending"], "last_accessed_at": last},
-                    insert=False,
+                    touch=False,
                 )
-                # Replica.update would also stamp updated_at; a read is not an edit.
-                self.store._update_row(tbl, row["memory_id"], changes)
                 written += 1
             self.store.connection.execute("delete from _ss_memory_access")
         return written

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import os
 import threading
-from typing import Any, Callable, ContextManager, Iterable, Mapping, NamedTuple, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 import apsw
+import msgspec
 
 from syncstore import schema
 from syncstore.core import merge
@@ -75,6 +77,7 @@ class RemoteChange(NamedTuple):
 
 
 Subscriber = Callable[[list[Change]], None]
+CloseHook = Callable[[], None]
 
 
 class _Sql:
@@ -92,6 +95,13 @@ class _Sql:
         self.delete = f"delete from {tbl.name} where id = ?"
         self.check = rowcheck.checker(tbl).check
         self.has_created_at = "created_at" in names
+        # Rows given already checked: the values of a mapping in table order, and
+        # the log entry of a value tuple. A Struct encodes to the same MessagePack
+        # map as the dict the checked path logs, without building that dict.
+        self.values = operator.itemgetter(*names)
+        self.logged = msgspec.defstruct(
+            f"Logged_{tbl.name}", [(n, object) for n in names] + [("ss_deleted", int)], rename={"ss_deleted": DELETED}
+        )
 
 
 _LOG = "insert into _ss_changes (seq, tx, tbl, pk, hlc, cols, seen) values (?, ?, ?, ?, ?, ?, ?)"
@@ -189,7 +199,7 @@ class _Transaction:
         finally:
             r._lock.release()
         if notes:
-            r._notify(notes)
+            r.notify(notes)
         return False
 
 
@@ -207,6 +217,7 @@ class Replica:
         self.path = os.fspath(path)
         self._lock = threading.RLock()
         self.readonly = readonly
+        self.busy_timeout_ms = busy_timeout_ms  # for another connection to this file that should wait as long
         self._conn, self.capabilities = connect(
             self.path,
             readonly=readonly,
@@ -242,6 +253,7 @@ class Replica:
         self._no_tombstones: set[str] = set()  # tables with no tombstone, as of _version
         self._notes: list[Change] = []
         self._subscribers: dict[str | None, list[Subscriber]] = {}
+        self._close_hooks: list[CloseHook] = []
         self._sql = {name: _Sql(tbl) for name, tbl in schema.TABLES.items()}
 
     # --- opening --------------------------------------------------------------
@@ -263,7 +275,29 @@ class Replica:
             conn.execute("insert or ignore into _ss_meta (key, value) values ('site_id', ?)", (new_site_id(),))
 
     def close(self) -> None:
-        self._conn.close()
+        """Run the :meth:`on_close` callbacks, then close the connection."""
+        try:
+            while self._close_hooks:
+                hook = self._close_hooks.pop()  # newest first; each runs once
+                try:
+                    hook()
+                except Exception:  # the file must still be closed
+                    log.exception("close callback %r failed", hook)
+        finally:
+            self._conn.close()
+
+    def on_close(self, callback: CloseHook) -> Callable[[], None]:
+        """Call ``callback()`` when the replica closes, while its connection is
+        still open: the place to write buffered data. Callbacks run newest
+        first; one that raises is logged and the close goes on. Returns a
+        function that cancels the registration."""
+        self._close_hooks.append(callback)
+
+        def cancel() -> None:
+            if callback in self._close_hooks:
+                self._close_hooks.remove(callback)
+
+        return cancel
 
     def __enter__(self) -> Replica:
         return self
@@ -282,6 +316,11 @@ class Replica:
         """Atomic writes: the outermost level is a ``BEGIN IMMEDIATE`` transaction,
         inner levels are savepoints. Subscribers hear of the changes after commit."""
         return _Transaction(self)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a :meth:`transaction` is open on this replica (on any thread)."""
+        return self._depth > 0
 
     def _begin(self) -> None:
         if self.readonly:
@@ -329,16 +368,24 @@ class Replica:
         if self._conn.in_transaction:
             self._conn.execute("rollback")
 
-    def _require_tx(self) -> None:
-        if self._depth == 0:
-            raise ReplicaError("write outside a transaction")  # internal misuse
-
     def _given_hlc(self, hlc: Any) -> int:
         """Check a caller-given clock stamp (imports): an int, not too far ahead."""
         if type(hlc) is not int or not 0 < hlc <= _HLC_MAX:
             raise ValidationError(f"hlc must be a positive 64-bit integer stamp, got {hlc!r}")
         self.clock.check(hlc)
         return hlc
+
+    def _given_hlcs(self, hlcs: Iterable[Any], count: int) -> list[int]:
+        """Check one caller-given stamp per row (as :meth:`_given_hlc`, the drift on the newest)."""
+        stamps = list(hlcs)
+        if len(stamps) != count:
+            raise ValidationError(f"hlcs must hold one stamp per row: {len(stamps)} stamps for {count} rows")
+        for stamp in stamps:
+            if type(stamp) is not int or not 0 < stamp <= _HLC_MAX:
+                raise ValidationError(f"hlc must be a positive 64-bit integer stamp, got {stamp!r}")
+        if stamps:
+            self.clock.check(max(stamps))
+        return stamps
 
     # --- local writes ---------------------------------------------------------
 
@@ -351,23 +398,67 @@ class Replica:
         return self.insert_many(table, (values,), hlc=hlc)[0]
 
     @_boundary
-    def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]], *, hlc: int | None = None) -> list[str]:
+    def insert_many(
+        self,
+        table: str,
+        rows: Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]],
+        *,
+        hlc: int | None = None,
+        hlcs: Iterable[int] | None = None,
+        checked: bool = False,
+    ) -> list[str]:
         """Insert rows in one transaction (a savepoint inside an open one); returns their ids.
 
         Every row is validated before anything is written, so a bad row leaves
         nothing behind; an id that already exists is a :class:`ValidationError`.
+
+        ``hlc`` stamps every row with one given clock, ``hlcs`` each row with its
+        own (imports whose rows have different times); either as for :meth:`insert`.
+
+        ``checked=True`` takes rows whose values were checked when the caller
+        took them in (the events API, the legacy import): each is what
+        ``schema.validate_row(table, values, insert=True)`` returns (every column,
+        canonical values, the id included) as a mapping, or as a tuple in column
+        order. Only their shape is checked here, so the write costs what SQLite
+        costs; a value that is not canonical would be stored as given.
         """
         tbl = schema.table(table)
         sql = self._sql[table]
         if hlc is not None:
+            if hlcs is not None:
+                raise ValidationError("give hlc or hlcs, not both", table=table)
             hlc = self._given_hlc(hlc)
+        given_ids: list[str] | None  # ids the caller chose (they may name a deleted row); None: every row's
+        if checked:
+            prepared: list[Any] = self._complete_rows(tbl, sql, rows)
+            given_ids = None
+        else:
+            prepared, given_ids = self._checked_rows(tbl, sql, rows)
+        if not prepared:
+            return []
+        if hlcs is not None:
+            stamps: Sequence[int] = self._given_hlcs(hlcs, len(prepared))
+        elif hlc is not None:
+            stamps = [hlc] * len(prepared)
+        else:
+            stamps = ()  # fresh ones, taken inside the transaction
+        try:
+            with self.transaction():
+                return self._insert_rows(tbl, sql, prepared, stamps, given_ids)
+        except apsw.ConstraintError as exc:
+            raise self._insert_error(tbl, prepared, exc) from None
+
+    def _checked_rows(
+        self, tbl: schema.Table, sql: _Sql, rows: Iterable[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Rows validated and completed (id, timestamps), as new dicts in table order."""
         check = sql.check
         now = None  # made when a row needs it: rows may carry their own timestamps
         prepared: list[dict[str, Any]] = []
-        given_ids: list[str] = []  # ids the caller chose: they may name a deleted row
+        given_ids: list[str] = []
         for values in rows:
             if type(values) is not dict and not isinstance(values, Mapping):  # the ABC check is slow
-                raise ValidationError("row values must be a mapping", table=table)
+                raise ValidationError("row values must be a mapping", table=tbl.name)
             row_id = values.get("id")
             if row_id is not None:
                 given_ids.append(row_id)
@@ -383,27 +474,46 @@ class Replica:
                     row["updated_at"] = row["created_at"]
                 values = row
             prepared.append(check(values, insert=True))  # a new dict: ours to change
-        if not prepared:
-            return []
-        try:
-            with self.transaction():
-                self._insert_rows(tbl, sql, prepared, given_ids, hlc)
-        except apsw.ConstraintError as exc:
-            raise self._insert_error(tbl, prepared, exc) from None
-        return [row["id"] for row in prepared]
+        return prepared, given_ids
+
+    def _complete_rows(self, tbl: schema.Table, sql: _Sql, rows: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Rows given as checked, as value tuples in table order; only their shape is checked."""
+        width = len(sql.columns)
+        values = sql.values
+        out = []
+        for row in rows:
+            if type(row) is not tuple:
+                if not isinstance(row, Mapping):
+                    raise ValidationError("a checked row must be a mapping or a tuple", table=tbl.name)
+                try:
+                    row = values(row) if len(row) == width else ()
+                except KeyError:
+                    row = ()
+            if len(row) != width:
+                raise ValidationError("a checked row must hold every column, and only those", table=tbl.name)
+            out.append(row)
+        return out
 
     def _insert_rows(
-        self, tbl: schema.Table, sql: _Sql, rows: list[dict[str, Any]], given_ids: list[str], hlc: int | None
-    ) -> None:
+        self,
+        tbl: schema.Table,
+        sql: _Sql,
+        rows: list[Any],
+        stamps: Sequence[int],
+        given_ids: list[str] | None,
+    ) -> list[str]:
+        """Write checked rows (dicts from the checker, ours to change, or value
+        tuples), their clocks and log entries; returns their ids."""
         conn = self._conn
         name = tbl.name
         site = self.site_id
-        if hlc is None:
+        if not stamps:
             first = self.clock.tick_many(len(rows))
             stamps = range(first, first + len(rows))
         else:
-            self.clock.observe(hlc)  # later local writes must sort after it
-            stamps = [hlc] * len(rows)
+            self.clock.observe(max(stamps))  # later local writes must sort after them
+        if given_ids is None:
+            given_ids = [row[0] for row in rows]
         if given_ids and self._has_tombstones(name):
             # Inserting an id that was deleted brings the row back (the insert is newer).
             conn.executemany("delete from _ss_tombstones where tbl = ? and pk = ?", [(name, i) for i in given_ids])
@@ -411,12 +521,23 @@ class Replica:
         seq = self._seq
         params = []
         entries = []
-        for row, stamp in zip(rows, stamps):
-            # A checked insert row holds every column in table order.
-            params.append((*row.values(), stamp, site, None))
-            seq += 1
-            row[DELETED] = 0
-            entries.append((seq, tx, name, row["id"], stamp, _encode(row), None))
+        if type(rows[0]) is dict:
+            ids = []
+            for row, stamp in zip(rows, stamps):
+                # A checked insert row holds every column in table order.
+                params.append((*row.values(), stamp, site, None))
+                seq += 1
+                row_id = row["id"]
+                ids.append(row_id)
+                row[DELETED] = 0
+                entries.append((seq, tx, name, row_id, stamp, _encode(row), None))
+        else:
+            ids = given_ids
+            logged = sql.logged
+            for row, stamp in zip(rows, stamps):
+                params.append((*row, stamp, site, None))
+                seq += 1
+                entries.append((seq, tx, name, row[0], stamp, _encode(logged(*row, 0)), None))
         if len(rows) == 1:  # execute is cheaper than executemany for one row
             conn.execute(sql.insert, params[0])
             conn.execute(_LOG, entries[0])
@@ -428,7 +549,8 @@ class Replica:
         self._tx_used = True
         if self._subscribers:  # a subscriber hears of the writes made after it subscribed
             columns = sql.columns
-            self._notes.extend([Change(name, row["id"], "insert", columns, "local") for row in rows])
+            self._notes.extend([Change(name, row_id, "insert", columns, "local") for row_id in ids])
+        return ids
 
     def _has_tombstones(self, table: str) -> bool:
         # Remembered per table while no other connection commits (see _begin);
@@ -440,10 +562,10 @@ class Replica:
             self._no_tombstones.add(table)
         return found is not None
 
-    def _insert_error(self, tbl: schema.Table, rows: list[dict[str, Any]], exc: apsw.Error) -> SyncstoreError:
+    def _insert_error(self, tbl: schema.Table, rows: list[Any], exc: apsw.Error) -> SyncstoreError:
         """Name the id that broke an insert (the batch has been rolled back by now)."""
         seen: set[str] = set()
-        ids = [row["id"] for row in rows]
+        ids = [row["id"] if type(row) is dict else row[0] for row in rows]
         existing: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -459,18 +581,13 @@ class Replica:
             seen.add(row_id)
         return replica_error(self.path, exc)
 
-    def _insert_row(
-        self, tbl: schema.Table, sql: _Sql, row: dict[str, Any], *, fresh_id: bool = False, hlc: int | None = None
-    ) -> str:
-        """Insert one checked row (every column present) inside an open transaction."""
-        self._require_tx()
-        self._insert_rows(tbl, sql, [row], [] if fresh_id else [row["id"]], hlc)
-        return row["id"]
-
     @_boundary
-    def update(self, table: str, row_id: str, values: Mapping[str, Any], *, hlc: int | None = None) -> None:
-        """Write some columns of one row; ``updated_at`` is set unless given.
-        ``hlc`` as for :meth:`insert`."""
+    def update(
+        self, table: str, row_id: str, values: Mapping[str, Any], *, hlc: int | None = None, touch: bool = True
+    ) -> None:
+        """Write some columns of one row; ``updated_at`` is set unless given, or
+        unless ``touch=False`` (bookkeeping that is not an edit of the row's
+        content, e.g. memory access counts). ``hlc`` as for :meth:`insert`."""
         tbl = schema.table(table)
         if tbl.append_only:
             raise ValidationError("rows are append-only and cannot be updated", table=table)
@@ -480,7 +597,7 @@ class Replica:
             raise ValidationError("row values must be a mapping", table=table)
         changes = dict(values)
         changes.pop("id", None)
-        if tbl.timestamps and "updated_at" not in changes:
+        if touch and tbl.timestamps and "updated_at" not in changes:
             changes["updated_at"] = schema.now_iso()
         changes = self._sql[table].check(changes, insert=False)
         if not changes:
@@ -818,9 +935,14 @@ class Replica:
 
         return unsubscribe
 
-    def _notify(self, notes: list[Change]) -> None:
+    def notify(self, changes: list[Change]) -> None:
+        """Hand ``changes`` to this replica's subscribers, as after a commit of
+        its own. For a writer on another connection to the same file (the
+        events writer, the sync client): it subscribes this method on its own
+        replica, so the application's listeners hear of its commits too.
+        Call it after the commit, never with changes that may still roll back."""
         for table, listeners in list(self._subscribers.items()):
-            relevant = notes if table is None else [n for n in notes if n.table == table]
+            relevant = changes if table is None else [c for c in changes if c.table == table]
             if not relevant:
                 continue
             for callback in list(listeners):
@@ -828,3 +950,6 @@ class Replica:
                     callback(relevant)
                 except Exception:  # a broken listener must not break the writer
                     log.exception("change subscriber %r failed", callback)
+
+    # The sync client's name for notify (syncstore.sync forwards through it).
+    _notify = notify
