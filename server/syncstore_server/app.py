@@ -32,7 +32,7 @@ from syncstore_server import migrate as migrations
 from syncstore_server.auth import Secret
 from syncstore_server.embedded import DEFAULT_DATA_DIR, database
 from syncstore_server.handler import ConnectionHandler, Limits
-from syncstore_server.http import make_process_request
+from syncstore_server.http import HttpEndpoints, HttpSettings
 from syncstore_server.log_tail import LogTail
 from syncstore_server.metrics import Metrics
 from syncstore_server.notify import Notifier
@@ -67,6 +67,7 @@ class SyncServer:
         drain_timeout_s: float = 30.0,
         log_read_limit: int = 200,
         apply_migrations: bool = True,
+        http: HttpSettings | None = None,
     ):
         self.database_url = database_url
         self._secret = secret
@@ -83,6 +84,7 @@ class SyncServer:
         self.drain_timeout_s = drain_timeout_s
         self.log_read_limit = log_read_limit
         self.apply_migrations = apply_migrations
+        self.http_settings = http or HttpSettings()  # memory search and fleet metrics (http.py)
         self.server_id = uuid.uuid4().hex[:12]
         self.metrics = Metrics()
         self._handlers: set[ConnectionHandler] = set()
@@ -91,6 +93,7 @@ class SyncServer:
         self._notifier: Notifier | None = None
         self._log_tail: LogTail | None = None
         self._ws: Server | None = None
+        self._http: HttpEndpoints | None = None
         self.store: ChangeStore | None = None
         self.schema_version = 0
 
@@ -131,17 +134,22 @@ class SyncServer:
         self._notifier = Notifier(self.database_url)
         await self._notifier.start()
         self._accepting = True
+        # Plain HTTP on the same port: health, metrics, memory search (http.py).
+        self._http = HttpEndpoints(
+            database_url=self.database_url,
+            store=self.store,
+            metrics=self.metrics,
+            secret=self._secret,
+            accepting=lambda: self._accepting,
+            connections=lambda: len(self._handlers),
+            max_connections=self.max_connections,
+            settings=self.http_settings,
+        )
         self._ws = await serve(
             self._handle,
             self.host,
             self.requested_port,
-            process_request=make_process_request(
-                store=self.store,
-                metrics=self.metrics,
-                accepting=lambda: self._accepting,
-                connections=lambda: len(self._handlers),
-                max_connections=self.max_connections,
-            ),
+            process_request=self._http.process_request,
             max_size=self.max_frame,
             # MessagePack frames are small and already dense; deflate would
             # cost CPU per subscriber on every live change.
@@ -185,6 +193,9 @@ class SyncServer:
             except asyncio.TimeoutError:
                 log.warning("connection handlers still running at shutdown")
             self._ws = None
+        if self._http is not None:  # memory search's own connections and index builds (http.py)
+            await self._http.close()
+            self._http = None
         if self._notifier is not None:
             await self._notifier.stop()
             self._notifier = None
