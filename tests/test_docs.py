@@ -77,6 +77,36 @@ def test_every_exported_name_exists():
         assert error in syncstore.__all__ and issubclass(getattr(syncstore, error), syncstore.SyncstoreError)
 
 
+def test_every_error_of_the_tree_is_exported():
+    import syncstore.errors
+
+    tree = [name for name, value in vars(syncstore.errors).items()
+            if isinstance(value, type) and issubclass(value, syncstore.errors.SyncstoreError)]
+    assert "TransitionError" in tree
+    assert sorted(set(tree) - set(syncstore.__all__)) == []
+
+
+def test_the_public_records_are_exported():
+    import syncstore.memory
+    import syncstore.workflows
+
+    for name in ("Task", "TaskMessage", "Environment", "Execution", "Event", "Change"):
+        assert name in syncstore.__all__
+    # The record types each package lists as public.
+    for name in ("MemoryRecord",):
+        assert name in syncstore.memory.__all__ and name in syncstore.__all__
+        assert getattr(syncstore, name) is getattr(syncstore.memory, name)
+    for name in ("WorkflowRecord", "ExecutionRecord", "SnapshotRecord"):
+        assert name in syncstore.workflows.__all__ and name in syncstore.__all__
+        assert getattr(syncstore, name) is getattr(syncstore.workflows, name)
+
+
+def test_importing_syncstore_leaves_the_memory_and_workflow_packages_for_later():
+    code = "import sys, syncstore; print(sorted(m for m in ('syncstore.memory', 'syncstore.workflows') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_every_table_of_a_replica_is_in_the_replica_doc(replica_path):
     with syncstore.open(replica_path) as store:
         names = [row[0] for row in store.connection.execute("select name from sqlite_schema where type = 'table'")]

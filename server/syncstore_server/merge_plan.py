@@ -28,13 +28,7 @@ from syncstore_server.validate import Checked
 RowKey = tuple[str, str]  # (table, id)
 
 
-def new_id() -> str:
-    """A conflict record's id: a UUIDv7 (time-ordered), as :func:`syncstore.core.ids.uuid7`
-    makes, formatted directly (a push with many conflicts makes many)."""
-    value = (time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version 7, RFC 4122 variant
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+from syncstore.core.ids import uuid7 as new_id  # noqa: E402 - a conflict record's id (time-ordered)
 
 
 class Row:

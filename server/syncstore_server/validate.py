@@ -89,7 +89,7 @@ def check_change(change: p.LocalChange, *, now_ms: int, max_drift_ms: int) -> Ch
         raise Refused("unknown_table", f"no synced table {change.table!r}")
     tbl = spec.table
     where = f"{tbl.name} row {change.id!r}"
-    if type(change.id) is not str or not schema._UUID.match(change.id):
+    if not schema.is_uuid(change.id):
         raise Refused("bad_id", f"{tbl.name}: a row id is a UUID string, got {change.id!r}")
     if not 0 < change.hlc <= MAX_HLC:
         raise Refused("bad_clock", f"{where}: clock stamp {change.hlc} is out of range")

@@ -25,9 +25,17 @@ from syncstore.errors import ValidationError
 
 TYPES = ("text", "integer", "real", "boolean", "json", "timestamp", "blob", "vector")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# A row id: a UUID written 8-4-4-4-12 in hex (any version, either case). Use it
+# with .match; it ends in \Z because "$" would also accept a trailing newline.
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+_UUID = UUID_PATTERN  # the former private name, still read by parts of the server
 MAX_TEXT = 1_000_000  # characters in one text value
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
+
+
+def is_uuid(value: object) -> bool:
+    """Whether ``value`` is a UUID string, the form of every row id."""
+    return isinstance(value, str) and UUID_PATTERN.match(value) is not None
 
 
 class Column(msgspec.Struct, frozen=True):
@@ -434,7 +442,7 @@ def validate_row(tbl: Table, values: Mapping[str, Any], *, insert: bool) -> dict
         col = tbl.column(name) if isinstance(name, str) else None
         if col is None:
             raise ValidationError(f"column name must be text, got {name!r}", table=tbl.name)
-        if col.name == "id" and (not isinstance(value, str) or not _UUID.match(value)):
+        if col.name == "id" and not is_uuid(value):
             raise ValidationError("id must be a UUID string", table=tbl.name, field="id")
         out[name] = to_storage(col, value, table_name=tbl.name)
         if out[name] is None and col.required:

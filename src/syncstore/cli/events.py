@@ -7,7 +7,7 @@ import click
 import syncstore
 from syncstore import metrics, otlp, schema
 from syncstore.cli.executions import STATS_COLUMNS, fmt_ms, parse_window, since_option, stats_rows
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, table
 from syncstore.events import Event
 

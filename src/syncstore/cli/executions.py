@@ -9,7 +9,7 @@ import click
 
 import syncstore
 from syncstore import metrics, records, schema
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, table
 
 

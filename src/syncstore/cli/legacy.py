@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import syncstore
-from syncstore.cli.main import Context, json_option, with_store
+from syncstore.cli.common import Context, json_option, with_store
 from syncstore.cli.output import console, emit_json
 from syncstore.legacy import (
     ImportReport,

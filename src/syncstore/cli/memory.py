@@ -17,7 +17,7 @@ import click
 
 import syncstore
 from syncstore import schema
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, table
 from syncstore.errors import ValidationError
 from syncstore.memory import HashingEmbedder, HttpEmbedder, Memory, SentenceTransformerEmbedder

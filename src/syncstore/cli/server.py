@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import click
 
-from syncstore.cli.main import json_option
+from syncstore.cli.common import json_option
 from syncstore.cli.output import emit_json, table
 from syncstore.errors import CapabilityError
 

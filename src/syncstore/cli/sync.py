@@ -14,7 +14,7 @@ import click
 import msgspec
 
 import syncstore
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, fail, table
 from syncstore.core.hlc import unpack
 from syncstore.sync import conflicts as cf

@@ -16,7 +16,7 @@ import msgspec
 
 import syncstore
 from syncstore import schema
-from syncstore.cli.main import json_option, with_store
+from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, table
 from syncstore.errors import ValidationError
 from syncstore.workflows import ExecutionRecord, load_module

@@ -37,7 +37,7 @@ def _check_id(item: dict[str, Any], problems: list[str]) -> None:
     value = item.get("id")
     if value is None or value == "":
         problems.append("missing id")
-    elif not isinstance(value, str) or not schema._UUID.match(value):
+    elif not schema.is_uuid(value):
         problems.append(f"id is not a UUID: {show(value)}")
 
 

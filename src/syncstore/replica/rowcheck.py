@@ -152,7 +152,7 @@ class RowChecker:
         return out
 
     def _id(self, value: Any) -> str:
-        if type(value) is not str or not schema._UUID.match(value):
+        if type(value) is not str or not schema.UUID_PATTERN.match(value):
             raise ValidationError("id must be a UUID string", table=self.table.name, field="id")
         return value
 
@@ -173,7 +173,7 @@ class RowChecker:
         accepted as is when canonical, else converted by ``to_storage``."""
         env: dict[str, Any] = {
             "MISSING": _MISSING, "isfinite": math.isfinite, "canonical_time": _canonical_time,
-            "CANON_TIME": _CANONICAL_TIMES, "UUID": schema._UUID.match, "MAX_TEXT": _MAX_TEXT,
+            "CANON_TIME": _CANONICAL_TIMES, "UUID": schema.UUID_PATTERN.match, "MAX_TEXT": _MAX_TEXT,
             "slow": self._slow, "json": self._json, "check_id": self._id, "required": self._required,
             "unknown": self._unknown,
         }

@@ -700,7 +700,7 @@ class Replica:
     def _checked_remote(self, change: RemoteChange) -> RemoteChange:
         """The change with canonical values and well-formed clocks, or a ValidationError."""
         tbl = schema.table(change.table)
-        if not isinstance(change.id, str) or not schema._UUID.match(change.id):
+        if not schema.is_uuid(change.id):
             raise ValidationError("id must be a UUID string", table=tbl.name, field="id")
         if not isinstance(change.cells, Mapping):
             raise ValidationError("cells must be a mapping of column to (value, hlc, site)", table=tbl.name)
