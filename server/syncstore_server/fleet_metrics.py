@@ -303,9 +303,13 @@ class FleetMetrics:
         if snapshot is None:
             return
         window = f"over the last {self.window_s:g} s, all tenants"
-        yield GaugeMetricFamily("syncstore_fleet_window_seconds", "The trailing window of the fleet figures", value=self.window_s)
         yield GaugeMetricFamily(
-            "syncstore_fleet_computed_timestamp_seconds", "When the fleet figures were read (Unix time)", value=snapshot.computed
+            "syncstore_fleet_window_seconds", "The trailing window of the fleet figures", value=self.window_s
+        )
+        yield GaugeMetricFamily(
+            "syncstore_fleet_computed_timestamp_seconds",
+            "When the fleet figures were read (Unix time)",
+            value=snapshot.computed,
         )
         yield from _families("execution", ["agent_type"], snapshot.executions, window)
         yield from _families("event", ["component", "operation"], snapshot.events, window)
@@ -313,9 +317,12 @@ class FleetMetrics:
 
 def _families(kind: str, labels: list[str], groups: list[GroupStats], window: str) -> Iterator[Any]:
     prefix = f"syncstore_fleet_{kind}"
-    counts = GaugeMetricFamily(f"{prefix}s", f"{kind.capitalize()}s {window}", labels=labels + (["status"] if kind == "execution" else []))
+    by_status = ["status"] if kind == "execution" else []
+    counts = GaugeMetricFamily(f"{prefix}s", f"{kind.capitalize()}s {window}", labels=labels + by_status)
     errors = GaugeMetricFamily(f"{prefix}_errors", f"Failed {kind}s {window}", labels=labels)
-    ratio = GaugeMetricFamily(f"{prefix}_error_ratio", f"Error rate of {kind}s {window} (see syncstore.metrics)", labels=labels)
+    ratio = GaugeMetricFamily(
+        f"{prefix}_error_ratio", f"Error rate of {kind}s {window} (see syncstore.metrics)", labels=labels
+    )
     durations = GaugeMetricFamily(
         f"{prefix}_duration_seconds", f"Duration quantiles of {kind}s {window}", labels=labels + ["quantile"]
     )

@@ -156,7 +156,7 @@ class HttpEndpoints:
         started = time.perf_counter()
         outcome = "error"
         try:
-            if request.method != "GET":
+            if getattr(request, "method", "GET") != "GET":  # websockets < 17 parses GET only
                 response = _error(connection, HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", "use GET")
                 response.headers["Allow"] = "GET"
                 outcome = "bad_request"
@@ -189,7 +189,9 @@ class HttpEndpoints:
             return _json(connection, HTTPStatus.OK, body)
         except Exception:
             log.exception("memory search failed")
-            return _error(connection, HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "the search failed; see the server log")
+            return _error(
+                connection, HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "the search failed; see the server log"
+            )
         finally:
             self._metrics.memory_searches.labels(outcome).inc()
 

@@ -42,7 +42,8 @@ DEFAULT_MAX_K = 100
 MAX_DIMENSIONS = 16_000  # pgvector's limit for a vector
 MAX_TEXT = 4_000  # characters of query text
 _SINGLE = frozenset(
-    ("query", "vector", "model", "k", "agent_id", "min_importance", "include_expired", "include_inactive", "ranking", "exact")
+    ("query", "vector", "model", "k", "agent_id", "min_importance")
+    + ("include_expired", "include_inactive", "ranking", "exact")
 )
 _REPEATED = frozenset(("memory_type", "tag"))
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}

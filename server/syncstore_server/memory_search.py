@@ -75,9 +75,9 @@ class MemorySearch:
         )
         self._opened = False
         self._open_lock = asyncio.Lock()
-        self._indexes = (
-            HnswIndexes(database_url, table=TABLE, min_rows=hnsw_min_rows, max_indexes=hnsw_max_indexes) if hnsw else None
-        )
+        self._indexes = None
+        if hnsw:
+            self._indexes = HnswIndexes(database_url, table=TABLE, min_rows=hnsw_min_rows, max_indexes=hnsw_max_indexes)
         self._vector_column: bool | None = None  # pgvector's type for embeddings? learnt at the first search
 
     @property
@@ -176,4 +176,6 @@ def _check_model(conn: psycopg.Connection, tenant: str, model: str, dimensions: 
 
 def _memory(row: dict[str, Any]) -> dict[str, Any]:
     """A result row in the replica's canonical forms (times as ISO-8601 UTC text)."""
-    return {name: schema.format_timestamp(value) if isinstance(value, dt.datetime) else value for name, value in row.items()}
+    return {
+        name: schema.format_timestamp(value) if isinstance(value, dt.datetime) else value for name, value in row.items()
+    }

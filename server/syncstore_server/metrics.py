@@ -37,7 +37,9 @@ class Metrics:
             registry=r,
         )
         self.fleet_refresh_failures = Counter(
-            "syncstore_fleet_refresh_failures", "Fleet figures that could not be read (the last ones are served)", registry=r
+            "syncstore_fleet_refresh_failures",
+            "Fleet figures that could not be read (the last ones are served)",
+            registry=r,
         )
 
     def render(self) -> bytes:

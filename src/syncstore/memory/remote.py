@@ -118,7 +118,8 @@ def _answer(response: httpx.Response) -> RemoteSearch:
         try:
             return msgspec.json.decode(response.content, type=RemoteSearch)
         except msgspec.DecodeError as exc:
-            raise ExternalServiceError(f"{SERVICE} sent an answer that is not a search result: {exc}", service=SERVICE, status=status) from None
+            message = f"{SERVICE} sent an answer that is not a search result: {exc}"
+            raise ExternalServiceError(message, service=SERVICE, status=status) from None
     try:
         error = msgspec.json.decode(response.content)
         message = str(error.get("message") or response.reason_phrase)
