@@ -272,8 +272,8 @@ class EventWriter:
             if self._started:
                 return
             if not self.inline:
-                # The writer thread never touches the store's own connection,
-                # which waits for other writers as long as the store does.
+                # The writer thread has a connection of its own (never the
+                # store's), waiting for other writers as long as the store's does.
                 own = Replica(self.store.path, busy_timeout_ms=self.store.busy_timeout_ms)
                 # The store's subscribers hear of these rows as of its own writes
                 # (from the writer's thread, as the sync client forwards what it applies).

@@ -123,6 +123,12 @@ _connection_error = replica_error
 _M = TypeVar("_M", bound=Callable[..., Any])
 
 
+def _stamp(hlc: Any) -> int:
+    if type(hlc) is not int or not 0 < hlc <= _HLC_MAX:
+        raise ValidationError(f"hlc must be a positive 64-bit integer stamp, got {hlc!r}")
+    return hlc
+
+
 def _boundary(method: _M) -> _M:
     """A public method: it holds the replica's lock, and errors of apsw raised
     inside leave it as syncstore errors (a corrupt page met by a read, a full
@@ -370,19 +376,14 @@ class Replica:
 
     def _given_hlc(self, hlc: Any) -> int:
         """Check a caller-given clock stamp (imports): an int, not too far ahead."""
-        if type(hlc) is not int or not 0 < hlc <= _HLC_MAX:
-            raise ValidationError(f"hlc must be a positive 64-bit integer stamp, got {hlc!r}")
-        self.clock.check(hlc)
+        self.clock.check(_stamp(hlc))
         return hlc
 
     def _given_hlcs(self, hlcs: Iterable[Any], count: int) -> list[int]:
-        """Check one caller-given stamp per row (as :meth:`_given_hlc`, the drift on the newest)."""
-        stamps = list(hlcs)
+        """Check one caller-given stamp per row (the drift of the newest is what counts)."""
+        stamps = [_stamp(hlc) for hlc in hlcs]
         if len(stamps) != count:
             raise ValidationError(f"hlcs must hold one stamp per row: {len(stamps)} stamps for {count} rows")
-        for stamp in stamps:
-            if type(stamp) is not int or not 0 < stamp <= _HLC_MAX:
-                raise ValidationError(f"hlc must be a positive 64-bit integer stamp, got {stamp!r}")
         if stamps:
             self.clock.check(max(stamps))
         return stamps
