@@ -268,3 +268,27 @@ def test_bad_requests_get_clear_errors_and_change_nothing(server, tmp_path):
     assert metrics_before != metrics_after
     # And a good request still works after all that.
     assert len(search_server(server.http_url, token=tok, query="deploy").hits) == 1
+
+
+def test_the_cli_searches_the_server_without_a_replica(server, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from syncstore.cli.main import cli
+
+    tenant = tenant_name()
+    tok = token(tenant)
+    with syncstore.open(str(tmp_path / "a.db")) as store:
+        ids = fill(store)
+        store.sync(server.ws_url, token=tok)
+    elsewhere = tmp_path / "never-made.db"
+    args = ["--db", str(elsewhere), "memory", "search", "deploy", "--agent", "rare", "-k", "10", "--server", server.ws_url, "--json"]
+    result = CliRunner().invoke(cli, args, env={"SYNCSTORE_TOKEN": tok})
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert sorted(hit["id"] for hit in found["hits"]) == sorted(ids["rare"])
+    assert not elsewhere.exists()  # a server search opens no replica
+    refused = CliRunner().invoke(cli, args[:-1], env={"SYNCSTORE_TOKEN": "forged"})
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1
+    assert "forged" not in refused.output

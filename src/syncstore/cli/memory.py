@@ -22,6 +22,7 @@ from syncstore.cli.output import emit_json, table
 from syncstore.errors import ValidationError
 from syncstore.memory import HashingEmbedder, HttpEmbedder, Memory, SentenceTransformerEmbedder
 from syncstore.memory.engines import ENGINES
+from syncstore.memory.remote import search_server
 
 EMBEDDERS = ("hashing", "minilm", "http")
 _SETTINGS = "syncstore.memory.settings"
@@ -112,11 +113,19 @@ def add(store: syncstore.Store, content: str, agent_id: str, tags: tuple[str, ..
 @click.argument("query")
 @click.option("-k", "--k", "k", type=click.IntRange(min=0), default=10, show_default=True, help="How many results.")
 @_filter_options
+@click.option("--server", "server_url", help="Search the tenant's synced memories on this sync server (ws://host:port) instead of the replica.")
+@click.option("--token", envvar="SYNCSTORE_TOKEN", help="The token for --server (or set SYNCSTORE_TOKEN).")
 @json_option
-@with_store
-def search(store: syncstore.Store, query: str, k: int, as_json: bool, memory_type: tuple[str, ...], tags: tuple[str, ...], **rest: Any) -> None:
-    """Find the memories closest to QUERY, best first."""
-    hits = _memory(store).search(query, k=k, **_filters(memory_type, tags, **rest))
+@click.pass_obj
+def search(
+    obj: Any, query: str, k: int, as_json: bool, memory_type: tuple[str, ...], tags: tuple[str, ...],
+    server_url: str | None, token: str | None, **rest: Any,
+) -> None:
+    """Find the memories closest to QUERY, best first (in the replica, or on a server with --server)."""
+    if server_url is not None:
+        _search_server(server_url, token, query, k, as_json, _filters(memory_type, tags, **rest))
+        return
+    hits = _memory(obj.store()).search(query, k=k, **_filters(memory_type, tags, **rest))
     if as_json:
         emit_json(hits)
         return
@@ -124,6 +133,25 @@ def search(store: syncstore.Store, query: str, k: int, as_json: bool, memory_typ
         None,
         ["score", "similarity", "id", "agent", "type", "imp", "content"],
         ((f"{h.score:.3f}", f"{h.similarity:.3f}", h.memory.id, h.memory.agent_id, h.memory.memory_type, h.memory.importance, h.memory.content[:60]) for h in hits),
+    )
+
+
+def _search_server(url: str, token: str | None, query: str, k: int, as_json: bool, filters: dict[str, Any]) -> None:
+    if not token:
+        raise ValidationError("--server needs a token: --token or SYNCSTORE_TOKEN")
+    if click.get_current_context().meta[_SETTINGS]["embedder"] != "hashing":
+        raise ValidationError("the server embeds text queries with the hashing model only")
+    found = search_server(url, token=token, query=query, k=k, **filters)
+    if as_json:
+        emit_json(found)
+        return
+    table(
+        None,
+        ["score", "similarity", "id", "agent", "type", "imp", "content"],
+        (
+            (f"{h.score:.3f}", f"{h.similarity:.3f}", h.id, h.memory.get("agent_id"), h.memory.get("memory_type"), h.memory.get("importance"), str(h.memory.get("content", ""))[:60])
+            for h in found.hits
+        ),
     )
 
 
