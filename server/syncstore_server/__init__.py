@@ -5,7 +5,11 @@
 - :mod:`syncstore_server.merge_plan` / :mod:`~syncstore_server.validate`: the
   merge decided in memory, and the schema checks before it (no I/O).
 - :mod:`syncstore_server.handler`: one connection, driving
-  :class:`syncstore.core.server_session.ServerSession`.
+  :class:`syncstore.core.server_session.ServerSession`; :mod:`~syncstore_server.log_tail`
+  and :mod:`~syncstore_server.router`: the shared log cache, and new entries
+  routed to the live streams whose shapes they concern.
+- :mod:`syncstore_server.compaction`: superseded cell versions dropped, old
+  tombstones collected.
 - :mod:`syncstore_server.auth`: signed tokens; :mod:`~syncstore_server.migrate`:
   schema migrations; :mod:`~syncstore_server.conflicts`: conflict records;
   :mod:`~syncstore_server.embedded`: PostgreSQL when no URL is given.

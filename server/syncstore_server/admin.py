@@ -114,3 +114,17 @@ def show_conflict(database_url: str, conflict_id: str) -> conflicts.ConflictRow:
 
 def resolve_conflict(database_url: str, conflict_id: str, **how: Any) -> conflicts.ConflictRow:
     return _with_store(database_url, lambda store: conflicts.resolve_conflict(store, conflict_id, **how))
+
+
+def compact(database_url: str, *, retention_s: float, tenant: str | None = None) -> list[dict[str, Any]]:
+    """Compact the change log (one tenant's, or every tenant's): see
+    :mod:`syncstore_server.compaction`."""
+    from syncstore_server import compaction
+
+    _connect(database_url).close()  # one clear error when the database is away
+
+    async def run() -> list[dict[str, Any]]:
+        async with open_store(database_url) as store:
+            return [r.to_dict() for r in await compaction.compact(store, tenant=tenant, retention_s=retention_s)]
+
+    return asyncio.run(run())

@@ -31,11 +31,12 @@ from syncstore.errors import SyncError
 from syncstore_server import migrate as migrations
 from syncstore_server.auth import Secret
 from syncstore_server.embedded import DEFAULT_DATA_DIR, database
-from syncstore_server.handler import ConnectionHandler, Limits
+from syncstore_server.handler import DEFAULT_MAX_QUEUE, ConnectionHandler, Limits
 from syncstore_server.http import HttpEndpoints, HttpSettings
 from syncstore_server.log_tail import LogTail
 from syncstore_server.metrics import Metrics
 from syncstore_server.notify import Notifier
+from syncstore_server.router import Router
 from syncstore_server.store import CONNECTION_OPTIONS, ChangeStore, load_catalog, prepare_connection
 from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES
 
@@ -68,6 +69,10 @@ class SyncServer:
         log_read_limit: int = 200,
         apply_migrations: bool = True,
         http: HttpSettings | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        snapshot_rows: int = 2_000,
+        compact_interval_s: float | None = None,
+        retention_s: float = 7 * 86_400,
     ):
         self.database_url = database_url
         self._secret = secret
@@ -84,6 +89,11 @@ class SyncServer:
         self.drain_timeout_s = drain_timeout_s
         self.log_read_limit = log_read_limit
         self.apply_migrations = apply_migrations
+        self.max_queue = max_queue
+        self.snapshot_rows = snapshot_rows
+        self.compact_interval_s = compact_interval_s  # None: no periodic compaction
+        self.retention_s = retention_s
+        self._compactor: asyncio.Task[None] | None = None
         self.http_settings = http or HttpSettings()  # memory search and fleet metrics (http.py)
         self.server_id = uuid.uuid4().hex[:12]
         self.metrics = Metrics()
@@ -130,7 +140,7 @@ class SyncServer:
         self.store = ChangeStore(
             pool, catalog, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
         )
-        self._log_tail = LogTail(self.store)
+        self._log_tail = LogTail(self.store, router=Router())
         self._notifier = Notifier(self.database_url)
         await self._notifier.start()
         self._accepting = True
@@ -155,6 +165,13 @@ class SyncServer:
             # cost CPU per subscriber on every live change.
             compression=None,
         )
+        if self.compact_interval_s:
+            from syncstore_server.compaction import run_periodically
+
+            self._compactor = asyncio.create_task(
+                run_periodically(self.store, interval_s=self.compact_interval_s, retention_s=self.retention_s),
+                name="syncstore-compaction",
+            )
         log.info(
             "syncstore server %s listening on %s:%s (schema %s, pgvector %s)",
             self.server_id, self.host, self.port, self.schema_version, "yes" if catalog.vector else "no",
@@ -175,6 +192,13 @@ class SyncServer:
     async def stop(self) -> None:
         """Drain and stop: refuse new clients, let merges finish and ack, close."""
         self._accepting = False
+        if self._compactor is not None:
+            self._compactor.cancel()
+            try:
+                await self._compactor
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._compactor = None
         if self._ws is not None:
             self._ws.close(close_connections=False)  # stop listening; connections drain below
             handlers = list(self._handlers)
@@ -245,6 +269,8 @@ class SyncServer:
                 log_read_limit=self.log_read_limit,
                 server_id=self.server_id,
                 schema=self.schema_version,
+                max_queue=self.max_queue,
+                snapshot_rows=self.snapshot_rows,
             ),
         )
         self._handlers.add(handler)

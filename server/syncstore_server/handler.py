@@ -6,8 +6,12 @@ change store, sends messages through one writer task, and closes. Merges and
 reads run as tasks beside the frame reader, so a client that is pushing still
 receives live changes, and the session keeps at most one of each in flight.
 
-Backpressure: the next log read waits until every queued message was written
-to the socket, so a slow client slows its own stream and nobody else's.
+Backpressure: the next log read (and snapshot chunk) waits until every queued
+message was written to the socket, so a client catching up slows its own
+stream and nobody else's. A live stream gets new entries pushed by the router
+without waiting; its queue is bounded (``max_queue`` bytes): a client that
+falls that far behind is disconnected (``too_slow``, close 1013) and catches
+up by cursor when it reconnects, so it never grows the server's memory.
 
 Shutdown (:meth:`ConnectionHandler.drain`): stop reading frames, let the merge
 in flight finish and its Ack go out, then close with 1001 (going away). A push
@@ -41,6 +45,8 @@ log = logging.getLogger("syncstore.server.handler")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+DEFAULT_MAX_QUEUE = 8 * 1024 * 1024  # bytes queued for one client before it is dropped
 
 
 class Limits(NamedTuple):
@@ -51,6 +57,8 @@ class Limits(NamedTuple):
     log_read_limit: int
     server_id: str
     schema: int
+    max_queue: int = DEFAULT_MAX_QUEUE
+    snapshot_rows: int = 2_000  # rows per snapshot chunk (fewer when they are large)
 
 
 class _Closing(NamedTuple):
@@ -85,9 +93,10 @@ class ConnectionHandler:
             schema=limits.schema,
         )
         self._out: asyncio.Queue[bytes | _Closing] = asyncio.Queue()
+        self._queued = 0  # bytes waiting in _out
+        self._tenant: str | None = None  # joined the log tail as
         self._tasks: set[asyncio.Task[Any]] = set()
         self._merge_task: asyncio.Task[None] | None = None
-        self._unsubscribe = None
         self._last_heard = time.monotonic()
         self._ping_nonce = 0
         self._closed = asyncio.Event()
@@ -106,8 +115,10 @@ class ConnectionHandler:
             self.session.drain()
             await self._settle_merge()  # its Ack is queued before the close
             self.session.close()
-            if self._unsubscribe is not None:
-                self._unsubscribe()
+            self.log_tail.router.unregister(self)
+            if self._tenant is not None:
+                self.log_tail.leave(self._tenant)
+                self._tenant = None
             for task in list(self._tasks):
                 task.cancel()
             if not writer.done():
@@ -184,9 +195,34 @@ class ConnectionHandler:
                         return
                     await self.ws.send(item)
                 finally:
+                    if not isinstance(item, _Closing):
+                        self._queued -= len(item)
                     self._out.task_done()
         except ConnectionClosed:
             return
+
+    def _too_slow(self) -> None:
+        """The client fell too far behind: drop what is queued, say why, close.
+        It reconnects and catches up from its cursor at its own pace."""
+        log.info("dropping a client that fell %d bytes behind", self._queued)
+        self.log_tail.router.unregister(self)
+        while True:
+            try:
+                item = self._out.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if not isinstance(item, _Closing):
+                self._queued -= len(item)
+            self._out.task_done()
+        self.session.close()
+        message = p.Error(code="too_slow", message="the client fell too far behind; reconnect and catch up", fatal=True)
+        self.metrics.errors.labels(message.code).inc()
+        frame = p.encode(message)
+        self._queued += len(frame)
+        self._out.put_nowait(frame)
+        self._out.put_nowait(_Closing(CLOSE_TRY_AGAIN_LATER, "too_slow"))
+        if self._reader is not None:
+            self._reader.cancel()
 
     def _send(self, message: p.Message) -> None:
         if isinstance(message, p.Error):
@@ -199,7 +235,10 @@ class ConnectionHandler:
             self._send(p.Changes(txs=message.txs[:half]))
             self._send(p.Changes(txs=message.txs[half:]))
             return
+        self._queued += len(frame)
         self._out.put_nowait(frame)
+        if self._queued > self.limits.max_queue and self.session.live:
+            self._too_slow()
 
     # --- actions -------------------------------------------------------------
 
@@ -215,6 +254,10 @@ class ConnectionHandler:
                 self._merge_task = self._spawn(self._merge(action))
             elif isinstance(action, ss.ReadLog):
                 self._spawn(self._read_log(action))
+            elif isinstance(action, ss.ReadSnapshot):
+                self._spawn(self._read_snapshot(action))
+            elif isinstance(action, ss.Live):
+                self._go_live(action)
             elif isinstance(action, ss.Resolve):
                 self._spawn(self._resolve(action))
 
@@ -241,11 +284,30 @@ class ConnectionHandler:
             return
         self.session.accept(identity, acked_seq=acked)
         if self.session.state is ss.State.READY:
-            self._unsubscribe = self.notifier.subscribe(identity.tenant, self._on_notify)
+            # One notifier subscription per tenant and process wakes the shared
+            # log tail, which routes new entries to the live streams.
+            self._tenant = identity.tenant
+            self.log_tail.join(identity.tenant, self.notifier.subscribe)
         self._dispatch()
 
-    def _on_notify(self) -> None:
-        self.session.notify()
+    # --- live streams --------------------------------------------------------
+
+    def _go_live(self, action: ss.Live) -> None:
+        router = self.log_tail.router
+        if action.shapes is None or self.session.state is not ss.State.READY:
+            router.unregister(self)
+            return
+        assert self._tenant is not None
+        router.register(self, self._tenant, action.shapes)
+        head = self.log_tail.head(self._tenant)
+        if head is not None and head > action.position:
+            # The cache moved on since the read that ended the catch-up (it
+            # was answered from the database): route what it holds beyond.
+            self.log_tail.poke(self._tenant)
+
+    def deliver(self, entries: list[tuple[int, p.ServerTx]]) -> None:
+        """New log entries the router selected for this stream."""
+        self.session.deliver(entries)
         self._dispatch()
 
     async def _merge(self, action: ss.Merge) -> None:
@@ -280,7 +342,7 @@ class ConnectionHandler:
         assert identity is not None
         await self._out.join()  # backpressure: the client has taken what we sent
         try:
-            entries, more = await self.log_tail.read(identity.tenant, action.after, limit=self.limits.log_read_limit)
+            found = await self.log_tail.read(identity.tenant, action.after, limit=self.limits.log_read_limit)
         except Exception as exc:
             if isinstance(exc, psycopg.Error):
                 log.warning("log read failed for tenant %r: %s", identity.tenant, type(exc).__name__)
@@ -289,7 +351,37 @@ class ConnectionHandler:
             self.session.log_failed("unavailable", "the server could not read its change log; connect again")
             self._dispatch()
             return
-        self.session.log_read(entries, more=more)
+        # No await between the read and this: a stream that goes live at the
+        # read's head is owed exactly what the router sends after it.
+        self.session.log_read(
+            found.entries, more=found.more, oldest=found.oldest, head=None if found.more else found.head
+        )
+        self._dispatch()
+
+    async def _read_snapshot(self, action: ss.ReadSnapshot) -> None:
+        identity = self.session.identity
+        assert identity is not None
+        await self._out.join()  # backpressure: one chunk in flight at a time
+        if self.session.state is not ss.State.READY:
+            return
+        try:
+            rows, position, exhausted = await self.store.read_snapshot(
+                identity.tenant,
+                action.shape,
+                action.after_id,
+                limit=self.limits.snapshot_rows,
+                max_bytes=max(64 * 1024, self.limits.max_frame // 2),
+                position=action.position,
+            )
+        except Exception as exc:
+            if isinstance(exc, psycopg.Error):
+                log.warning("snapshot read failed for tenant %r: %s", identity.tenant, type(exc).__name__)
+            else:
+                log.exception("snapshot read failed for tenant %r", identity.tenant)
+            self.session.snapshot_failed("unavailable", "the server could not read the snapshot; connect again")
+            self._dispatch()
+            return
+        self.session.snapshot_read(rows, position=position, exhausted=exhausted)
         self._dispatch()
 
     async def _resolve(self, action: ss.Resolve) -> None:

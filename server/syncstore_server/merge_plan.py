@@ -10,6 +10,12 @@ A conflict is recorded for a written column when the value the server holds is
 a version the writer had not seen (``merge.is_concurrent``) and the two values
 differ, whichever of them wins. A cell nobody has written (the zero clock)
 never conflicts: there was nothing to compete with.
+
+Rows are created only by inserts (a change carrying ``_deleted: 0``). A write
+of some columns to a row the server does not hold is dropped: the row was
+deleted and its tombstone collected (see compaction), and writing its cells
+would bring it back. A write to a row that is a tombstone is logged with the
+row's ``_deleted`` cell, so a replica that never had the row keeps it deleted.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any, Iterable, NamedTuple
 from syncstore import schema
 from syncstore.core import merge
 from syncstore.core import protocol as p
+from syncstore.core import shapes
 from syncstore.core.merge import DELETED, Cell
 
 from syncstore_server.validate import Checked
@@ -100,6 +107,8 @@ def plan_tx(
         hlc = change.hlc
         incoming = {name: make(Cell, (value, hlc, site)) for name, value in change.values.items()}
         if row is None:
+            if change.values.get(DELETED) != 0:
+                continue  # not an insert: the row is gone (collected); never bring it back
             # A row nobody has written: every cell holds the zero clock, which
             # loses to any real write, so every incoming cell wins and nothing
             # competes (this is merge_row's answer, without asking it per cell).
@@ -127,6 +136,8 @@ def plan_tx(
         cells = written.setdefault(key, {})
         for name in changed:
             cells[name] = merged[name]
+        if merged[DELETED].value == 1 and DELETED not in cells:
+            cells[DELETED] = merged[DELETED]
     row_changes = [p.RowChange(table, row_id, cells) for (table, row_id), cells in written.items()]
     return PlannedTx(origin_tx, row_changes, conflicts)
 
@@ -146,3 +157,38 @@ def conflict_record(conflict: Conflict, *, created_at: str) -> p.ConflictRecord:
         incoming_won=conflict.incoming_won,
         created_at=created_at,
     )
+
+
+# --- routing keys -------------------------------------------------------------------
+
+
+_INDEXES = {name: tbl.indexes for name, tbl in schema.TABLES.items()}
+
+
+def indexed_values(table: str, cells: dict[str, Cell]) -> dict[str, Any]:
+    return {column: cells[column].value for column in _INDEXES[table] if column in cells}
+
+
+def routing_keys(
+    entry: PlannedTx, rows: dict[RowKey, Row], before: dict[RowKey, dict[str, Any] | None]
+) -> list[shapes.RowKeys]:
+    """The routing keys of the rows one planned transaction touched (see
+    :class:`syncstore.core.shapes.RowKeys`): ``before`` holds each touched
+    row's indexed values before the transaction (None: it did not exist)."""
+    out = []
+    seen: set[RowKey] = set()
+    touched = [(c.table, c.id) for c in entry.changes] + [(c.table, c.row_id) for c in entry.conflicts]
+    for key in touched:
+        if key in seen or key not in rows:
+            continue
+        seen.add(key)
+        cells = rows[key].cells
+        after = indexed_values(key[0], cells)
+        old = before.get(key)
+        if old is None:
+            out.append(shapes.RowKeys(key[0], key[1], after, None, None))
+            continue
+        moved = {column: value for column, value in old.items() if after.get(column) != value}
+        full = {name: tuple(cell) for name, cell in cells.items()} if moved else None
+        out.append(shapes.RowKeys(key[0], key[1], after, moved, full))  # type: ignore[arg-type]
+    return out

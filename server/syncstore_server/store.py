@@ -45,6 +45,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncstore import schema
 from syncstore.core import hlc as hlc_mod
 from syncstore.core import protocol as p
+from syncstore.core import shapes
 from syncstore.errors import SyncError, ValidationError
 
 from syncstore_server import merge_plan
@@ -219,9 +220,18 @@ class ChangeStore:
                     continue
                 work.append((tx, checked))
             rows = await self._lock_rows(conn, tenant, work)
-            planned = [merge_plan.plan_tx(checked, rows, site=site, origin_tx=tx.tx) for tx, checked in work]
+            entries: list[tuple[merge_plan.PlannedTx, list[shapes.RowKeys]]] = []
+            for tx, checked in work:
+                before = {}
+                for change in checked:
+                    key = (change.table, change.id)
+                    if key not in before:
+                        row = rows.get(key)
+                        before[key] = None if row is None else merge_plan.indexed_values(change.table, row.cells)
+                entry = merge_plan.plan_tx(checked, rows, site=site, origin_tx=tx.tx)
+                if entry.changes or entry.conflicts:
+                    entries.append((entry, merge_plan.routing_keys(entry, rows, before)))
             written = await self._write_rows(conn, tenant, rows)
-            entries = [entry for entry in planned if entry.changes or entry.conflicts]
             positions: list[int] = []
             conflicts = 0
             if entries:
@@ -265,7 +275,15 @@ class ChangeStore:
         rows: dict[RowKey, Row] = {}
         for name in sorted(ids):  # a fixed table order: pushes never wait on each other in a cycle
             table = self.catalog.tables[name]
-            view = table.view(columns.get(name, ()))
+            # Routing needs every row's indexed values; a push that may move one
+            # (it writes an indexed column) reads rows whole, since a row that
+            # moves into a shape is sent whole to its subscribers.
+            indexes = table.table.indexes
+            written_columns = columns.get(name, set())
+            if written_columns & set(indexes):
+                view = table.full
+            else:
+                view = table.view((*written_columns, *indexes))
             cur = await conn.execute(view.select_for_update, (tenant, sorted(ids[name])))
             found = [view.row_from_db(record) for record in await cur.fetchall()]
             for row_id, row in found:
@@ -314,8 +332,9 @@ class ChangeStore:
         conn: psycopg.AsyncConnection,
         tenant: str,
         site: bytes,
-        entries: list[merge_plan.PlannedTx],
+        keyed: list[tuple[merge_plan.PlannedTx, list[shapes.RowKeys]]],
     ) -> tuple[list[int], int]:
+        entries = [entry for entry, _ in keyed]
         # The tenant's log lock, held to commit: entries commit in seq order.
         await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOG_LOCK_CLASS, tenant))
         cur = await conn.execute(
@@ -326,12 +345,15 @@ class ChangeStore:
         conflicts = 0
         async with conn.cursor() as cur:
             async with cur.copy(
-                f"COPY {SCHEMA}.change_log (seq, tenant, origin_site, origin_tx, tables, payload, created_at) FROM STDIN"
+                f"COPY {SCHEMA}.change_log (seq, tenant, origin_site, origin_tx, tables, payload, created_at, routing) "
+                f"FROM STDIN"
             ) as copy:
-                for seq, entry in zip(seqs, entries):
+                for seq, (entry, keys) in zip(seqs, keyed):
                     records = [merge_plan.conflict_record(c, created_at=created_at) for c in entry.conflicts]
                     payload = _encode(p.ServerTx(seq=seq, changes=entry.changes, conflicts=records))
-                    await copy.write_row((seq, tenant, site, entry.origin_tx, entry.tables, payload, created_at))
+                    await copy.write_row(
+                        (seq, tenant, site, entry.origin_tx, entry.tables, payload, created_at, shapes.encode_keys(keys))
+                    )
             if any(entry.conflicts for entry in entries):
                 async with cur.copy(
                     f"COPY {SCHEMA}.conflicts (id, tenant, seq, tbl, row_id, col, winner_value, winner_hlc, "
@@ -375,14 +397,87 @@ class ChangeStore:
 
     async def read_log(self, tenant: str, after: int, *, limit: int = 200) -> tuple[list[tuple[int, p.ServerTx]], bool]:
         """The tenant's log entries after ``after``, oldest first, and whether more follow."""
+        entries, more, _ = await self.read_entries(tenant, after, limit=limit)
+        return [(entry.seq, entry.tx) for entry in entries], more
+
+    async def read_entries(
+        self, tenant: str, after: int, *, limit: int = 200
+    ) -> tuple[list[shapes.LogEntry], bool, int]:
+        """The tenant's log entries after ``after``, oldest first; whether more
+        follow; and the oldest position the log serves (read in one statement,
+        so a compaction that removed entries is seen with its new horizon)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT seq, payload FROM {SCHEMA}.change_log WHERE tenant = %s AND seq > %s ORDER BY seq LIMIT %s",
-                (tenant, after, limit + 1),
+                f"SELECT coalesce((SELECT oldest FROM {SCHEMA}.log_horizon WHERE tenant = %(t)s), 0), "
+                f"l.seq, l.payload, l.routing FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+                f"SELECT seq, payload, routing FROM {SCHEMA}.change_log WHERE tenant = %(t)s AND seq > %(a)s "
+                f"ORDER BY seq LIMIT %(n)s) AS l ON true",
+                {"t": tenant, "a": after, "n": limit + 1},
             )
             found = await cur.fetchall()
+        oldest = found[0][0] if found else 0
+        found = [row for row in found if row[1] is not None]
         more = len(found) > limit
-        return [(seq, _decode_tx(payload)) for seq, payload in found[:limit]], more
+        entries = [
+            shapes.LogEntry(seq, _decode_tx(payload), shapes.decode_keys(routing))
+            for _, seq, payload, routing in found[:limit]
+        ]
+        return entries, more, oldest
+
+    async def log_head(self, tenant: str) -> int:
+        """The tenant's newest log position (every entry up to it is committed)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.change_log WHERE tenant = %s", (tenant,)
+            )
+            found = await cur.fetchone()
+        assert found is not None
+        return found[0]
+
+    # --- snapshots ------------------------------------------------------------
+
+    async def read_snapshot(
+        self,
+        tenant: str,
+        shape: shapes.ShapeFilter,
+        after_id: str,
+        *,
+        limit: int = 2_000,
+        max_bytes: int = 1 << 20,
+        position: bool = False,
+    ) -> tuple[list[p.RowChange], int | None, bool]:
+        """One chunk of a shape's live rows with ids after ``after_id``, by id
+        (keyset pagination), every cell with its clock; with ``position``, first
+        the log position the chunk is consistent with (the rows are read after
+        it, so they hold at least everything up to it). Returns the rows, the
+        position (or None) and whether the shape has no rows after these."""
+        table = self.catalog.tables[shape.table]
+        view = table.full
+        clauses, params = snapshot_filter(table, shape)
+        sql = (
+            f"{view.select_all} WHERE tenant = %s AND id > %s AND NOT _deleted{clauses} ORDER BY id LIMIT %s"
+        )
+        async with self.pool.connection() as conn:
+            at = None
+            if position:
+                cur = await conn.execute(
+                    f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.change_log WHERE tenant = %s", (tenant,)
+                )
+                found = await cur.fetchone()
+                assert found is not None
+                at = found[0]
+            cur = await conn.execute(sql, (tenant, after_id, *params, limit + 1))
+            records = await cur.fetchall()
+        rows: list[p.RowChange] = []
+        size = 0
+        for record in records[:limit]:
+            row_id, row = view.row_from_db(record)
+            rows.append(p.RowChange(shape.table, row_id, row.cells))  # type: ignore[arg-type]
+            size += _approx_size(row.cells)
+            if size >= max_bytes:
+                break
+        exhausted = len(records) <= len(rows)
+        return rows, at, exhausted
 
     # --- conflicts ------------------------------------------------------------
 
@@ -461,6 +556,36 @@ async def open_store(database_url: str, *, pool_size: int = 2, **options: Any) -
         async with pool.connection() as conn:
             catalog = await load_catalog(conn)
         yield ChangeStore(pool, catalog, **options)
+
+
+_PG_ARRAY = {"text": "text", "integer": "bigint", "real": "double precision", "boolean": "boolean",
+             "timestamp": "timestamptz", "blob": "bytea"}  # fmt: skip
+
+
+def snapshot_filter(table: Any, shape: shapes.ShapeFilter) -> tuple[str, list[Any]]:
+    """SQL conditions (and their parameters) selecting a shape's rows; the
+    column names come from the schema, the values are parameters."""
+    clauses, params = "", []
+    for column, allowed in shape.where:
+        col = table.table.column(column)
+        values = [v for v in allowed if v is not None]
+        if col.type == "boolean":
+            values = [bool(v) for v in values]
+        cast = _PG_ARRAY.get(col.type, "text")
+        condition = f"{col.name} = ANY(%s::{cast}[])"
+        params.append(values)
+        if None in allowed:
+            condition = f"({condition} OR {col.name} IS NULL)"
+        clauses += f" AND {condition}"
+    return clauses, params
+
+
+def _approx_size(cells: dict[str, Any]) -> int:
+    size = 0
+    for cell in cells.values():
+        value = cell[0]
+        size += 32 + (len(value) if isinstance(value, (str, bytes)) else 8)
+    return size
 
 
 def _pg_message(exc: psycopg.Error) -> str:

@@ -110,6 +110,7 @@ class View:
         self.select_rows = (
             f"SELECT id, {exprs}_deleted::int, _hlc, _site, _clocks FROM {q} WHERE tenant = %s AND id = ANY(%s::text[])"
         )
+        self.select_all = f"SELECT id, {exprs}_deleted::int, _hlc, _site, _clocks FROM {q}"
         stored = ("tenant", "id", *columns, "_deleted", "_hlc", "_site", "_clocks")
         self.copy_stage = f"COPY {table.stage} ({', '.join(stored)}, _group) FROM STDIN"
         assignments = ", ".join(f"{n} = s.{n}" for n in stored[2:])

@@ -21,9 +21,9 @@ class CountingStore:
         self._store = store
         self.reads = 0
 
-    async def read_log(self, tenant, after, *, limit):
+    async def read_entries(self, tenant, after, *, limit):
         self.reads += 1
-        return await self._store.read_log(tenant, after, limit=limit)
+        return await self._store.read_entries(tenant, after, limit=limit)
 
 
 async def push(store, k: int, h: int) -> int:
@@ -38,7 +38,7 @@ def test_a_burst_of_streams_shares_reads_and_every_stream_sees_every_entry(migra
             tail = LogTail(counting)
             h = stamp()
             first = await push(store, 1, h)
-            assert (await tail.read(TENANT, 0, limit=100))[0][0][0] == first  # reaches the end: the cache starts
+            assert (await tail.read(TENANT, 0, limit=100)).entries[0].seq == first  # reaches the end: the cache starts
             cursors = [first] * 200
             expected = []
             for k in range(2, 6):
@@ -46,10 +46,10 @@ def test_a_burst_of_streams_shares_reads_and_every_stream_sees_every_entry(migra
                 before = counting.reads
                 results = await asyncio.gather(*(tail.read(TENANT, c, limit=100) for c in cursors))
                 assert counting.reads - before <= 2  # not one read per stream
-                for i, (entries, more) in enumerate(results):
-                    assert not more
-                    assert [seq for seq, _ in entries] == [expected[-1]]  # exactly the new entry
-                    cursors[i] = entries[-1][0]
+                for i, found in enumerate(results):
+                    assert not found.more and found.head == expected[-1]
+                    assert [e.seq for e in found.entries] == [expected[-1]]  # exactly the new entry
+                    cursors[i] = found.entries[-1].seq
             return cursors, expected
 
     cursors, expected = asyncio.run(main())
@@ -68,10 +68,10 @@ def test_reads_interleaved_with_commits_never_skip_an_entry(migrated):
             async def stream(i: int) -> None:
                 while True:
                     finished = done.is_set()
-                    entries, more = await tail.read(TENANT, cursors[i], limit=2)
-                    for seq, _ in entries:
-                        seen[i].append(seq)
-                        cursors[i] = seq
+                    entries, more, _, _ = await tail.read(TENANT, cursors[i], limit=2)
+                    for entry in entries:
+                        seen[i].append(entry.seq)
+                        cursors[i] = entry.seq
                     if finished and not more and not entries:
                         return
                     await asyncio.sleep(0)

@@ -200,7 +200,9 @@ def test_a_log_entry_is_never_sent_twice_on_one_stream():
     "shapes, cursor, code",
     [
         ([p.Shape("nope")], 0, "unknown_table"),
-        ([p.Shape("tasks", where={"status": ["pending"]})], 0, "unsupported_shape"),
+        ([p.Shape("tasks", where={"title": ["x"]})], 0, "unsupported_shape"),  # not an indexed column
+        ([p.Shape("tasks", where={"status": []})], 0, "bad_subscribe"),
+        ([p.Shape("tasks", where={"status": [{"a": 1}]})], 0, "bad_subscribe"),
         ([], 0, "bad_subscribe"),
         ([p.Shape("tasks")], -1, "bad_subscribe"),
         ([p.Shape("tasks")], 1 << 63, "bad_subscribe"),

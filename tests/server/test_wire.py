@@ -286,14 +286,17 @@ def test_a_client_forging_another_tenants_row_touches_only_its_own(shared_server
                 p.LocalTx(1, [update(1, row, h + 100, {"title": (h, site(1))}, title="beta was here")]),
                 p.LocalTx(2, [insert(2, new_id(), h + 101, tenant=alpha)]),
             )
+            # Beta's own insert of the same id makes a row of beta's, apart from alpha's.
+            await push(b, p.LocalTx(3, [insert(3, row, h + 102, title="beta's own")]))
             changes, _ = await recv_until(b, p.Changes)
             return forged, changes
 
     forged, changes = run(main())
     assert [r.code for r in forged.rejected] == ["unknown_column"]
     assert [r["title"] for r in tenant_rows(shared_database, alpha)] == ["alpha's"]
+    # An update of a row beta does not hold creates nothing (only inserts create rows).
     (beta_row,) = tenant_rows(shared_database, beta)
-    assert beta_row["id"] == row and beta_row["title"] == "beta was here"
+    assert beta_row["id"] == row and beta_row["title"] == "beta's own"
     assert all(tx.changes[0].id == row for tx in changes.txs)
     with psycopg.connect(shared_database) as conn:
         tenants = conn.execute("SELECT DISTINCT tenant FROM syncstore.change_log WHERE tenant IN (%s, %s)", (alpha, beta))

@@ -75,6 +75,12 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Database connections per process."),
         click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
                      show_default=True),
+        click.option("--max-queue", type=click.IntRange(min=65536), default=8 * 1024 * 1024, show_default=True,
+                     help="Bytes queued for one live client before it is dropped (it catches up by cursor)."),
+        click.option("--compact-every", default=None, metavar="DURATION",
+                     help="Compact the change log this often (e.g. 1h, 30m); default: never (use `compact`)."),
+        click.option("--retention", default="7d", show_default=True, metavar="DURATION",
+                     help="Keep tombstones (and the log a client needs to catch up) this long."),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
@@ -89,9 +95,14 @@ def _serve(
     log_level: str,
     idle_timeout: float,
     max_drift_ms: int,
+    compact_every: str | None = None,
+    retention: str = "7d",
     **options: Any,
 ) -> None:
     server = _server()
+    options["retention_s"] = _parse_duration(retention, "--retention")
+    if compact_every:
+        options["compact_interval_s"] = _parse_duration(compact_every, "--compact-every")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # websockets dumps frames at debug level, and a Hello frame carries a token.
     logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
@@ -122,6 +133,13 @@ def server(ctx: click.Context, **options: Any) -> None:
 def run(**options: Any) -> None:
     """Run the sync server until SIGTERM or Ctrl-C (then it drains and stops)."""
     _serve(**options)
+
+
+def _parse_duration(text: str, option: str) -> int:
+    found = _TTL.match(text.strip().lower())
+    if not found:
+        raise click.BadParameter("a duration like 3600, 90m, 12h or 7d", param_hint=option)
+    return int(found[1]) * _UNITS[found[2]]
 
 
 def _parse_ttl(text: str) -> int | None:
@@ -183,6 +201,28 @@ def status(database_url: str | None, data_dir: str, as_json: bool) -> None:
         emit_json(found)
         return
     table(None, ["", ""], ((key, ", ".join(v) if isinstance(v, list) else v) for key, v in found.items()))
+
+
+@server.command("compact")
+@click.option("--retention", default="7d", show_default=True, metavar="DURATION",
+              help="Keep tombstones this long (0 collects every tombstone now).")  # fmt: skip
+@click.option("--tenant", help="Only this tenant's log (default: every tenant).")
+@_database_options
+@json_option
+def compact(retention: str, tenant: str | None, database_url: str | None, data_dir: str, as_json: bool) -> None:
+    """Compact the change log: drop superseded versions, collect old tombstones."""
+    retention_s = _parse_duration(retention, "--retention")
+    with _database(database_url, data_dir) as url:
+        found = _server().admin.compact(url, retention_s=retention_s, tenant=tenant)
+    if as_json:
+        emit_json(found)
+        return
+    table(
+        None,
+        ["tenant", "entries", "rewritten", "deleted", "cells dropped", "rows collected", "oldest"],
+        ((r["tenant"], r["entries_seen"], r["entries_rewritten"], r["entries_deleted"], r["cells_dropped"],
+          r["rows_collected"], r["oldest"]) for r in found),
+    )  # fmt: skip
 
 
 @server.command("rejections")

@@ -150,9 +150,17 @@ class Ack(_Message, tag="ack"):
 
 
 class Subscribe(_Message, tag="subscribe"):
+    """Receive the tenant's changes to ``shapes``. With ``snapshot`` the server
+    first sends the shapes' current rows (Snapshot chunks), then the log: from
+    ``cursor`` if it is not 0, else from the snapshot's position. ``resume``
+    continues a snapshot that was cut off after the chunk that named it (give
+    the snapshot's original position as ``cursor``)."""
+
     shapes: list[Shape]
     cursor: int = 0
     id: str = ""  # the client's name for this subscription, echoed back
+    snapshot: bool = False
+    resume: str = ""
 
 
 class Unsubscribe(_Message, tag="unsubscribe"):
@@ -180,7 +188,9 @@ class UpToDate(_Message, tag="up_to_date"):
 
 
 class MustResnapshot(_Message, tag="must_resnapshot"):
-    """The client's cursor is older than the retained log: drop it and re-snapshot."""
+    """The client's cursor is older than the retained log: drop it and re-snapshot.
+    The server has ended every subscription of the connection; the client
+    subscribes again (with ``snapshot``) when it is ready."""
 
     oldest: int
 

@@ -24,14 +24,35 @@ Actions for the driver, in the order they are queued:
   At most one merge is asked for at a time, in the order the pushes came.
 - :class:`ReadLog`: read the tenant's log after a position; then
   :meth:`log_read`. At most one read is asked for at a time.
+- :class:`ReadSnapshot`: read one chunk of a shape's current rows (keyset
+  pagination by id); then :meth:`snapshot_read`. At most one at a time.
+- :class:`Live`: the stream reached the end of the log: from now on the
+  driver routes new entries matching these shapes to :meth:`deliver`
+  (``shapes`` None: stop routing, the stream reads the log again).
 - :class:`Resolve`: mark these conflict records of the tenant resolved.
 - :class:`Close`: close the connection with this code and reason.
 
-The stream: a Subscribe starts (or widens) one stream of the tenant's log from
-the given cursor; every read ends in Changes (if anything matched) and, when
-the read reached the end of the log, UpToDate(position). A new commit
-(:meth:`notify`) asks for another read from the position reached, so live
-changes follow with no polling.
+The stream: a Subscribe adds shapes to one stream of the tenant's log per
+connection. The stream reads the log from a position (:class:`ReadLog`, each
+read ending in Changes if anything matched and, at the end of the log,
+UpToDate), keeping of each entry what the shapes select
+(:func:`syncstore.core.shapes.select`). A driver that can route (its reads
+say where the end of the log is) then takes the stream live: new entries
+arrive through :meth:`deliver`, already selected. A driver that cannot
+(tests' reference servers) calls :meth:`notify` after each commit, which asks
+for another read, so live changes follow with no polling either way.
+
+Snapshots: a Subscribe with ``snapshot`` queues a snapshot of its shapes'
+current rows, sent in chunks before anything else of those shapes is owed.
+While no stream runs yet (a fresh replica), the stream starts once every
+queued snapshot is sent, from the smallest position asked for: the
+Subscribe's cursor when it gives one, else the snapshot's own position (the
+log position its first chunk is consistent with). Chunks after the first may
+be read later, from newer data: every change after the position still comes
+through the stream and merges to the same rows.
+
+Compaction: a read that finds the stream's position older than the oldest
+position the log keeps answers MustResnapshot and ends every subscription.
 """
 
 from __future__ import annotations
@@ -41,6 +62,7 @@ from collections import deque
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
 from syncstore.core import protocol as p
+from syncstore.core import shapes as sh
 from syncstore.core.hlc import wall_ms
 from syncstore.errors import ProtocolError
 
@@ -88,6 +110,17 @@ class ReadLog(NamedTuple):
     after: int
 
 
+class ReadSnapshot(NamedTuple):
+    shape: sh.ShapeFilter
+    after_id: str  # keyset: rows with an id greater than this ("" for the first chunk)
+    position: bool  # also read the log position the chunk is consistent with
+
+
+class Live(NamedTuple):
+    shapes: list[sh.ShapeFilter] | None  # None: stop routing to this session
+    position: int  # entries after this one are owed
+
+
 class Resolve(NamedTuple):
     conflict_ids: list[str]
 
@@ -97,7 +130,32 @@ class Close(NamedTuple):
     reason: str
 
 
-Action = Union[Send, Authenticate, Merge, ReadLog, Resolve, Close]
+Action = Union[Send, Authenticate, Merge, ReadLog, ReadSnapshot, Live, Resolve, Close]
+
+
+class _Job:
+    """A snapshot in progress: the shapes of one Subscribe, shape by shape, by id."""
+
+    __slots__ = ("id", "shapes", "index", "after", "position", "cursor")
+
+    def __init__(self, sub_id: str, shapes: list[sh.ShapeFilter], index: int, after: str, cursor: int):
+        self.id = sub_id
+        self.shapes = shapes
+        self.index = index
+        self.after = after
+        self.position: int | None = cursor or None
+        self.cursor = cursor
+
+
+def resume_key(index: int, after_id: str) -> str:
+    return f"{index}:{after_id}"
+
+
+def parse_resume(key: str, shapes: int) -> tuple[int, str]:
+    index, sep, after = key.partition(":")
+    if not sep or not index.isdigit() or int(index) >= shapes or len(after) > 200:
+        raise ProtocolError("not a resume key this server made", code="bad_subscribe")
+    return int(index), after
 
 
 class Identity(NamedTuple):
@@ -143,12 +201,19 @@ class ServerSession:
         self._actions: list[Action] = []
         self._pushes: deque[Merge] = deque()
         self._merging = False
-        # The stream: subscription id -> tables; the position delivered up to.
-        self._subscriptions: dict[str, frozenset[str]] = {}
+        # The stream: subscription id -> shapes; the position delivered up to.
+        self._subscriptions: dict[str, list[sh.ShapeFilter]] = {}
+        self._selection: dict[str, list[sh.ShapeFilter]] = {}  # by table, every subscription's
         self.position = 0
+        self.started = False  # the stream runs (else: it waits for snapshots, or nothing is subscribed)
+        self.live = False  # the driver routes new entries to deliver()
+        self._start_from: int | None = None  # where the stream will start
         self._reading = False
         self._wake = False
+        self._stale = False
         self._draining = False
+        self._jobs: deque[_Job] = deque()
+        self._job: _Job | None = None  # the snapshot whose chunk is being read
 
     def __repr__(self) -> str:  # never shows the token
         tenant = self.identity.tenant if self.identity else None
@@ -170,7 +235,15 @@ class ServerSession:
 
     @property
     def subscribed_tables(self) -> frozenset[str]:
-        return frozenset().union(*self._subscriptions.values()) if self._subscriptions else frozenset()
+        return frozenset(self._selection)
+
+    @property
+    def shapes(self) -> list[sh.ShapeFilter]:
+        return [shape for shapes in self._selection.values() for shape in shapes]
+
+    @property
+    def snapshotting(self) -> bool:
+        return self._job is not None or bool(self._jobs)
 
     @property
     def busy(self) -> bool:
@@ -259,20 +332,38 @@ class ServerSession:
         self._pushes.clear()
         self._error(code, message, fatal=True, close_code=1011)
 
-    def log_read(self, entries: Sequence[tuple[int, p.ServerTx]], *, more: bool) -> None:
+    def log_read(
+        self,
+        entries: Sequence[tuple[int, p.ServerTx] | sh.LogEntry],
+        *,
+        more: bool,
+        oldest: int = 0,
+        head: int | None = None,
+    ) -> None:
         """The log entries after the position asked for, oldest first, and
-        whether the read stopped at its limit (``more``) before the end."""
+        whether the read stopped at its limit (``more``) before the end.
+        ``oldest``: the oldest position the log still serves (a position
+        before it must re-snapshot). ``head``: when the read reached the end,
+        the position it is complete up to, from which the driver routes new
+        entries (None: this driver does not route; notify() drives the stream)."""
         if not self._reading:
             raise ProtocolError("log_read() with no read running", code="state")
         self._reading = False
-        if self.state is not State.READY:
+        if self.state is not State.READY or not self.started:
             return
-        tables = self.subscribed_tables
+        if self._stale:
+            self._stale = False
+            entries, more = [], True  # read again from the rewound position
+        if self.position < oldest:
+            self._must_resnapshot(oldest)
+            return
         out: list[p.ServerTx] = []
-        for seq, tx in entries:
+        selection = self._selection
+        for entry in entries:
+            seq = entry[0]
             if seq <= self.position:
                 continue  # the stream was rewound or read twice; never go back
-            kept = _only_tables(tx, tables)
+            kept = sh.select(entry if isinstance(entry, sh.LogEntry) else sh.LogEntry(seq, entry[1]), selection)
             if kept is not None:
                 out.append(kept)
             self.position = seq
@@ -281,8 +372,65 @@ class ServerSession:
         if (more or self._wake) and not self._draining:
             self._wake = False
             self._read()
+            return
+        if head is not None:
+            self.position = max(self.position, head)
+        self._send(p.UpToDate(cursor=self.position))
+        if head is not None and not self._draining:
+            self.live = True
+            self._actions.append(Live(self.shapes, self.position))
+
+    def deliver(self, entries: Sequence[tuple[int, p.ServerTx]]) -> None:
+        """Live: new log entries the driver selected for this session's shapes."""
+        if self.state is not State.READY or not self.live:
+            return
+        out = [tx for seq, tx in entries if seq > self.position]
+        if not out:
+            return
+        self.position = out[-1].seq
+        self._send(p.Changes(txs=out))
+        self._send(p.UpToDate(cursor=self.position))
+
+    def snapshot_read(self, rows: Sequence[p.RowChange], *, position: int | None, exhausted: bool) -> None:
+        """One chunk of the snapshot asked for: rows by id, the position the
+        first chunk is consistent with, and whether the shape has no more rows."""
+        job = self._job
+        if job is None:
+            raise ProtocolError("snapshot_read() with no snapshot read running", code="state")
+        self._job = None
+        if self.state is not State.READY or job.id not in self._subscriptions:
+            self._next_snapshot()
+            return
+        if job.position is None:
+            job.position = position or 0
+        if exhausted:
+            job.index += 1
+            job.after = ""
+        elif rows:
+            job.after = rows[-1].id
+        last = job.index >= len(job.shapes)
+        if rows or last:
+            self._send(
+                p.Snapshot(
+                    rows=list(rows),
+                    position=job.position,
+                    last=last,
+                    resume="" if last else resume_key(job.index, job.after),
+                    id=job.id,
+                )
+            )
+        if last:
+            if not self.started:
+                start = job.cursor or job.position
+                self._start_from = start if self._start_from is None else min(self._start_from, start)
         else:
-            self._send(p.UpToDate(cursor=self.position))
+            self._jobs.appendleft(job)
+        self._next_snapshot()
+
+    def snapshot_failed(self, code: str, message: str) -> None:
+        """The chunk could not be read: end the session (the client resumes)."""
+        self._job = None
+        self._error(code, message, fatal=True, close_code=1011)
 
     def log_failed(self, code: str, message: str) -> None:
         """The read could not run: end the session (the client resumes from its cursor)."""
@@ -290,8 +438,8 @@ class ServerSession:
         self._error(code, message, fatal=True, close_code=1011)
 
     def notify(self) -> None:
-        """Something was committed to this tenant's log."""
-        if self.state is not State.READY or not self._subscriptions or self._draining:
+        """Something was committed to this tenant's log (drivers that do not route)."""
+        if self.state is not State.READY or not self.started or self.live or self._draining:
             return
         if self._reading:
             self._wake = True
@@ -314,6 +462,8 @@ class ServerSession:
         """The connection is gone or being closed by the server: stop asking for work."""
         self.state = State.CLOSED
         self._pushes.clear()
+        self._jobs.clear()
+        self.live = False
 
     # --- handlers ---------------------------------------------------------
 
@@ -375,33 +525,54 @@ class ServerSession:
         if not 0 <= msg.cursor <= MAX_INT64:
             self._error("bad_subscribe", "the cursor is a log position: 0 or more, within 64 bits", fatal=False)
             return
-        tables = set()
-        for shape in msg.shapes:
-            if shape.table not in self.tables:
-                self._error("unknown_table", f"no synced table {shape.table!r}", fatal=False)
-                return
-            if shape.where:
-                self._error(
-                    "unsupported_shape", "this server streams whole tables: shapes with filters are not served yet",
-                    fatal=False,
-                )
-                return
-            tables.add(shape.table)
-        if not tables:
+        if not msg.shapes:
             self._error("bad_subscribe", "a Subscribe names at least one table", fatal=False)
             return
-        first = not self._subscriptions
-        self._subscriptions[msg.id] = frozenset(tables)
-        # One stream serves every subscription: a cursor behind the stream
-        # rewinds it (what is sent again merges to nothing on the client).
-        self.position = msg.cursor if first else min(self.position, msg.cursor)
-        if self._reading:
-            self._wake = True
-        else:
-            self._read()
+        if len(msg.shapes) > sh.MAX_SHAPES:
+            self._error("bad_subscribe", f"at most {sh.MAX_SHAPES} shapes in one Subscribe", fatal=False)
+            return
+        try:
+            filters = [sh.check_shape(shape, self.tables) for shape in msg.shapes]
+            start = (0, "")
+            if msg.resume:
+                if not msg.snapshot:
+                    raise ProtocolError("resume continues a snapshot: set snapshot", code="bad_subscribe")
+                start = parse_resume(msg.resume, len(filters))
+        except ProtocolError as exc:
+            self._error(exc.code, str(exc), fatal=False)
+            return
+        self._subscriptions[msg.id] = filters
+        self._selection = sh.by_table(s for shapes in self._subscriptions.values() for s in shapes)
+        if msg.snapshot:
+            self._jobs = deque(job for job in self._jobs if job.id != msg.id)
+            self._jobs.append(_Job(msg.id, filters, start[0], start[1], msg.cursor))
+        if not self.started:
+            if not msg.snapshot:
+                self._start_from = msg.cursor if self._start_from is None else min(self._start_from, msg.cursor)
+            elif msg.cursor:
+                self._start_from = msg.cursor if self._start_from is None else min(self._start_from, msg.cursor)
+        elif not msg.snapshot or msg.cursor:
+            # One stream serves every subscription: a cursor behind the stream
+            # rewinds it (what is sent again merges to nothing on the client).
+            if msg.cursor < self.position:
+                self.position = msg.cursor
+                self._leave_live()
+                if self._reading:
+                    self._stale = True  # the read in flight started after the new position
+                self._read_or_wake()
+        if self.started and self.live:
+            self._actions.append(Live(self.shapes, self.position))
+        self._next_snapshot()
 
     def _on_unsubscribe(self, msg: p.Unsubscribe) -> None:
-        self._subscriptions.pop(msg.id, None)
+        if self._subscriptions.pop(msg.id, None) is None:
+            return
+        self._selection = sh.by_table(s for shapes in self._subscriptions.values() for s in shapes)
+        self._jobs = deque(job for job in self._jobs if job.id != msg.id)
+        if self.live:
+            self._actions.append(Live(self.shapes if self._subscriptions else None, self.position))
+            if not self._subscriptions:
+                self.live = False
 
     def _on_resolved(self, msg: p.Resolved) -> None:
         if not self._allowed(PUSH_SCOPES, "resolve conflicts"):
@@ -469,13 +640,41 @@ class ServerSession:
         self._reading = True
         self._actions.append(ReadLog(self.position))
 
+    def _read_or_wake(self) -> None:
+        if self._reading:
+            self._wake = True
+        else:
+            self._read()
 
-def _only_tables(tx: p.ServerTx, tables: frozenset[str]) -> p.ServerTx | None:
-    """The part of a server transaction about ``tables`` (None if nothing)."""
-    if all(change.table in tables for change in tx.changes) and all(c.table in tables for c in tx.conflicts):
-        return tx
-    changes = [change for change in tx.changes if change.table in tables]
-    conflicts = [c for c in tx.conflicts if c.table in tables]
-    if not changes and not conflicts:
-        return None
-    return p.ServerTx(seq=tx.seq, changes=changes, conflicts=conflicts)
+    def _leave_live(self) -> None:
+        if self.live:
+            self.live = False
+            self._actions.append(Live(None, self.position))
+
+    def _next_snapshot(self) -> None:
+        """Ask for the next chunk; with none left, start the stream if it waits."""
+        if self._job is not None or self.state is not State.READY or self._draining:
+            return
+        if self._jobs:
+            job = self._jobs.popleft()
+            self._job = job
+            self._actions.append(ReadSnapshot(job.shapes[job.index], job.after, job.position is None))
+            return
+        if not self.started and self._start_from is not None and self._subscriptions:
+            self.started = True
+            self.position = self._start_from
+            self._start_from = None
+            self._read_or_wake()
+
+    def _must_resnapshot(self, oldest: int) -> None:
+        """The log no longer reaches back to the stream's position: every
+        subscription ends; the client subscribes again with a snapshot."""
+        self._send(p.MustResnapshot(oldest=oldest))
+        self._leave_live()
+        self._subscriptions.clear()
+        self._selection = {}
+        self._jobs.clear()
+        self.started = False
+        self._start_from = None
+        self._wake = False
+        self.position = 0
