@@ -276,13 +276,14 @@ def test_error_during_hello_is_an_event():
     assert s.state is cs.State.FAILED
 
 
-def test_must_resnapshot_is_a_clear_fatal_error():
+def test_must_resnapshot_ends_the_subscriptions_and_the_session_goes_on():
     s = ready(cursor=3)
     s.receive(p.MustResnapshot(oldest=100))
-    (event,) = s.events_received()
-    assert event.code == "must_resnapshot" and event.fatal
-    assert "3" in event.message and "100" in event.message
-    assert s.state is cs.State.FAILED
+    assert s.events_received() == [cs.Resnapshot(100)]
+    assert s.state is cs.State.READY and not s.subscribed and not s.settled
+    s.subscribe([cs.Subscription("again", [p.Shape("tasks")], snapshot=True, cursor=0)])
+    (sub,) = s.messages_to_send()
+    assert sub == p.Subscribe(shapes=[p.Shape("tasks")], cursor=0, id="again", snapshot=True)
 
 
 def test_resolved_is_sent_only_when_ready():

@@ -10,8 +10,16 @@ with :meth:`ClientSession.receive`, then take what to send with
 States::
 
     IDLE --start()--> HELLO_SENT --Welcome--> READY
-    HELLO_SENT / READY --Error(fatal), MustResnapshot--> FAILED
+    HELLO_SENT / READY --Error(fatal)--> FAILED
     any --a message that breaks the protocol--> FAILED (ProtocolError raised)
+
+Subscriptions: on Welcome the session sends one Subscribe per
+:class:`Subscription` it was given (by default one for every table, whole,
+from the cursor). A subscription with ``snapshot`` first receives its shapes'
+current rows in Snapshot chunks (:class:`SnapshotChunk` events; the driver
+persists each chunk's ``resume`` key and position with the rows, so a cut-off
+snapshot continues where it stopped). MustResnapshot ends every subscription
+(:class:`Resnapshot` event); the driver rebuilds and calls :meth:`subscribe`.
 
 In READY the client pushes its local transactions in sequence order (at most
 ``max_in_flight`` pushes waiting for an Ack: flow control, so a slow server is
@@ -87,7 +95,35 @@ class ResolutionsDelivered(NamedTuple):
     conflict_ids: list[str]
 
 
-Event = Union[Welcomed, Acked, RemoteTx, UpToDate, SessionError, ResolutionsDelivered]
+class SnapshotChunk(NamedTuple):
+    """Current rows of a subscription's shapes: apply them in one local
+    transaction with the resume key and position (``last``: the snapshot is whole)."""
+
+    id: str
+    rows: list[p.RowChange]
+    position: int
+    last: bool
+    resume: str
+
+
+class Resnapshot(NamedTuple):
+    """The server no longer keeps the log from our cursor: every subscription
+    ended; rebuild the shapes' rows from a snapshot."""
+
+    oldest: int
+
+
+Event = Union[Welcomed, Acked, RemoteTx, UpToDate, SessionError, ResolutionsDelivered, SnapshotChunk, Resnapshot]
+
+
+class Subscription(NamedTuple):
+    """What to ask for on one Subscribe."""
+
+    id: str
+    shapes: list[p.Shape]
+    snapshot: bool = False  # send the shapes' current rows first
+    resume: str = ""  # continue a snapshot cut off after this key
+    cursor: int | None = None  # where the log starts (None: the session's cursor)
 
 
 # --- pushing: local log entries grouped into transactions ------------------------
@@ -169,6 +205,7 @@ class ClientSession:
         schema: int = 0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_batch: int = DEFAULT_MAX_BATCH,
+        subscriptions: Sequence[Subscription] | None = None,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -193,6 +230,11 @@ class ClientSession:
         self._awaiting_pong: dict[int, list[str]] = {}  # ping nonce -> resolutions sent before it
         self._outgoing: list[p.Message] = []
         self._events: list[Event] = []
+        self.subscriptions: list[Subscription] = (
+            list(subscriptions) if subscriptions is not None else [Subscription("", [p.Shape(t) for t in self.tables])]
+        )
+        self._snapshots: set[str] = set()  # subscriptions whose snapshot has not ended
+        self.subscribed = False  # Subscribes sent and not ended by MustResnapshot
 
     def __repr__(self) -> str:  # never shows the token
         return (
@@ -228,10 +270,16 @@ class ClientSession:
         conflict records they made)."""
         return (
             self.state is State.READY
+            and self.subscribed
             and self.up_to_date
+            and not self._snapshots
             and not self._in_flight
             and self.cursor >= self.awaited_log_seq
         )
+
+    @property
+    def snapshotting(self) -> bool:
+        return bool(self._snapshots)
 
     # --- what the driver does ---------------------------------------------
 
@@ -314,8 +362,22 @@ class ClientSession:
             self.max_batch = min(self.max_batch, msg.max_batch)
         self.state = State.READY
         self._events.append(Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id))
-        shapes = [p.Shape(table=name) for name in self.tables]
-        self._outgoing.append(p.Subscribe(shapes=shapes, cursor=self.cursor))
+        self.subscribe(self.subscriptions)
+
+    def subscribe(self, subscriptions: Sequence[Subscription]) -> None:
+        """Send these subscriptions (on Welcome, and after a Resnapshot)."""
+        if self.state is not State.READY:
+            raise ProtocolError(f"cannot subscribe now ({self.state.value})", code="state")
+        self.subscriptions = list(subscriptions)
+        self.up_to_date = False
+        self.subscribed = True
+        for sub in self.subscriptions:
+            cursor = self.cursor if sub.cursor is None else sub.cursor
+            if sub.snapshot:
+                self._snapshots.add(sub.id)
+            self._outgoing.append(
+                p.Subscribe(shapes=list(sub.shapes), cursor=cursor, id=sub.id, snapshot=sub.snapshot, resume=sub.resume)
+            )
 
     def _on_ack(self, msg: p.Ack) -> None:
         self._require_ready(msg)
@@ -345,21 +407,22 @@ class ClientSession:
         self._events.append(UpToDate(self.cursor))
 
     def _on_must_resnapshot(self, msg: p.MustResnapshot) -> None:
-        self.state = State.FAILED
-        self._events.append(
-            SessionError(
-                "must_resnapshot",
-                f"the server no longer keeps its change log from this replica's cursor {self.cursor} "
-                f"(the oldest position it keeps is {msg.oldest}); this replica cannot catch up by "
-                f"replaying changes and must be rebuilt from a snapshot",
-                True,
-            )
-        )
+        self._require_ready(msg)
+        self.subscribed = False
+        self.up_to_date = False
+        self._snapshots.clear()
+        self._events.append(Resnapshot(msg.oldest))
 
     def _on_snapshot(self, msg: p.Snapshot) -> None:
-        # This client subscribes whole tables from its cursor, so the server
-        # owes it log entries, not snapshot rows.
-        self._violation("a Snapshot, which this client does not request", code="unexpected_message")
+        self._require_ready(msg)
+        if msg.id not in self._snapshots:
+            self._violation(f"a Snapshot for {msg.id!r}, which asked for none", code="unexpected_message")
+        if msg.last:
+            self._snapshots.discard(msg.id)
+            if self.cursor == 0:
+                # A fresh replica: its log starts at the snapshot's position.
+                self.cursor = msg.position
+        self._events.append(SnapshotChunk(msg.id, list(msg.rows), msg.position, msg.last, msg.resume))
 
     def _on_error(self, msg: p.Error) -> None:
         if msg.fatal:

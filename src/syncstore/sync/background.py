@@ -55,6 +55,7 @@ class SyncHandle:
         max_in_flight: int = cs.DEFAULT_MAX_IN_FLIGHT,
         open_timeout: float = 10.0,
         busy_timeout_ms: int = 5_000,
+        shapes: Any = None,
     ):
         self.path = path
         self.url = url
@@ -62,7 +63,7 @@ class SyncHandle:
         self._notify = notify
         self._backoff = dict(base=backoff_base, maximum=backoff_max)
         self._options: dict[str, Any] = dict(
-            poll_interval=poll_interval, max_in_flight=max_in_flight, open_timeout=open_timeout
+            poll_interval=poll_interval, max_in_flight=max_in_flight, open_timeout=open_timeout, shapes=shapes
         )
         self._busy_timeout_ms = busy_timeout_ms
         self._stop = threading.Event()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import msgspec
 
@@ -20,12 +20,12 @@ from syncstore.core import client_session as cs
 from syncstore.core import protocol as p
 from syncstore.errors import AuthError, ProtocolError, SyncError
 from syncstore.replica.store import Change, Replica
-from syncstore.sync.state import SyncState, synced_tables
+from syncstore.sync.state import SyncState, synced_tables, whole_tables
 from syncstore.sync.transport import DEFAULT_MAX_FRAME, DEFAULT_OPEN_TIMEOUT, Closed, Received, Transport
 
 # Codes of server errors that no retry can fix: the token, then the rest.
 AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "forbidden"})
-FATAL_CODES = frozenset({"protocol_version", "must_resnapshot", "bad_site"})
+FATAL_CODES = frozenset({"protocol_version", "bad_site"})
 
 
 def fatal(message: str, *, code: str) -> SyncError:
@@ -45,6 +45,8 @@ class RoundResult(msgspec.Struct, frozen=True, kw_only=True):
     conflicts: int  # conflict records received
     acked_seq: int
     cursor: int
+    snapshot_rows: int = 0  # rows received in snapshots (a new replica or shape)
+    resnapshots: int = 0  # times the server said our cursor was compacted away
 
 
 class SyncConnection:
@@ -66,6 +68,7 @@ class SyncConnection:
         max_frame: int = DEFAULT_MAX_FRAME,
         poll_interval: float = 1.0,
         transport_factory: Callable[..., Transport] = Transport,
+        shapes: Sequence[p.Shape] | None = None,
     ):
         self.replica = replica
         self.url = url
@@ -80,8 +83,11 @@ class SyncConnection:
         self._poll = poll_interval
         self._transport_factory = transport_factory  # another transport (a proxy, a test's) fits here
         self._transport: Transport | None = None
-        self._counts = {"pushed": 0, "received": 0, "rejected": 0, "conflicts": 0}
+        self._counts = {"pushed": 0, "received": 0, "rejected": 0, "conflicts": 0, "snapshot_rows": 0, "resnapshots": 0}
         self.session: cs.ClientSession | None = None
+        # What to sync: every table whole unless shapes are given.
+        self.shapes = list(shapes) if shapes is not None else whole_tables()
+        self._resnapshot = False  # the server compacted our cursor away: rebuild when nothing is pending
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -105,6 +111,7 @@ class SyncConnection:
             acked_seq=self.state.acked_seq,
             max_in_flight=self._max_in_flight,
             max_batch=self._max_batch,
+            subscriptions=self.state.subscriptions(self.shapes),
         )
         self.session = session
         open_timeout = self._open_timeout
@@ -121,6 +128,10 @@ class SyncConnection:
                     break
                 if session.state is cs.State.READY:
                     self._fill_pushes(session)
+                    if self._resnapshot and not session.in_flight and self.state.reset_for_resnapshot(self.shapes):
+                        self._resnapshot = False
+                        session.cursor = 0
+                        session.subscribe(self.state.subscriptions(self.shapes))
                     if not resolutions_sent:
                         session.resolved(self.state.unreported_resolutions())
                         resolutions_sent = True
@@ -213,6 +224,16 @@ class SyncConnection:
                 self.state.acked(event.upto_seq, event.rejected)
                 self._counts["pushed"] += max(0, event.upto_seq - before)
                 self._counts["rejected"] += len(event.rejected)
+            elif isinstance(event, cs.SnapshotChunk):
+                applied = self.state.apply_snapshot(event)
+                self._counts["snapshot_rows"] += len(event.rows)
+                if applied and self._notify is not None:
+                    self._notify(applied)
+            elif isinstance(event, cs.Resnapshot):
+                # Push what is pending, then drop the shapes' rows and take a snapshot
+                # (the run loop does it once nothing waits for an ack).
+                self._resnapshot = True
+                self._counts["resnapshots"] += 1
             elif isinstance(event, cs.UpToDate):
                 self.state.up_to_date(event.cursor)
             elif isinstance(event, cs.ResolutionsDelivered):

@@ -2,7 +2,8 @@
 
 Positions and the last error are ``sync.*`` keys in ``_ss_meta``; rejected
 pushes and conflict records are the local-only tables of replica migration
-0003. Every write that moves a position happens in the same SQLite
+0003; the shapes synced, and where a cut-off snapshot continues, are
+``_ss_shapes`` (migration 0008). Every write that moves a position happens in the same SQLite
 transaction as the data it stands for, so a crash never leaves a cursor ahead
 of the rows it claims (nothing skipped) or an acked sequence ahead of the
 server (nothing left unsent).
@@ -17,7 +18,8 @@ import msgspec
 from syncstore import schema
 from syncstore.core import merge
 from syncstore.core import protocol as p
-from syncstore.core.client_session import group_transactions
+from syncstore.core import shapes as sh
+from syncstore.core.client_session import SnapshotChunk, Subscription, group_transactions
 from syncstore.replica import clocks
 from syncstore.replica.store import Change, LoggedChange, RemoteChange, Replica
 
@@ -34,6 +36,13 @@ _encode = msgspec.msgpack.encode
 
 def synced_tables() -> list[str]:
     return list(schema.TABLES)
+
+
+def whole_tables() -> list[p.Shape]:
+    return [p.Shape(table=name) for name in schema.TABLES]
+
+
+LIVE_SUBSCRIPTION = "live"  # the id of the subscription of every shape whose rows are here
 
 
 class SyncState:
@@ -158,3 +167,106 @@ class SyncState:
                 "select id from _ss_conflicts where resolved_at is not null and reported = 0 order by resolved_at"
             )
         ]
+
+    # --- shapes and snapshots -------------------------------------------------
+
+    def subscriptions(self, shapes: Iterable[p.Shape]) -> list[Subscription]:
+        """What to subscribe to for ``shapes``, recording new ones: shapes whose
+        rows are here follow the log from the cursor; the others (new shapes,
+        or a snapshot cut off midway) get a snapshot first, resumed where it stopped."""
+        checked = {}
+        for shape in shapes:
+            found = sh.check_shape(shape)
+            checked[sh.shape_key(found)] = found
+        now = schema.now_iso()
+        with self.replica.transaction():
+            known = {
+                key: (state, position, resume)
+                for key, state, position, resume in self._conn.execute(
+                    "select key, state, position, resume from _ss_shapes"
+                )
+            }
+            # A replica that synced before shapes were recorded followed every
+            # table whole from its cursor: those shapes are live already.
+            legacy = not known and self.cursor > 0
+            for key in set(known) - set(checked):
+                self._conn.execute("delete from _ss_shapes where key = ?", (key,))  # dropped: re-added means a snapshot
+            for key, found in checked.items():
+                if key not in known:
+                    state = "live" if legacy and found.whole else "snapshot"
+                    self._conn.execute(
+                        "insert into _ss_shapes (key, tbl, state, added_at) values (?, ?, ?, ?)",
+                        (key, found.table, state, now),
+                    )
+                    known[key] = (state, 0, "")
+        live = [checked[key].to_shape() for key in checked if known[key][0] == "live"]
+        out = [Subscription(LIVE_SUBSCRIPTION, live)] if live else []
+        for key, found in checked.items():
+            state, position, resume = known[key]
+            if state == "snapshot":
+                out.append(
+                    Subscription(key, [found.to_shape()], snapshot=True, resume=resume, cursor=position if resume else 0)
+                )
+        return out
+
+    def apply_snapshot(self, chunk: SnapshotChunk) -> list[Change]:
+        """Apply one snapshot chunk with the merge rule, and remember where the
+        snapshot stands (its resume key and position; on the last chunk the
+        shape is live, and a fresh replica's cursor starts at the position),
+        in one transaction."""
+        remote = [
+            RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
+            for rc in chunk.rows
+            if rc.cells
+        ]
+        with self.replica.transaction():
+            applied = self.replica.apply_remote(remote) if remote else []
+            if chunk.last:
+                self._conn.execute(
+                    "update _ss_shapes set state = 'live', position = ?, resume = '' where key = ?",
+                    (chunk.position, chunk.id),
+                )
+                if self.cursor == 0:
+                    self._set(CURSOR, chunk.position)
+            else:
+                self._conn.execute(
+                    "update _ss_shapes set position = ?, resume = ? where key = ?",
+                    (chunk.position, chunk.resume, chunk.id),
+                )
+        return applied
+
+    def snapshot_progress(self) -> dict[str, tuple[str, int, str]]:
+        """Per shape key: (state, position, resume)."""
+        return {
+            key: (state, position, resume)
+            for key, state, position, resume in self._conn.execute("select key, state, position, resume from _ss_shapes")
+        }
+
+    def reset_for_resnapshot(self, shapes: Iterable[p.Shape]) -> bool:
+        """The server no longer keeps the log from our cursor: drop the shapes'
+        rows (they may hold rows deleted since, whose tombstones the server
+        collected), set the cursor back to 0 and mark every shape for a
+        snapshot. Only with nothing left to push (False otherwise: push first,
+        so no local write is lost), in one transaction."""
+        with self.replica.transaction():
+            if self.pending_changes():
+                return False
+            for shape in shapes:
+                found = sh.check_shape(shape)
+                tbl = schema.table(found.table)
+                clauses, params = [], []
+                for column, allowed in found.where:
+                    name = tbl.column(column).name
+                    values = [v for v in allowed if v is not None]
+                    part = f"{name} in ({', '.join('?' * len(values))})" if values else "0"
+                    if None in allowed:
+                        part = f"({part} or {name} is null)"
+                    clauses.append(part)
+                    params.extend(values)
+                where = f" where {' and '.join(clauses)}" if clauses else ""
+                self._conn.execute(f"delete from {tbl.name}{where}", params)
+                if found.whole:
+                    self._conn.execute("delete from _ss_tombstones where tbl = ?", (tbl.name,))
+            self._conn.execute("update _ss_shapes set state = 'snapshot', position = 0, resume = ''")
+            self._set(CURSOR, 0)
+        return True
