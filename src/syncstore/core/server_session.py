@@ -562,6 +562,7 @@ class ServerSession:
                 self._read_or_wake()
         if self.started and self.live:
             self._actions.append(Live(self.shapes, self.position))
+            self._send(p.UpToDate(cursor=self.position))  # the new shapes are served from here
         self._next_snapshot()
 
     def _on_unsubscribe(self, msg: p.Unsubscribe) -> None:
