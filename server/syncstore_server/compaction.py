@@ -95,7 +95,9 @@ class LogCompaction:
         keys = {(k.table, k.id): k for k in entry.keys} if entry.keys else {}
         changes = []
         changed = False
-        for change in tx.changes:
+        # Newest first within the entry too (a row written twice in one entry:
+        # the later change is the newer one).
+        for change in reversed(tx.changes):
             key = (change.table, change.id)
             seen = self._cells.get(key)
             if seen is None:
@@ -113,6 +115,7 @@ class LogCompaction:
             if kept or moved:
                 changes.append(change if len(kept) == len(change.cells) else p.RowChange(change.table, change.id, kept))
                 self.entries_of.setdefault(key, []).append(entry.seq)
+        changes.reverse()
         conflicts = list(tx.conflicts)
         if old and conflicts:
             conflicts = []

@@ -424,16 +424,6 @@ class ChangeStore:
         ]
         return entries, more, oldest
 
-    async def log_head(self, tenant: str) -> int:
-        """The tenant's newest log position (every entry up to it is committed)."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.change_log WHERE tenant = %s", (tenant,)
-            )
-            found = await cur.fetchone()
-        assert found is not None
-        return found[0]
-
     # --- snapshots ------------------------------------------------------------
 
     async def read_snapshot(
@@ -460,8 +450,11 @@ class ChangeStore:
         async with self.pool.connection() as conn:
             at = None
             if position:
+                # Never before the horizon: the log up to it may be gone entirely.
                 cur = await conn.execute(
-                    f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.change_log WHERE tenant = %s", (tenant,)
+                    f"SELECT greatest((SELECT coalesce(max(seq), 0) FROM {SCHEMA}.change_log WHERE tenant = %(t)s), "
+                    f"(SELECT coalesce(max(oldest), 0) FROM {SCHEMA}.log_horizon WHERE tenant = %(t)s))",
+                    {"t": tenant},
                 )
                 found = await cur.fetchone()
                 assert found is not None
