@@ -237,8 +237,6 @@ class ConnectionHandler:
             return
         self._queued += len(frame)
         self._out.put_nowait(frame)
-        if self._queued > self.limits.max_queue and self.session.live:
-            self._too_slow()
 
     # --- actions -------------------------------------------------------------
 
@@ -307,6 +305,11 @@ class ConnectionHandler:
 
     def deliver(self, entries: list[tuple[int, p.ServerTx]]) -> None:
         """New log entries the router selected for this stream."""
+        if self._queued > self.limits.max_queue:
+            # Still holding more than the limit of what was sent before: the
+            # client reads slower than the log grows.
+            self._too_slow()
+            return
         self.session.deliver(entries)
         self._dispatch()
 
