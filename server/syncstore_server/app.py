@@ -30,6 +30,7 @@ from syncstore.errors import SyncError
 
 from syncstore_server import migrate as migrations
 from syncstore_server.auth import Secret
+from syncstore_server.direct_writes import DirectWrites
 from syncstore_server.embedded import DEFAULT_DATA_DIR, database
 from syncstore_server.handler import DEFAULT_MAX_QUEUE, ConnectionHandler, Limits
 from syncstore_server.http import HttpEndpoints, HttpSettings
@@ -101,6 +102,7 @@ class SyncServer:
         self._accepting = False
         self._pool: AsyncConnectionPool | None = None
         self._notifier: Notifier | None = None
+        self._direct_writes: DirectWrites | None = None
         self._log_tail: LogTail | None = None
         self._ws: Server | None = None
         self._http: HttpEndpoints | None = None
@@ -143,6 +145,9 @@ class SyncServer:
         self._log_tail = LogTail(self.store, router=Router())
         self._notifier = Notifier(self.database_url)
         await self._notifier.start()
+        # Rows written in PostgreSQL by plain SQL reach clients too (migration 0004).
+        self._direct_writes = DirectWrites(self.store, self.database_url)
+        await self._direct_writes.start()
         self._accepting = True
         # Plain HTTP on the same port: health, metrics, memory search (http.py).
         self._http = HttpEndpoints(
@@ -220,6 +225,9 @@ class SyncServer:
         if self._http is not None:  # memory search's own connections and index builds (http.py)
             await self._http.close()
             self._http = None
+        if self._direct_writes is not None:
+            await self._direct_writes.stop()
+            self._direct_writes = None
         if self._notifier is not None:
             await self._notifier.stop()
             self._notifier = None

@@ -232,6 +232,9 @@ async def _collect(conn: Any, store: Any, tenant: str, walk: LogCompaction) -> t
     for table, row_id in walk.tombstones:
         by_table.setdefault(table, []).append(row_id)
     async with conn.transaction():
+        # The server's own delete, not a direct write: migration 0004's triggers
+        # would keep the rows as tombstones (store.SERVER_WRITER).
+        await conn.execute("SELECT set_config('syncstore.writer', 'server', true)")
         confirmed: set[RowKey] = set()
         for table in sorted(by_table):
             qualified = store.catalog.tables[table].qualified

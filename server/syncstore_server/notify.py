@@ -25,9 +25,17 @@ Callback = Callable[[], None]
 
 
 class Notifier:
-    def __init__(self, conninfo: str, *, channel: str = CHANNEL, max_backoff_s: float = 5.0):
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        channel: str = CHANNEL,
+        max_backoff_s: float = 5.0,
+        application_name: str = "syncstore-server-listen",  # how it shows in pg_stat_activity
+    ):
         self._conninfo = conninfo
         self._channel = channel
+        self._application_name = application_name
         self._max_backoff_s = max_backoff_s
         self._listeners: dict[str, set[Callback]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +88,7 @@ class Notifier:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, application_name="syncstore-server-listen"
+                    self._conninfo, autocommit=True, application_name=self._application_name
                 ) as conn:
                     await conn.execute(f"LISTEN {self._channel}")
                     self._listening.set()

@@ -58,6 +58,10 @@ log = logging.getLogger("syncstore.server.store")
 CHANNEL = "syncstore_changes"  # NOTIFY channel; the payload is the tenant
 LOG_LOCK_CLASS = 0x5353  # advisory lock key space ("SS"); the key is hashtext(tenant)
 MAX_ATTEMPTS = 8  # retries of a push after a deadlock or a concurrent insert
+# Marks a transaction as the server's own write: the direct-write triggers of
+# migration 0004 (syncstore_server.direct_writes) leave its rows alone. Any
+# server code that writes the synced tables runs this first in its transaction.
+SERVER_WRITER = "SELECT set_config('syncstore.writer', 'server', true)"
 # Every pooled connection: transactions are explicit; text travels as UTF-8
 # whatever the database's encoding (a value it cannot hold is refused by the
 # server, never mangled by the client library); operators can spot the server
@@ -199,6 +203,7 @@ class ChangeStore:
     ) -> MergeResult:
         now_ms = self._now_ms()
         async with conn.transaction():
+            await conn.execute(SERVER_WRITER)  # not a direct write (migration 0004)
             acked = await self._lock_site(conn, tenant, site)
             if renumber:
                 txs = _renumber(txs, after=acked)
