@@ -169,3 +169,34 @@ def test_a_replica_whose_cursor_was_compacted_away_rebuilds_by_itself(chunky, te
     assert replica_rows(away) == server_rows(chunky.database_url, tenant)
     assert away.sync_status().cursor >= done.oldest
     assert away.sync(chunky.url, token=token).resnapshots == 0
+
+
+def test_a_chunk_applies_as_apply_remote_would_whatever_the_replica_holds(replicas):
+    """New rows go in by one statement per chunk, rows held here (or buried here)
+    through apply_remote: either way the same cells as apply_remote alone."""
+    from syncstore.core import client_session as cs
+    from syncstore.core.merge import Cell
+    from syncstore.replica.store import RemoteChange
+    from syncstore.sync.state import SyncState
+
+    source, bulk, reference = replicas("source"), replicas("bulk"), replicas("reference")
+    ids = seed(source, 6)
+    source.tasks.update(ids[0], title="edited")  # cells at two clocks
+    held, buried = seed(bulk, 1, title="mine") + seed(reference, 0), ids[1]
+    rows = []
+    for row_id in ids:
+        cells = source.cells("tasks", row_id)
+        rows.append(p.RowChange("tasks", row_id, {k: tuple(v) for k, v in cells.items()}))
+    newer = {k: (v[0], v[1] + 10**6, v[2]) for k, v in rows[2].cells.items()}
+    rows.append(p.RowChange("tasks", held[0], newer))  # a row the replica holds, newer here
+    for store in (bulk, reference):
+        store.apply_remote([RemoteChange("tasks", buried, {k: Cell(*v) for k, v in rows[1].cells.items()})])
+        store.apply_remote([RemoteChange("tasks", buried, {"_deleted": Cell(1, rows[1].cells["title"][1] + 5, b"\x09" * 16)})])
+    reference.apply_remote([RemoteChange("tasks", held[0], {k: Cell(*v) for k, v in bulk.cells("tasks", held[0]).items()})])
+    SyncState(bulk).subscriptions([p.Shape("tasks")])
+    SyncState(bulk).apply_snapshot(cs.SnapshotChunk("x", rows, 7, False, "0:x"))
+    reference.apply_remote([RemoteChange("tasks", r.id, {k: Cell(*v) for k, v in r.cells.items()}) for r in rows])
+    assert replica_rows(bulk) == replica_rows(reference)
+    for row_id in (*ids, held[0]):
+        assert bulk.cells("tasks", row_id) == reference.cells("tasks", row_id)
+    assert bulk.tasks.find(buried) is None

@@ -81,6 +81,8 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Compact the change log this often (e.g. 1h, 30m); default: never (use `compact`)."),
         click.option("--retention", default="7d", show_default=True, metavar="DURATION",
                      help="Keep tombstones (and the log a client needs to catch up) this long."),
+        click.option("--snapshot-rows", type=click.IntRange(min=1), default=2000, show_default=True,
+                     help="Rows per snapshot chunk sent to a bootstrapping client (fewer when they are large)."),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)

@@ -11,6 +11,7 @@ server (nothing left unsent).
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Iterable
 
 import msgspec
@@ -22,6 +23,61 @@ from syncstore.core import shapes as sh
 from syncstore.core.client_session import SnapshotChunk, Subscription, group_transactions
 from syncstore.replica import clocks
 from syncstore.replica.store import Change, LoggedChange, RemoteChange, Replica
+
+# What a snapshot cell may hold, by column type (values arrive canonical from
+# the server's own readers; a row that does not fit goes through apply_remote,
+# which checks it in full).
+_FAST_TYPES: dict[str, tuple[type, ...]] = {
+    "text": (str,), "timestamp": (str,), "json": (str,), "integer": (int,), "boolean": (int,),
+    "real": (float, int), "blob": (bytes,), "vector": (bytes,),
+}  # fmt: skip
+
+
+class _Bulk:
+    """A table's statement and checks for inserting snapshot rows it does not hold."""
+
+    def __init__(self, tbl: schema.Table):
+        self.table = tbl.name
+        self.names = tbl.column_names[1:]
+        self.columns = tbl.column_names
+        self.cells = (*self.names, merge.DELETED)
+        self.insert = (
+            f"insert into {tbl.name} ({', '.join(tbl.column_names)}, _hlc, _site, _clocks) "
+            f"values ({', '.join('?' * (len(tbl.column_names) + 3))})"
+        )
+        self.types = [(c.name, _FAST_TYPES[c.type], c.required) for c in tbl.columns[1:]]
+        self.existing = f"select id from {tbl.name} where id in ({{}})"
+        self._signatures: dict[tuple[type, ...], bool] = {}
+
+    def row(self, row_id: str, cells: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The insert's parameters, or None when the row needs the full path."""
+        if len(cells) != len(self.cells):
+            return None
+        try:
+            deleted = cells[merge.DELETED]
+            values = [cells[name][0] for name in self.names]
+        except KeyError:
+            return None
+        if deleted[0] != 0:
+            return None
+        signature = tuple(map(type, values))  # most rows share a few: each is checked once
+        ok = self._signatures.get(signature)
+        if ok is None:
+            ok = self._signatures[signature] = all(
+                (kind is type(None) and not required) or kind in types
+                for kind, (_, types, required) in zip(signature, self.types)
+            )
+        if not ok:
+            return None
+        clock_set = set(map(_CLOCK, cells.values()))
+        if len(clock_set) == 1:
+            (base,) = clock_set
+            return (row_id, *values, base[0], base[1], None)
+        return (row_id, *values, *clocks.compress({name: _CLOCK(cell) for name, cell in cells.items()}))
+
+
+_CLOCK = operator.itemgetter(1, 2)
+_BULK = {name: _Bulk(tbl) for name, tbl in schema.TABLES.items()}
 
 ACKED = "sync.acked_seq"
 CURSOR = "sync.cursor"
@@ -213,14 +269,42 @@ class SyncState:
         """Apply one snapshot chunk with the merge rule, and remember where the
         snapshot stands (its resume key and position; on the last chunk the
         shape is live, and a fresh replica's cursor starts at the position),
-        in one transaction."""
-        remote = [
-            RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
-            for rc in chunk.rows
-            if rc.cells
-        ]
+        in one transaction.
+
+        Rows already here (or buried here) merge through ``apply_remote``. A
+        row not here at all merges to exactly the incoming cells, so those are
+        inserted in one statement per chunk, the same row ``apply_remote``
+        would write; the one holding the chunk's newest clock still goes
+        through it, which moves the replica's clock past every cell."""
         with self.replica.transaction():
-            applied = self.replica.apply_remote(remote) if remote else []
+            applied, fresh = [], []
+            remote = [rc for rc in chunk.rows if rc.cells]
+            by_table: dict[str, list[p.RowChange]] = {}
+            for rc in remote:
+                by_table.setdefault(rc.table, []).append(rc)
+            slow: list[p.RowChange] = []
+            for table, rows in by_table.items():
+                bulk = _BULK.get(table)
+                if bulk is None:
+                    slow.extend(rows)
+                    continue
+                present = self._present(bulk, [rc.id for rc in rows])
+                newest = max(rows, key=lambda rc: max(cell[1] for cell in rc.cells.values()))
+                params = []
+                for rc in rows:
+                    found = None if rc.id in present or rc is newest else bulk.row(rc.id, rc.cells)
+                    if found is None:
+                        slow.append(rc)
+                    else:
+                        params.append(found)
+                        fresh.append(Change(table, rc.id, "insert", bulk.columns, "remote"))
+                if params:
+                    self._conn.executemany(bulk.insert, params)
+            if slow:
+                applied = self.replica.apply_remote(
+                    RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
+                    for rc in slow
+                )
             if chunk.last:
                 self._conn.execute(
                     "update _ss_shapes set state = 'live', position = ?, resume = '' where key = ?",
@@ -233,7 +317,22 @@ class SyncState:
                     "update _ss_shapes set position = ?, resume = ? where key = ?",
                     (chunk.position, chunk.resume, chunk.id),
                 )
-        return applied
+        return fresh + applied
+
+    def _present(self, bulk: _Bulk, ids: list[str]) -> set[str]:
+        """Which of ``ids`` this replica holds, live or as a tombstone."""
+        found: set[str] = set()
+        for i in range(0, len(ids), 10_000):
+            part = ids[i : i + 10_000]
+            marks = ", ".join("?" * len(part))
+            found.update(row[0] for row in self._conn.execute(bulk.existing.format(marks), part))
+            found.update(
+                row[0]
+                for row in self._conn.execute(
+                    f"select pk from _ss_tombstones where tbl = ? and pk in ({marks})", (bulk.table, *part)
+                )
+            )
+        return found
 
     def snapshot_progress(self) -> dict[str, tuple[str, int, str]]:
         """Per shape key: (state, position, resume)."""
