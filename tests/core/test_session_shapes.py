@@ -1,0 +1,154 @@
+"""Shapes, snapshots and live streams in the protocol sessions alone (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncstore.core import client_session as cs
+from syncstore.core import protocol as p
+from syncstore.core import server_session as ss
+from syncstore.core import shapes as sh
+from syncstore.errors import ProtocolError
+
+SITE = b"s" * 16
+TABLES = ("tasks", "task_messages")
+WEB = p.Shape("tasks", where={"repository": ["acme/web"]})
+
+
+def ready() -> ss.ServerSession:
+    session = ss.ServerSession(tables=TABLES)
+    session.receive(p.Hello(token="t", site=SITE))
+    session.actions()
+    session.accept(ss.Identity("acme", frozenset({"sync"}), None), acked_seq=0)
+    session.actions()
+    return session
+
+
+def sent(actions) -> list[p.Message]:
+    return [a.message for a in actions if isinstance(a, ss.Send)]
+
+
+def row(row_id: str, **cells) -> p.RowChange:
+    return p.RowChange("tasks", row_id, {k: (v, 1, SITE) for k, v in cells.items()})
+
+
+def test_a_fresh_snapshot_then_the_log_from_its_position_then_live():
+    s = ready()
+    s.receive(p.Subscribe(shapes=[WEB, p.Shape("task_messages")], snapshot=True, id="a"))
+    (read,) = s.actions()
+    assert read == ss.ReadSnapshot(sh.check_shape(WEB), "", True)
+    s.snapshot_read([row("r1", title="x"), row("r2", title="y")], position=40, exhausted=False)
+    chunk, again = s.actions()
+    assert chunk.message == p.Snapshot(rows=[row("r1", title="x"), row("r2", title="y")], position=40, resume="0:r2", id="a")
+    assert again == ss.ReadSnapshot(sh.check_shape(WEB), "r2", False)
+    s.snapshot_read([], position=None, exhausted=True)  # the first shape has no more: nothing to send for it
+    (next_shape,) = s.actions()
+    assert next_shape == ss.ReadSnapshot(sh.check_shape(p.Shape("task_messages")), "", False)
+    s.snapshot_read([], position=None, exhausted=True)
+    last, log = s.actions()
+    assert last.message == p.Snapshot(rows=[], position=40, last=True, id="a")
+    assert log == ss.ReadLog(40)  # the stream starts at the snapshot's position
+    s.log_read([], more=False, head=42)
+    up, live = s.actions()
+    assert up.message == p.UpToDate(cursor=42) and live == ss.Live(s.shapes, 42)
+    s.deliver([(42, p.ServerTx(42, [])), (43, p.ServerTx(43, [row("r3")]))])
+    assert sent(s.actions()) == [p.Changes(txs=[p.ServerTx(43, [row("r3")])]), p.UpToDate(cursor=43)]
+    s.notify()  # live: the router delivers, notify reads nothing
+    assert s.actions() == []
+
+
+def test_a_resumed_snapshot_keeps_its_position_and_the_stream_starts_there():
+    s = ready()
+    s.receive(p.Subscribe(shapes=[WEB], snapshot=True, resume="0:r2", cursor=40, id="a"))
+    assert s.actions() == [ss.ReadSnapshot(sh.check_shape(WEB), "r2", False)]
+    s.snapshot_read([row("r3", title="z")], position=None, exhausted=True)
+    last, log = s.actions()
+    assert last.message.position == 40 and last.message.last and log == ss.ReadLog(40)
+
+
+def test_the_stream_waits_for_every_snapshot_and_starts_at_the_smallest_position():
+    s = ready()
+    s.receive(p.Subscribe(shapes=[p.Shape("tasks")], snapshot=True, id="a"))
+    s.receive(p.Subscribe(shapes=[p.Shape("task_messages")], snapshot=True, resume="0:m", cursor=30, id="b"))
+    s.actions()
+    s.snapshot_read([], position=50, exhausted=True)
+    first_last, second = s.actions()
+    assert first_last.message.last and isinstance(second, ss.ReadSnapshot)  # no log read yet
+    s.snapshot_read([], position=None, exhausted=True)
+    _, log = s.actions()
+    assert log == ss.ReadLog(30)
+
+
+def test_a_position_before_the_horizon_must_resnapshot_and_ends_every_subscription():
+    s = ready()
+    s.receive(p.Subscribe(shapes=[p.Shape("tasks")], cursor=5))
+    s.actions()
+    s.log_read([], more=False, oldest=9, head=12)
+    assert sent(s.actions()) == [p.MustResnapshot(oldest=9)]
+    assert s.shapes == [] and not s.started
+    s.receive(p.Subscribe(shapes=[p.Shape("tasks")], snapshot=True))
+    assert isinstance(s.actions()[0], ss.ReadSnapshot)
+
+
+def test_a_catching_up_stream_selects_by_routing_keys_and_sends_a_moved_in_row_whole():
+    s = ready()
+    s.receive(p.Subscribe(shapes=[WEB], cursor=0))
+    s.actions()
+    full = {"title": ("t", 1, SITE), "repository": ("acme/web", 2, SITE)}
+    entries = [
+        sh.LogEntry(1, p.ServerTx(1, [row("in", title="a")]), [sh.RowKeys("tasks", "in", {"repository": "acme/web"}, {})]),
+        sh.LogEntry(2, p.ServerTx(2, [row("out", title="b")]), [sh.RowKeys("tasks", "out", {"repository": "x"}, {})]),
+        sh.LogEntry(3, p.ServerTx(3, [row("mv", repository="acme/web")]),
+                    [sh.RowKeys("tasks", "mv", {"repository": "acme/web"}, {"repository": "x"}, full)]),
+        sh.LogEntry(4, p.ServerTx(4, [row("mv", repository="y")]),
+                    [sh.RowKeys("tasks", "mv", {"repository": "y"}, {"repository": "acme/web"})]),
+    ]  # fmt: skip
+    s.log_read(entries, more=False)
+    changes, up = sent(s.actions())
+    assert [tx.seq for tx in changes.txs] == [1, 3, 4]
+    assert changes.txs[1].changes[0].cells == full  # moved in: whole
+    assert changes.txs[2].changes[0].cells == {"repository": ("y", 1, SITE)}  # moved out: the move itself
+    assert up == p.UpToDate(cursor=4)
+
+
+def test_unsubscribe_while_live_stops_routing():
+    s = ready()
+    s.receive(p.Subscribe(shapes=[WEB], id="w"))
+    s.actions()
+    s.log_read([], more=False, head=3)
+    s.actions()
+    s.receive(p.Unsubscribe(id="w"))
+    assert s.actions() == [ss.Live(None, 3)]
+    assert not s.live
+
+
+# --- the client -----------------------------------------------------------------------
+
+
+def client(**kw) -> cs.ClientSession:
+    session = cs.ClientSession(token="t", site=SITE, tables=TABLES, **kw)
+    session.start()
+    session.receive(p.Welcome(tenant="acme", acked_seq=0))
+    return session
+
+
+def test_the_client_subscribes_as_told_and_settles_only_after_the_last_chunk():
+    subs = [cs.Subscription("live", [p.Shape("tasks")]), cs.Subscription("k", [WEB], snapshot=True, resume="0:r", cursor=7)]
+    s = client(cursor=3, subscriptions=subs)
+    _, first, second = s.messages_to_send()
+    assert first == p.Subscribe(shapes=[p.Shape("tasks")], cursor=3, id="live")
+    assert second == p.Subscribe(shapes=[WEB], cursor=7, id="k", snapshot=True, resume="0:r")
+    s.receive(p.UpToDate(cursor=3))
+    assert not s.settled and s.snapshotting
+    s.receive(p.Snapshot(rows=[row("r9")], position=7, last=True, id="k"))
+    assert s.settled and s.cursor == 3  # not a fresh replica: its cursor stands
+    events = s.events_received()
+    assert cs.SnapshotChunk("k", [row("r9")], 7, True, "") in events
+
+
+def test_a_fresh_client_takes_the_snapshot_position_as_its_cursor_and_refuses_unasked_chunks():
+    s = client(subscriptions=[cs.Subscription("k", [WEB], snapshot=True, cursor=0)])
+    s.receive(p.Snapshot(rows=[], position=12, last=True, id="k"))
+    assert s.cursor == 12
+    with pytest.raises(ProtocolError):
+        s.receive(p.Snapshot(rows=[], position=12, id="other"))
