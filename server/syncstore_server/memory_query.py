@@ -13,7 +13,8 @@ so a search is a GET whose parameters are all in the query string:
   default embedder (:class:`HashingEmbedder` with its defaults);
 - ``k`` (default 10, at most ``max_k``), ``agent_id``, ``memory_type`` and
   ``tag`` (both repeatable), ``min_importance``, ``include_expired``,
-  ``include_inactive`` (``true``/``false``), ``ranking`` (``default`` or
+  ``include_inactive`` (``true``/``false``): the filters of local search,
+  checked by the same :meth:`Filters.make`; ``ranking`` (``default`` or
   ``similarity``), ``exact`` (``true``: score every matching row even where
   an HNSW index exists).
 
@@ -32,9 +33,9 @@ from urllib.parse import parse_qsl
 import msgspec
 import numpy as np
 
-from syncstore import schema
 from syncstore.errors import ValidationError
 from syncstore.memory.embedders import HashingEmbedder
+from syncstore.memory.filters import Filters
 from syncstore.memory.ranking import Ranking
 
 DEFAULT_K = 10
@@ -47,37 +48,19 @@ _SINGLE = frozenset(
 )
 _REPEATED = frozenset(("memory_type", "tag"))
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-RANKINGS = {"default": Ranking(), "similarity": Ranking.SIMILARITY}
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A checked search: ``text`` or ``vector`` (never both), and everything
-    :func:`syncstore.memory.server_search.search_memory` takes besides."""
+    :func:`syncstore.memory.server_search.search_filtered` takes besides."""
 
     text: str | None
     vector: Any  # np.ndarray (float32) when the caller sent one
     model: str
     k: int
-    agent_id: str | None = None
-    memory_types: tuple[str, ...] | None = None
-    tags: tuple[str, ...] = ()
-    min_importance: int | None = None
-    include_expired: bool = False
-    include_inactive: bool = False
-    ranking: str = "default"
+    filters: Filters  # its ``now`` is when the request was read: the server's clock decides expiry
+    ranking: Ranking
     exact: bool = False
-
-    def filters(self) -> dict[str, Any]:
-        """The keyword arguments of ``search_memory`` that filter and rank."""
-        return {
-            "agent_id": self.agent_id,
-            "memory_type": self.memory_types,
-            "tags": self.tags,
-            "min_importance": self.min_importance,
-            "include_expired": self.include_expired,
-            "include_inactive": self.include_inactive,
-            "ranking": RANKINGS[self.ranking],
-        }
 
 
 def _bad(field: str, message: str) -> ValidationError:
@@ -118,11 +101,6 @@ def decode_vector(text: str) -> np.ndarray:
     return vector
 
 
-def encode_vector(vector: Any) -> str:
-    """The ``vector`` parameter for a vector (what :func:`decode_vector` reads)."""
-    return base64.urlsafe_b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode().rstrip("=")
-
-
 def parse_search(query_string: str, *, max_k: int = DEFAULT_MAX_K) -> SearchRequest:
     """Check a search's query string; raise ValidationError naming the parameter."""
     try:
@@ -143,7 +121,6 @@ def parse_search(query_string: str, *, max_k: int = DEFAULT_MAX_K) -> SearchRequ
             raise _bad(shown, f"is not a search parameter; the parameters are {', '.join(sorted(_SINGLE | _REPEATED))}")
         if "\x00" in value:
             raise _bad(name, "may not contain a NUL character")
-    for name, value in single.items():
         if value == "" and name != "query":
             raise _bad(name, "is empty")
 
@@ -169,33 +146,22 @@ def parse_search(query_string: str, *, max_k: int = DEFAULT_MAX_K) -> SearchRequ
     elif len(model) > 200:
         raise _bad("model", "is longer than 200 characters")
 
-    memory_types = None
-    if repeated["memory_type"]:
-        memory_types = tuple(dict.fromkeys(repeated["memory_type"]))
-        for name in memory_types:
-            if name not in schema.MEMORY_TYPES:
-                raise _bad("memory_type", f"must be one of {', '.join(schema.MEMORY_TYPES)}")
-    for tag in repeated["tag"]:
-        if not tag:
-            raise _bad("tag", "is empty")
-
-    ranking = single.get("ranking", "default")
-    if ranking not in RANKINGS:
-        raise _bad("ranking", f"must be one of {', '.join(RANKINGS)}")
     return SearchRequest(
         text=text,
         vector=vector,
         model=model,
         k=_integer("k", single["k"], low=0, high=max_k) if "k" in single else min(DEFAULT_K, max_k),
-        agent_id=single.get("agent_id"),
-        memory_types=memory_types,
-        tags=tuple(dict.fromkeys(repeated["tag"])),
-        min_importance=_integer("min_importance", single["min_importance"], low=-(2**62), high=2**62)
-        if "min_importance" in single
-        else None,
-        include_expired=_flag("include_expired", single.get("include_expired", "false")),
-        include_inactive=_flag("include_inactive", single.get("include_inactive", "false")),
-        ranking=ranking,
+        filters=Filters.make(
+            agent_id=single.get("agent_id"),
+            memory_type=repeated["memory_type"] or None,
+            tags=repeated["tag"],
+            min_importance=_integer("min_importance", single["min_importance"], low=-(2**62), high=2**62)
+            if "min_importance" in single
+            else None,
+            include_expired=_flag("include_expired", single.get("include_expired", "false")),
+            include_inactive=_flag("include_inactive", single.get("include_inactive", "false")),
+        ),
+        ranking=Ranking.named(single.get("ranking", "default")),
         exact=_flag("exact", single.get("exact", "false")),
     )
 

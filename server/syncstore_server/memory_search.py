@@ -1,6 +1,6 @@
 """Memory search for the HTTP endpoint: a checked request, one tenant, one answer.
 
-The search itself is :func:`syncstore.memory.server_search.search_memory`
+The search itself is :func:`syncstore.memory.server_search.search_filtered`
 (the filters, ranking and no-shortfall promise of local search), over
 ``syncstore.agent_memory`` with the tenant from the caller's token. It is
 synchronous psycopg with numpy scoring (the exact scan where embeddings are
@@ -127,15 +127,16 @@ class MemorySearch:
             # the candidates it read anyway: score every row instead.
             if self._indexes is None or not self._indexes.ready(conn, request.model, dimensions):
                 exact, wanted = True, self._indexes is not None
-        found = server_search.search_memory(
+        found = server_search.search_filtered(
             conn,
+            request.filters,
             tenant=tenant,
             vector=vector,
             model=request.model,
             k=request.k,
+            ranking=request.ranking,
             table=TABLE,
             exact=exact,
-            **request.filters(),
         )
         body = {
             "model": request.model,

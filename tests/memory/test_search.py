@@ -7,8 +7,10 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from syncstore.errors import ExternalServiceError, ValidationError
 from syncstore.memory import Memory, Ranking
 from syncstore.memory.engines import sqlite_vec_engine
+from syncstore.memory.remote import search_server
 
 MODEL = "test-vectors"
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
@@ -169,6 +171,37 @@ def test_k_zero_and_bad_arguments(store, unit):
         search(store, unit(), "warp-drive")
     with pytest.raises(ValueError):
         store.memory.search_vector([np.nan] * 16, model=MODEL)
+
+
+def test_filters_are_refused_alike_by_search_listing_and_the_server_client(store, unit):
+    """One check of the filters (Filters.make) serves every entry point, and its
+    errors name the argument; the HTTP client refuses before sending anything."""
+    add(store, unit)
+    nowhere = "http://127.0.0.1:9"  # nothing listens: a request sent would fail as ExternalServiceError
+    entry_points = {
+        "search": lambda **bad: store.memory.search("memory", **bad),
+        "search_vector": lambda **bad: store.memory.search_vector(unit(), model=MODEL, **bad),
+        "list": lambda **bad: store.memory.list(**bad),
+        "search_server": lambda **bad: search_server(nowhere, token="t", query="memory", **bad),
+    }
+    cases = (({"memory_type": "diary"}, "memory_type"), ({"min_importance": "5"}, "min_importance"), ({"tags": [3]}, "tags"))
+    for name, call in entry_points.items():
+        for bad, field in cases:
+            with pytest.raises(ValidationError) as caught:
+                call(**bad)
+            assert caught.value.field == field, (name, bad)
+        with pytest.raises(TypeError, match="agnet_id"):
+            call(agnet_id="a")
+    with pytest.raises(ValidationError) as caught:
+        store.memory.list(now=dt.datetime(2030, 1, 1))
+    assert caught.value.field == "now"
+    with pytest.raises(ValidationError) as caught:
+        search_server(nowhere, token="t", query="memory", ranking="loudest")
+    assert caught.value.field == "ranking"
+    with pytest.raises(TypeError):  # the server's clock decides expiry, not the caller's
+        search_server(nowhere, token="t", query="memory", now=NOW)
+    with pytest.raises(ExternalServiceError):  # good filters do go out
+        search_server(nowhere, token="t", query="memory", memory_type=["conversation"], tags="x", timeout=2)
 
 
 def test_auto_takes_sqlite_vec_when_vectors_exceed_the_memory_budget(store, unit):

@@ -13,17 +13,19 @@ import uuid
 
 import httpx
 import jwt
+import msgspec
 import numpy as np
 import psycopg
 import pytest
 
 import syncstore
 from syncstore.errors import AuthError, ValidationError
-from syncstore.memory import Ranking
+from syncstore.memory import Filters, Ranking, remote
 from syncstore.memory.embedders import HashingEmbedder
 from syncstore.memory.remote import encode_vector, search_server
 
 from syncstore_server.http import SEARCH_PATH, HttpSettings
+from syncstore_server.memory_query import parse_search
 
 from .conftest import ServerThread
 from .helpers import SECRET, token
@@ -196,6 +198,23 @@ def database_state(url: str) -> tuple:
             "(select count(*) from pg_indexes where schemaname = 'syncstore'), "
             "(select count(*) from syncstore.rejections), (select count(*) from syncstore.site_acks)"
         ).fetchone()
+
+
+def test_the_server_reads_the_filters_the_client_sends():
+    """The client encodes checked Filters; the server's parsing checks them with
+    the same Filters.make and gets them back whole (but for ``now``, its own)."""
+    sent = Filters.make(
+        agent_id="planner",
+        memory_type=["conversation", "learned_pattern", "conversation"],
+        tags=["b", "a", "b"],
+        min_importance=-3,
+        include_expired=True,
+    )
+    request = parse_search(str(httpx.QueryParams([("query", "deploy"), *remote._filter_params(sent)])))
+    without_now = dict(now=0.0, now_iso="")
+    assert msgspec.structs.replace(request.filters, **without_now) == msgspec.structs.replace(sent, **without_now)
+    assert request.filters.memory_types == ("conversation", "learned_pattern") and request.filters.tags == ("b", "a")
+    assert request.ranking == Ranking() and parse_search("query=x&ranking=similarity").ranking == Ranking.SIMILARITY
 
 
 def test_bad_requests_get_clear_errors_and_change_nothing(server, tmp_path):

@@ -14,7 +14,7 @@ the server's PostgreSQL (:mod:`.server_search`). See docs/memory.md.
 
 from syncstore.memory.api import Memory
 from syncstore.memory.embedders import Embedder, HashingEmbedder, HttpEmbedder, SentenceTransformerEmbedder
-from syncstore.memory.filters import Filters
+from syncstore.memory.filters import FilterOptions, Filters
 from syncstore.memory.ranking import Ranking
 from syncstore.memory.records import Hit, MemoryRecord
 from syncstore.memory.summarize import extractive_summary
@@ -22,6 +22,7 @@ from syncstore.memory.task_search import TaskHit
 
 __all__ = [
     "Embedder",
+    "FilterOptions",
     "Filters",
     "HashingEmbedder",
     "Hit",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Unpack
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from syncstore.errors import NotFoundError, ValidationError
 from syncstore.memory import engines, feed
 from syncstore.memory.access import AccessLog
 from syncstore.memory.embedders import Embedder, HashingEmbedder, normalize_rows
-from syncstore.memory.filters import Filters
+from syncstore.memory.filters import FilterOptions, Filters, check_k, query_vector
 from syncstore.memory.ranking import Ranking
 from syncstore.memory.records import COLUMNS, TABLE, Hit, MemoryRecord, check_tags, from_row
 
@@ -240,30 +240,17 @@ class Memory:
     def list(
         self,
         *,
-        agent_id: str | None = None,
-        memory_type: str | Iterable[str] | None = None,
-        tags: Iterable[str] | None = None,
-        min_importance: int | None = None,
-        include_inactive: bool = False,
-        include_expired: bool = False,
         limit: int | None = 100,
         offset: int = 0,
         order_by: str = "created_at",
         descending: bool = True,
         now: dt.datetime | None = None,
+        **filters: Unpack[FilterOptions],
     ) -> list[MemoryRecord]:
-        """Memories passing the filters, newest first by default. Not counted as reads."""
-        filters = Filters.make(
-            agent_id=agent_id,
-            memory_type=memory_type,
-            tags=tags,
-            min_importance=min_importance,
-            include_inactive=include_inactive,
-            include_expired=include_expired,
-            now=now,
-        )
+        """Memories passing the filters (see :class:`FilterOptions`), newest first
+        by default. Not counted as reads."""
+        where, params = Filters.make(now=now, **filters).sql("m")
         column = schema.table(TABLE).column(order_by).name
-        where, params = filters.sql("m")
         sql = "select m.id from agent_memory m"
         if where:
             sql += " where " + " and ".join(where)
@@ -287,37 +274,27 @@ class Memory:
         query: str,
         *,
         k: int = 10,
-        agent_id: str | None = None,
-        memory_type: str | Iterable[str] | None = None,
-        tags: Iterable[str] | None = None,
-        min_importance: int | None = None,
-        include_inactive: bool = False,
-        include_expired: bool = False,
         now: dt.datetime | None = None,
         ranking: Ranking | None = None,
         engine: str | None = None,
         record_access: bool = True,
+        **filters: Unpack[FilterOptions],
     ) -> list[Hit]:
-        """The ``k`` best memories for ``query`` among those passing the filters,
-        best first; ``k`` of them whenever ``k`` memories of this embedder's model
-        pass (see :mod:`syncstore.memory.ranking` for the order)."""
+        """The ``k`` best memories for ``query`` among those passing the filters
+        (see :class:`FilterOptions`), best first; ``k`` of them whenever ``k``
+        memories of this embedder's model pass (see :mod:`syncstore.memory.ranking`
+        for the order)."""
         if not isinstance(query, str):
             raise ValidationError("the query must be text")
-        vector = self._embed([query])[0]
         return self.search_vector(
-            vector,
+            self._embed([query])[0],
             model=self.embedder.model,
             k=k,
-            agent_id=agent_id,
-            memory_type=memory_type,
-            tags=tags,
-            min_importance=min_importance,
-            include_inactive=include_inactive,
-            include_expired=include_expired,
             now=now,
             ranking=ranking,
             engine=engine,
             record_access=record_access,
+            **filters,
         )
 
     def search_vector(
@@ -326,38 +303,20 @@ class Memory:
         *,
         model: str,
         k: int = 10,
-        agent_id: str | None = None,
-        memory_type: str | Iterable[str] | None = None,
-        tags: Iterable[str] | None = None,
-        min_importance: int | None = None,
-        include_inactive: bool = False,
-        include_expired: bool = False,
         now: dt.datetime | None = None,
         ranking: Ranking | None = None,
         engine: str | None = None,
         record_access: bool = True,
+        **filters: Unpack[FilterOptions],
     ) -> list[Hit]:
         """As :meth:`search`, for a vector already made with ``model``."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValidationError("k must be a non-negative integer")
-        filters = Filters.make(
-            agent_id=agent_id,
-            memory_type=memory_type,
-            tags=tags,
-            min_importance=min_importance,
-            include_inactive=include_inactive,
-            include_expired=include_expired,
-            now=now,
-        )
-        raw = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if raw.size == 0 or not np.isfinite(raw).all():
-            raise ValidationError("the query vector must be non-empty and finite")
-        query = normalize_rows(raw)
+        check_k(k)
+        checked = Filters.make(now=now, **filters)
+        query = query_vector(vector)
         index = self.index(model, int(query.size), engine=engine)
         index.refresh()
-        found = index.search(query, filters, ranking or self.ranking, k)
-        ids = [memory_id for memory_id, _, _ in found]
-        records = self._records(ids)
+        found = index.search(query, checked, ranking or self.ranking, k)
+        records = self._records([memory_id for memory_id, _, _ in found])
         hits = [
             Hit(memory=records[memory_id], score=score, similarity=similarity)
             for memory_id, score, similarity in found

@@ -28,6 +28,8 @@ from typing import ClassVar, Sequence
 import msgspec
 import numpy as np
 
+from syncstore.errors import ValidationError
+
 DAY = 86_400.0
 
 
@@ -45,6 +47,13 @@ class Ranking(msgspec.Struct, frozen=True, kw_only=True):
         if self.half_life_days <= 0:
             raise ValueError("ranking half_life_days must be positive")
 
+    @classmethod
+    def named(cls, name: str) -> Ranking:
+        """The ranking a search request names: ``default`` or ``similarity``."""
+        if name not in NAMED:
+            raise ValidationError(f"must be one of {', '.join(NAMED)}", field="ranking")
+        return NAMED[name]
+
     def scores(self, similarity: np.ndarray, importance: np.ndarray, touched: np.ndarray, now: float) -> np.ndarray:
         """The score of each row (float64); ``touched`` and ``now`` in epoch seconds."""
         out = self.similarity * np.asarray(similarity, dtype=np.float64)
@@ -61,6 +70,8 @@ class Ranking(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Ranking.SIMILARITY = Ranking(importance=0.0, recency=0.0)
+# The rankings a search over HTTP can ask for, by name (a request carries no weights).
+NAMED = {"default": Ranking(), "similarity": Ranking.SIMILARITY}
 
 
 def top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> list[int]:

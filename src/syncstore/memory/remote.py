@@ -17,13 +17,15 @@ a refused token an AuthError, anything else an ExternalServiceError
 from __future__ import annotations
 
 import base64
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence, Unpack
 
 import httpx
 import msgspec
 import numpy as np
 
 from syncstore.errors import AuthError, ExternalServiceError, ValidationError
+from syncstore.memory.filters import FilterOptions, Filters
+from syncstore.memory.ranking import Ranking
 
 PATH = "/v1/memory/search"
 SERVICE = "sync server memory search"
@@ -66,18 +68,18 @@ def search_server(
     vector: np.ndarray | Sequence[float] | None = None,
     model: str | None = None,
     k: int = 10,
-    agent_id: str | None = None,
-    memory_type: str | Iterable[str] | None = None,
-    tags: Iterable[str] | None = None,
-    min_importance: int | None = None,
-    include_inactive: bool = False,
-    include_expired: bool = False,
     ranking: str = "default",
     exact: bool = False,
     timeout: float = 30.0,
     client: httpx.Client | None = None,
+    **filters: Unpack[FilterOptions],
 ) -> RemoteSearch:
-    """The top ``k`` of the token's tenant's memories on the server at ``url``."""
+    """The top ``k`` of the token's tenant's memories on the server at ``url``
+    among those passing the filters (see :class:`FilterOptions`). The filters
+    and the ranking name are checked here, as the server would check them."""
+    # now=None here makes a caller's now= a TypeError: the server's clock decides expiry.
+    checked = Filters.make(now=None, **filters)
+    Ranking.named(ranking)  # an unknown name is refused before any request
     params: list[tuple[str, str]] = []
     if query is not None:
         params.append(("query", query))
@@ -86,17 +88,9 @@ def search_server(
     if model is not None:
         params.append(("model", model))
     params.append(("k", str(k)))
-    if agent_id is not None:
-        params.append(("agent_id", agent_id))
-    if memory_type is not None:
-        params += [("memory_type", t) for t in ([memory_type] if isinstance(memory_type, str) else memory_type)]
-    if tags is not None:
-        params += [("tag", t) for t in ([tags] if isinstance(tags, str) else tags)]
-    if min_importance is not None:
-        params.append(("min_importance", str(min_importance)))
-    for name, flag in (("include_inactive", include_inactive), ("include_expired", include_expired), ("exact", exact)):
-        if flag:
-            params.append((name, "true"))
+    params += _filter_params(checked)
+    if exact:
+        params.append(("exact", "true"))
     if ranking != "default":
         params.append(("ranking", ranking))
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -110,6 +104,17 @@ def search_server(
     except httpx.HTTPError as exc:
         raise ExternalServiceError(f"{SERVICE} unreachable: {type(exc).__name__}", service=SERVICE) from None
     return _answer(response)
+
+
+def _filter_params(filters: Filters) -> list[tuple[str, str]]:
+    """The filters as the server's query string takes them; not ``now``: the server's clock decides expiry."""
+    params = [("agent_id", filters.agent_id)] if filters.agent_id is not None else []
+    params += [("memory_type", name) for name in filters.memory_types or ()]
+    params += [("tag", tag) for tag in filters.tags]
+    if filters.min_importance is not None:
+        params.append(("min_importance", str(filters.min_importance)))
+    params += [(name, "true") for name in ("include_inactive", "include_expired") if getattr(filters, name)]
+    return params
 
 
 def _answer(response: httpx.Response) -> RemoteSearch:

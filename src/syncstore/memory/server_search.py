@@ -3,7 +3,8 @@
 For the sync server's search endpoint: :func:`search_memory` takes a psycopg 3
 connection, the tenant (from the caller's token, never from the request), a
 query vector and its model, and the filters and ranking of local search
-(:mod:`syncstore.memory.filters`, :mod:`syncstore.memory.ranking`). It reads
+(:mod:`syncstore.memory.filters`, :mod:`syncstore.memory.ranking`);
+:func:`search_filtered` is the same with the filters already checked. It reads
 a table with the columns of ``schema.TABLES["agent_memory"]`` plus ``tenant``,
 with JSON as ``jsonb``, times as ``timestamptz``, the active flag as
 ``boolean``, and the embedding as pgvector's ``vector``/``vector(n)`` or as
@@ -39,38 +40,21 @@ import datetime as dt
 import hashlib
 import math
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, Unpack
 
 import msgspec
 import numpy as np
 
 from syncstore.errors import ValidationError
 from syncstore.memory.embedders.base import normalize_rows
-from syncstore.memory.filters import Filters
+from syncstore.memory.filters import FilterOptions, Filters, check_k, query_vector
 from syncstore.memory.ranking import DAY, Ranking, top_k
+from syncstore.memory.records import COLUMNS
 
 if TYPE_CHECKING:
     import psycopg
 
-RESULT_COLUMNS = (
-    "id",
-    "agent_id",
-    "memory_type",
-    "content",
-    "context_key",
-    "importance",
-    "tags",
-    "context",
-    "last_accessed_at",
-    "access_count",
-    "expires_at",
-    "is_active",
-    "embedding_model",
-    "embedding_dimensions",
-    "metadata",
-    "created_at",
-    "updated_at",
-)
+RESULT_COLUMNS = COLUMNS  # every agent_memory column but the vector, as local search reads them
 DEFAULT_CANDIDATES = 100
 SCAN_BATCH = 2_000
 _VECTOR_TYPE = re.compile(r"^vector(?:\((\d+)\))?$")
@@ -213,36 +197,40 @@ def search_memory(
     vector: np.ndarray | Sequence[float],
     model: str,
     k: int = 10,
-    agent_id: str | None = None,
-    memory_type: str | Iterable[str] | None = None,
-    tags: Iterable[str] | None = None,
-    min_importance: int | None = None,
-    include_inactive: bool = False,
-    include_expired: bool = False,
     now: dt.datetime | None = None,
     ranking: Ranking | None = None,
     table: str = "agent_memory",
     exact: bool = False,
     candidates: int = DEFAULT_CANDIDATES,
+    **filters: Unpack[FilterOptions],
 ) -> ServerSearch:
-    """The top ``k`` memories of ``tenant`` for a query vector (see the module doc)."""
+    """The top ``k`` memories of ``tenant`` for a query vector among those
+    passing the filters (see :class:`FilterOptions` and the module doc)."""
+    return search_filtered(
+        conn, Filters.make(now=now, **filters), tenant=tenant, vector=vector, model=model, k=k,
+        ranking=ranking, table=table, exact=exact, candidates=candidates,
+    )
+
+
+def search_filtered(
+    conn: psycopg.Connection,
+    filters: Filters,
+    *,
+    tenant: str,
+    vector: np.ndarray | Sequence[float],
+    model: str,
+    k: int = 10,
+    ranking: Ranking | None = None,
+    table: str = "agent_memory",
+    exact: bool = False,
+    candidates: int = DEFAULT_CANDIDATES,
+) -> ServerSearch:
+    """:func:`search_memory` with filters already checked by :meth:`Filters.make`
+    (as the sync server's request parsing does)."""
     if not isinstance(tenant, str) or not tenant:
         raise ValidationError("a search needs the tenant")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValidationError("k must be a non-negative integer")
-    filters = Filters.make(
-        agent_id=agent_id,
-        memory_type=memory_type,
-        tags=tags,
-        min_importance=min_importance,
-        include_inactive=include_inactive,
-        include_expired=include_expired,
-        now=now,
-    )
-    raw = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if raw.size == 0 or not np.isfinite(raw).all():
-        raise ValidationError("the query vector must be non-empty and finite")
-    query = normalize_rows(raw)
+    check_k(k)
+    query = query_vector(vector)
     ranking = ranking or Ranking()
     shape = layout(conn, table=table)
     if k == 0:
@@ -329,7 +317,7 @@ def index_plan(
     from psycopg import sql
 
     filters = Filters.make(**filter_options)
-    query = normalize_rows(np.asarray(vector, dtype=np.float32).reshape(-1))
+    query = query_vector(vector)
     shape = layout(conn, table=table)
     statement, params = _nearest_statement(shape, table, query, filters, Ranking(), k, tenant, model, max(candidates, k))
     with conn.transaction():

@@ -20,8 +20,8 @@ import msgspec
 import numpy as np
 
 from syncstore import records, schema
-from syncstore.errors import ValidationError
 from syncstore.memory.embedders import Embedder
+from syncstore.memory.filters import check_k
 from syncstore.memory.ranking import top_k
 
 if TYPE_CHECKING:
@@ -91,8 +91,7 @@ class TaskSearch:
         include_archived: bool = False,
     ) -> list[TaskHit]:
         """The ``k`` tasks whose title and description are closest to ``text``."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValidationError("k must be a non-negative integer")
+        check_k(k)
         clauses, params = [], []
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
