@@ -6,7 +6,8 @@ position, a role, a short text), and a fresh replica syncing them: snapshot
 chunks read by keyset pagination, sent over the websocket, applied with the
 merge rule one local transaction per chunk. Beside it, in the same run, the
 anchor: a plain apsw insert of the same rows into an identical table with no
-clocks or capture (executemany, 2,000 rows per transaction).
+clocks or capture (executemany, 2,000 rows per transaction, in id order as
+the snapshot arrives).
 
     .venv/bin/python benchmarks/bootstrap.py              # 1,000,000 rows
     .venv/bin/python benchmarks/bootstrap.py --rows 50000 # a quick run
@@ -73,6 +74,7 @@ def plain_insert(path: str, rows: list[tuple]) -> float:
     conn.execute(f"create table task_messages ({', '.join(columns)}, primary key (id))")
     conn.execute("create index task_messages_task_id_idx on task_messages (task_id)")
     sql = f"insert into task_messages values ({', '.join('?' * len(columns))})"
+    rows = sorted(rows)  # in id order, as a snapshot arrives (random order costs the B-tree more)
     started = time.perf_counter()
     for i in range(0, len(rows), 2_000):
         with conn:

@@ -489,7 +489,7 @@ class ChangeStore:
             else:
                 cells = {name: (value, base_hlc, base_site) for name, value in zip(names, values)}
             rows.append(p.RowChange(table_name, record[0], cells))
-            size += 24 * len(values) + sum(len(v) for v in values if type(v) is str or type(v) is bytes)
+            size += 48 * len(values) + sum(len(v) for v in values if type(v) is str or type(v) is bytes)
             if size >= max_bytes:
                 break
         exhausted = len(records) <= len(rows)

@@ -50,11 +50,15 @@ def test_a_fresh_replica_takes_a_snapshot_not_the_history(chunky, tenant, replic
     assert result.received == 0  # nothing from the log: the snapshot's position is its end
     assert replica_rows(fresh) == server_rows(chunky.database_url, tenant)
     assert fresh.tasks.get(ids[0]).title == "edit 99"
+    # The replica's clock moved past every cell it received: a local edit wins.
+    newest = max(cell.hlc for row_id in ids[2:] for cell in fresh.cells("tasks", row_id).values())
+    fresh.tasks.update(ids[2], title="local")
+    assert fresh.cells("tasks", ids[2])["title"].hlc > newest
     # Then the log, live.
     writer.tasks.create("after")
     writer.sync(chunky.url, token=token)
     again = fresh.sync(chunky.url, token=token)
-    assert again.snapshot_rows == 0 and again.received == 1
+    assert again.snapshot_rows == 0 and again.received == 2  # the local edit came back, and the new row
     assert replica_rows(fresh) == server_rows(chunky.database_url, tenant)
 
 

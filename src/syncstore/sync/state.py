@@ -46,11 +46,12 @@ class _Bulk:
             f"values ({', '.join('?' * (len(tbl.column_names) + 3))})"
         )
         self.types = [(c.name, _FAST_TYPES[c.type], c.required) for c in tbl.columns[1:]]
-        self.existing = f"select id from {tbl.name} where id in ({{}})"
+        self.existing = f"select id from {tbl.name} where id between ? and ?"
         self._signatures: dict[tuple[type, ...], bool] = {}
 
-    def row(self, row_id: str, cells: dict[str, Any]) -> tuple[Any, ...] | None:
-        """The insert's parameters, or None when the row needs the full path."""
+    def row(self, row_id: str, cells: dict[str, Any]) -> tuple[tuple[Any, ...], int] | None:
+        """The insert's parameters and the row's newest clock, or None when the
+        row needs the full path."""
         if len(cells) != len(self.cells):
             return None
         try:
@@ -72,8 +73,9 @@ class _Bulk:
         clock_set = set(map(_CLOCK, cells.values()))
         if len(clock_set) == 1:
             (base,) = clock_set
-            return (row_id, *values, base[0], base[1], None)
-        return (row_id, *values, *clocks.compress({name: _CLOCK(cell) for name, cell in cells.items()}))
+            return (row_id, *values, base[0], base[1], None), base[0]
+        newest = max(clock[0] for clock in clock_set)
+        return (row_id, *values, *clocks.compress({name: _CLOCK(cell) for name, cell in cells.items()})), newest
 
 
 _CLOCK = operator.itemgetter(1, 2)
@@ -289,15 +291,23 @@ class SyncState:
                     slow.extend(rows)
                     continue
                 present = self._present(bulk, [rc.id for rc in rows])
-                newest = max(rows, key=lambda rc: max(cell[1] for cell in rc.cells.values()))
-                params = []
+                params, newest, newest_at = [], -1, -1
                 for rc in rows:
-                    found = None if rc.id in present or rc is newest else bulk.row(rc.id, rc.cells)
+                    found = None if rc.id in present else bulk.row(rc.id, rc.cells)
                     if found is None:
                         slow.append(rc)
-                    else:
-                        params.append(found)
-                        fresh.append(Change(table, rc.id, "insert", bulk.columns, "remote"))
+                        continue
+                    params.append(found[0])
+                    fresh.append(Change(table, rc.id, "insert", bulk.columns, "remote"))
+                    if found[1] > newest:
+                        newest, newest_at = found[1], len(params) - 1
+                if params:
+                    # The row with the newest clock goes through apply_remote,
+                    # which moves the replica's clock past it (and so past all).
+                    newest_id = params[newest_at][0]
+                    slow.append(next(rc for rc in rows if rc.id == newest_id))
+                    del params[newest_at]
+                    del fresh[len(fresh) - len(params) - 1 + newest_at]
                 if params:
                     self._conn.executemany(bulk.insert, params)
             if slow:
@@ -320,19 +330,20 @@ class SyncState:
         return fresh + applied
 
     def _present(self, bulk: _Bulk, ids: list[str]) -> set[str]:
-        """Which of ``ids`` this replica holds, live or as a tombstone."""
-        found: set[str] = set()
-        for i in range(0, len(ids), 10_000):
-            part = ids[i : i + 10_000]
-            marks = ", ".join("?" * len(part))
-            found.update(row[0] for row in self._conn.execute(bulk.existing.format(marks), part))
-            found.update(
-                row[0]
-                for row in self._conn.execute(
-                    f"select pk from _ss_tombstones where tbl = ? and pk in ({marks})", (bulk.table, *part)
-                )
+        """Which of ``ids`` this replica holds, live or as a tombstone (one
+        range scan each: a chunk's ids are a range, and a new replica holds
+        nothing in it)."""
+        if not ids:
+            return set()
+        low, high = min(ids), max(ids)
+        found = {row[0] for row in self._conn.execute(bulk.existing, (low, high))}
+        found.update(
+            row[0]
+            for row in self._conn.execute(
+                "select pk from _ss_tombstones where tbl = ? and pk between ? and ?", (bulk.table, low, high)
             )
-        return found
+        )
+        return found & set(ids)
 
     def snapshot_progress(self) -> dict[str, tuple[str, int, str]]:
         """Per shape key: (state, position, resume)."""
