@@ -1,9 +1,10 @@
-"""Live traffic for the fault tests: replicas that write and sync in the background.
+"""Live traffic for the fault tests: replicas that write and sync in the background,
+and a program writing directly in PostgreSQL.
 
 Each :class:`Client` is one replica file with a background sync and a writer
 thread that keeps creating, editing and deleting tasks (and appending
 messages) at a steady pace, remembering what it committed so a test can check
-that nothing was lost.
+that nothing was lost. A :class:`DirectWriter` does the same with plain SQL.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 import syncstore
 from syncstore.errors import NotFoundError
@@ -103,7 +107,86 @@ def run_for(seconds: float, clients: list[Client], *, during: Any = None) -> Non
 
 
 def titles_in_postgres(database_url: str, tenant: str) -> set[str]:
-    import psycopg
-
     with psycopg.connect(database_url) as conn:
         return {row[0] for row in conn.execute("SELECT title FROM syncstore.tasks WHERE tenant = %s", (tenant,))}
+
+
+class DirectWriter:
+    """Plain SQL transactions against the synced tables, as an operator's script would
+    write them: tenant given, clock columns left alone, rows touched in id order."""
+
+    def __init__(self, database_url: str, tenant: str, *, seed: int = 7, ride_out_outages: bool = False):
+        self.url = database_url
+        self.ride_out_outages = ride_out_outages  # reconnect when the database goes away (a soak restarts it)
+        self.tenant = tenant
+        self.inserted: set[str] = set()
+        self.edited: set[str] = set()
+        self.deleted: set[str] = set()
+        self.transactions = 0
+        self.outages = 0
+        self.errors: list[BaseException] = []
+        self._random = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="direct-writer", daemon=True)
+
+    def _transaction(self, conn: psycopg.Connection) -> None:
+        rnd, tenant = self._random, self.tenant
+        live = [row[0] for row in conn.execute(
+            "SELECT id FROM syncstore.tasks WHERE tenant = %s AND NOT _deleted ORDER BY random() LIMIT 4", (tenant,)
+        )]  # fmt: skip
+        roll = rnd.random()
+        inserted, edited, deleted = [], [], []  # recorded once committed
+        with conn.transaction():
+            if roll < 0.35 or not live:
+                for _ in range(rnd.randint(1, 3)):
+                    title = f"sql {self.transactions}.{len(inserted)}"
+                    conn.execute(
+                        "INSERT INTO syncstore.tasks (tenant, id, title, repository) VALUES (%s, %s, %s, 'ops/db')",
+                        (tenant, str(uuid.uuid4()), title),
+                    )
+                    inserted.append(title)
+            elif roll < 0.9:
+                for row_id in sorted(live):  # the merge locks rows in id order too
+                    conn.execute(
+                        "UPDATE syncstore.tasks SET status = %s, description = %s WHERE tenant = %s AND id = %s",
+                        (rnd.choice(["paused", "completed", "failed"]), f"set by sql {self.transactions}", tenant, row_id),
+                    )
+                    edited.append(row_id)
+                if rnd.random() < 0.5:
+                    conn.execute(
+                        "INSERT INTO syncstore.task_messages (tenant, id, task_id, position, role, content) "
+                        "VALUES (%s, %s, %s, 1000000 + %s, 'system', 'note from sql')",
+                        (tenant, str(uuid.uuid4()), live[0], self.transactions),
+                    )
+            else:
+                conn.execute("DELETE FROM syncstore.tasks WHERE tenant = %s AND id = %s", (tenant, live[0]))
+                deleted.append(live[0])
+        self.inserted.update(inserted)
+        self.edited.update(edited)
+        self.deleted.update(deleted)
+        self.transactions += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    while not self._stop.is_set():
+                        self._transaction(conn)
+                        self._stop.wait(self._random.uniform(0.005, 0.03))
+            except psycopg.OperationalError as exc:
+                if not self.ride_out_outages:
+                    self.errors.append(exc)
+                    return
+                self.outages += 1
+                self._stop.wait(0.5)
+            except BaseException as exc:  # any other failure (a deadlock included) fails the test
+                self.errors.append(exc)
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self.errors, f"the direct writer failed: {self.errors[0]!r}"
