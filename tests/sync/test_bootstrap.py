@@ -204,3 +204,14 @@ def test_a_chunk_applies_as_apply_remote_would_whatever_the_replica_holds(replic
     for row_id in (*ids, held[0]):
         assert bulk.cells("tasks", row_id) == reference.cells("tasks", row_id)
     assert bulk.tasks.find(buried) is None
+
+
+def test_a_shape_the_schema_does_not_allow_stops_the_sync_for_good(chunky, tenant, replicas):
+    from syncstore.errors import SyncError
+    from syncstore.sync.background import retryable
+
+    store = replicas()
+    with pytest.raises(SyncError) as exc:
+        store.sync(chunky.url, token=chunky.token(tenant), shapes=[p.Shape("tasks", where={"title": ["x"]})])
+    assert exc.value.code == "bad_shape" and not retryable(exc.value)
+    assert "indexed" in str(exc.value)

@@ -103,6 +103,10 @@ class SyncConnection:
         stop: threading.Event | None = None,
     ) -> RoundResult:
         deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            subscriptions = self.state.subscriptions(self.shapes)
+        except ProtocolError as exc:
+            raise fatal(f"not a shape this client can sync: {exc}", code="bad_shape") from None
         session = cs.ClientSession(
             token=self._token,
             site=self.replica.site_id,
@@ -111,7 +115,7 @@ class SyncConnection:
             acked_seq=self.state.acked_seq,
             max_in_flight=self._max_in_flight,
             max_batch=self._max_batch,
-            subscriptions=self.state.subscriptions(self.shapes),
+            subscriptions=subscriptions,
         )
         self.session = session
         open_timeout = self._open_timeout
