@@ -18,12 +18,16 @@ queue into change log entries:
   positions drawn under it, as the merge does (:mod:`syncstore_server.store`),
   so a reader never passes over a late commit; ``NOTIFY syncstore_changes``
   then wakes the streams of every instance.
+- **Shapes**: each entry carries routing keys as a merge's does
+  (:class:`syncstore.core.shapes.RowKeys`): the triggers keep the old values of
+  the indexed columns a write changed, so a row moving into a shape is sent
+  whole to its subscribers and one moving out still reaches the old shape's.
 - **Transactions stay whole**: the rows one direct transaction wrote become one
   server transaction (split only when it is larger than ``max_entry_rows`` rows
   or ``max_entry_bytes``, so no client is sent a frame it cannot take).
 - **One publisher at a time** across instances (a transaction-level advisory
-  lock), so each queued write is published once. Every instance listens: the
-  one holding the lock when a write commits hears of it too and runs again.
+  lock: the others wait, then find what is left), so each queued write is
+  published once, in queue order.
   A sweep every ``sweep_interval_s`` covers a publisher killed mid-way and
   notifications missed while the listening connection was down.
 

