@@ -9,7 +9,9 @@ can be checked in tests without a database.
 A conflict is recorded for a written column when the value the server holds is
 a version the writer had not seen (``merge.is_concurrent``) and the two values
 differ, whichever of them wins. A cell nobody has written (the zero clock)
-never conflicts: there was nothing to compete with.
+never conflicts: there was nothing to compete with. ``updated_at`` never
+conflicts either: every edit stamps it, so two edits of different columns would
+otherwise "conflict" on it, and an edit of one column would be recorded twice.
 
 Rows are created only by inserts (a change carrying ``_deleted: 0``). A write
 of some columns to a row the server does not hold is dropped: the row was
@@ -20,22 +22,19 @@ row's ``_deleted`` cell, so a replica that never had the row keeps it deleted.
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any, Iterable, NamedTuple
 
 from syncstore import schema
 from syncstore.core import merge
 from syncstore.core import protocol as p
 from syncstore.core import shapes
+from syncstore.core.ids import uuid7 as new_id  # a conflict record's id (time-ordered)
 from syncstore.core.merge import DELETED, Cell
 
 from syncstore_server.validate import Checked
 
 RowKey = tuple[str, str]  # (table, id)
-
-
-from syncstore.core.ids import uuid7 as new_id  # noqa: E402 - a conflict record's id (time-ordered)
+UNCONTESTED = frozenset({"updated_at"})  # bookkeeping every write stamps: merged, never a conflict
 
 
 class Row:
@@ -121,7 +120,7 @@ def plan_tx(
         seen = change.seen
         for name, cell in incoming.items():
             held = current[name]
-            if held.hlc == 0 or held.value == cell.value:
+            if held.hlc == 0 or held.value == cell.value or name in UNCONTESTED:
                 continue
             if merge.is_concurrent(held, None if seen is None else seen.get(name)):
                 won = merge.wins(cell, held)

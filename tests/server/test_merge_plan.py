@@ -137,3 +137,20 @@ def test_two_changes_to_one_row_in_a_transaction_become_one_row_change():
     )
     (change,) = planned.changes
     assert change.cells["status"] == Cell("completed", 11, A) and change.cells["title"] == Cell("t", 10, A)
+
+
+def test_updated_at_merges_but_never_conflicts():
+    rows: dict = {}
+    inserted(rows, updated_at="2025-01-01T00:00:00.000000Z")
+    stamp = {"title": (10, A), "status": (10, A), "updated_at": (10, A)}
+    plan_tx(
+        [checked({"title": "a's", "updated_at": "2025-01-02T00:00:00.000000Z"}, 30, seen=stamp)],
+        rows, site=A, origin_tx=2,
+    )
+    # B edited another column, stamping updated_at too, without seeing A's edit.
+    planned = plan_tx(
+        [checked({"status": "paused", "updated_at": "2025-01-03T00:00:00.000000Z"}, 40, seen=stamp)],
+        rows, site=B, origin_tx=3,
+    )
+    assert planned.conflicts == []  # different columns: nothing competed
+    assert rows[KEY].cells["updated_at"] == Cell("2025-01-03T00:00:00.000000Z", 40, B)  # still last-write-wins
