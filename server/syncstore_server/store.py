@@ -45,7 +45,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncstore import schema
 from syncstore.core import hlc as hlc_mod
 from syncstore.core import protocol as p
-from syncstore.core import shapes
+from syncstore.core import server_session, shapes
 from syncstore.errors import SyncError, ValidationError
 
 from syncstore_server import clocks, merge_plan
@@ -74,6 +74,7 @@ CONNECTION_OPTIONS: dict[str, Any] = {
 
 _encode = msgspec.msgpack.encode
 _decode_tx = msgspec.msgpack.Decoder(p.ServerTx).decode
+_decode_value = msgspec.msgpack.decode
 
 
 class MergeResult(NamedTuple):
@@ -440,12 +441,15 @@ class ChangeStore:
         limit: int = 2_000,
         max_bytes: int = 1 << 20,
         position: bool = False,
-    ) -> tuple[list[p.RowChange], int | None, bool]:
+    ) -> tuple[server_session.SnapshotRows, int | None, bool]:
         """One chunk of a shape's live rows with ids after ``after_id``, by id
-        (keyset pagination), every cell with its clock; with ``position``, first
-        the log position the chunk is consistent with (the rows are read after
-        it, so they hold at least everything up to it). Returns the rows, the
-        position (or None) and whether the shape has no rows after these."""
+        (keyset pagination), every cell with its clock, and the conflict
+        records of the shape's rows in the chunk's id range (live or deleted,
+        resolved or not: a replica that follows the log holds them all); with
+        ``position``, first the log position the chunk is consistent with (the
+        rows are read after it, so they hold at least everything up to it).
+        Returns the chunk, the position (or None) and whether the shape has no
+        rows after these."""
         table = self.catalog.tables[shape.table]
         view = table.full
         clauses, params = snapshot_filter(table, shape)
@@ -466,12 +470,60 @@ class ChangeStore:
                 at = found[0]
             cur = await conn.execute(sql, (tenant, after_id, *params, limit + 1))
             records = await cur.fetchall()
+            rows = self._snapshot_rows(shape.table, view, records, limit, max_bytes)
+            exhausted = len(records) <= len(rows)
+            # The chunk covers the ids after after_id up to its last row (to
+            # the end when it is the shape's last): the records of the rows in
+            # that range, including deleted ones the snapshot does not ship.
+            upto = None if exhausted else rows[-1].id
+            conflicts = await self._snapshot_conflicts(conn, tenant, table, shape, clauses, params, after_id, upto)
+        return server_session.SnapshotRows(rows, conflicts, rows[-1].id if rows else ""), at, exhausted
+
+    async def _snapshot_conflicts(
+        self,
+        conn: psycopg.AsyncConnection,
+        tenant: str,
+        table: Any,
+        shape: shapes.ShapeFilter,
+        clauses: str,
+        params: list[Any],
+        after_id: str,
+        upto: str | None,
+    ) -> list[p.ConflictRecord]:
+        sql = (
+            f"SELECT id::text, row_id, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, "
+            f"loser_site, incoming_won, created_at FROM {SCHEMA}.conflicts "
+            f"WHERE tenant = %s AND tbl = %s AND row_id > %s"
+        )
+        args: list[Any] = [tenant, table.name, after_id]
+        if upto is not None:
+            sql += " AND row_id <= %s"
+            args.append(upto)
+        if clauses:
+            # A filtered shape: the rows the table holds (live or tombstones) that match it.
+            sql += f" AND row_id IN (SELECT id FROM {table.qualified} WHERE tenant = %s{clauses})"
+            args += [tenant, *params]
+        cur = await conn.execute(sql + " ORDER BY id", args)
+        return [
+            p.ConflictRecord(
+                id=cid, table=table.name, row_id=row_id, column=col,
+                winner_value=_decode_value(winner_value), winner_hlc=winner_hlc, winner_site=bytes(winner_site),
+                loser_value=_decode_value(loser_value), loser_hlc=loser_hlc, loser_site=bytes(loser_site),
+                incoming_won=incoming_won, created_at=schema.format_timestamp(created_at),
+            )  # fmt: skip
+            for (cid, row_id, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site,
+                 incoming_won, created_at) in await cur.fetchall()
+        ]  # fmt: skip
+
+    @staticmethod
+    def _snapshot_rows(
+        table_name: str, view: Any, records: list[tuple[Any, ...]], limit: int, max_bytes: int
+    ) -> list[p.RowChange]:
         rows: list[p.RowChange] = []
         size = 0
         names = view.names
         count = len(view.columns)
         readers = view._readers
-        table_name = shape.table
         for record in records[:limit]:
             # What View.row_from_db does, for whole rows: most rows hold every
             # cell at one clock, so the cells are made in one pass.
@@ -492,8 +544,7 @@ class ChangeStore:
             size += 48 * len(values) + sum(len(v) for v in values if type(v) is str or type(v) is bytes)
             if size >= max_bytes:
                 break
-        exhausted = len(records) <= len(rows)
-        return rows, at, exhausted
+        return rows
 
     # --- conflicts ------------------------------------------------------------
 

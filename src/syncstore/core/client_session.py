@@ -104,6 +104,7 @@ class SnapshotChunk(NamedTuple):
     position: int
     last: bool
     resume: str
+    conflicts: list[p.ConflictRecord] = []  # the records of the chunk's rows, stored with them
 
 
 class Resnapshot(NamedTuple):
@@ -422,7 +423,9 @@ class ClientSession:
             if self.cursor == 0:
                 # A fresh replica: its log starts at the snapshot's position.
                 self.cursor = msg.position
-        self._events.append(SnapshotChunk(msg.id, list(msg.rows), msg.position, msg.last, msg.resume))
+        self._events.append(
+            SnapshotChunk(msg.id, list(msg.rows), msg.position, msg.last, msg.resume, list(msg.conflicts))
+        )
 
     def _on_error(self, msg: p.Error) -> None:
         if msg.fatal:

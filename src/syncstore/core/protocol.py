@@ -177,6 +177,10 @@ class Snapshot(_Message, tag="snapshot"):
     last: bool = False
     resume: str = ""
     id: str = ""
+    # The conflict records of the rows in this chunk's id range (live or
+    # deleted there), resolved or not: what the log gave a replica that was
+    # there when they were made.
+    conflicts: list[ConflictRecord] = []
 
 
 class Changes(_Message, tag="changes"):

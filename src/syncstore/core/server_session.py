@@ -116,6 +116,22 @@ class ReadSnapshot(NamedTuple):
     position: bool  # also read the log position the chunk is consistent with
 
 
+class SnapshotRows:
+    """One chunk of a shape as the store read it: the rows by id, the conflict
+    records of the rows in the chunk's id range, and the id the next chunk
+    starts after."""
+
+    __slots__ = ("rows", "conflicts", "last_id")
+
+    def __init__(self, rows: list[p.RowChange], conflicts: list[p.ConflictRecord], last_id: str):
+        self.rows = rows
+        self.conflicts = conflicts
+        self.last_id = last_id
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 class Live(NamedTuple):
     shapes: list[sh.ShapeFilter] | None  # None: stop routing to this session
     position: int  # entries after this one are owed
@@ -391,9 +407,13 @@ class ServerSession:
         self._send(p.Changes(txs=out))
         self._send(p.UpToDate(cursor=self.position))
 
-    def snapshot_read(self, rows: Sequence[p.RowChange], *, position: int | None, exhausted: bool) -> None:
-        """One chunk of the snapshot asked for: rows by id, the position the
-        first chunk is consistent with, and whether the shape has no more rows."""
+    def snapshot_read(
+        self, rows: Sequence[p.RowChange] | SnapshotRows, *, position: int | None, exhausted: bool
+    ) -> None:
+        """One chunk of the snapshot asked for: rows by id (with the conflict
+        records of their id range), the position the first chunk is consistent
+        with, and whether the shape has no more rows."""
+        chunk = rows if isinstance(rows, SnapshotRows) else SnapshotRows(list(rows), [], rows[-1].id if rows else "")
         job = self._job
         if job is None:
             raise ProtocolError("snapshot_read() with no snapshot read running", code="state")
@@ -406,17 +426,18 @@ class ServerSession:
         if exhausted:
             job.index += 1
             job.after = ""
-        elif rows:
-            job.after = rows[-1].id
+        elif chunk.last_id:
+            job.after = chunk.last_id
         last = job.index >= len(job.shapes)
-        if rows or last:
+        if chunk.rows or chunk.conflicts or last:
             self._send(
                 p.Snapshot(
-                    rows=list(rows),
+                    rows=chunk.rows,
                     position=job.position,
                     last=last,
                     resume="" if last else resume_key(job.index, job.after),
                     id=job.id,
+                    conflicts=chunk.conflicts,
                 )
             )
         if last:

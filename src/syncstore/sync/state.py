@@ -171,34 +171,30 @@ class SyncState:
             for rc in tx.changes
             if rc.cells
         ]
-        now = schema.now_iso()
         with self.replica.transaction():
             applied = self.replica.apply_remote(remote) if remote else []
-            for c in tx.conflicts:
-                self._conn.execute(
-                    "insert or ignore into _ss_conflicts (id, tbl, row_id, col, winner_value, winner_hlc, "
-                    "winner_site, loser_value, loser_hlc, loser_site, incoming_won, created_at, server_seq, "
-                    "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        c.id,
-                        c.table,
-                        c.row_id,
-                        c.column,
-                        c.winner_value,
-                        c.winner_hlc,
-                        c.winner_site,
-                        c.loser_value,
-                        c.loser_hlc,
-                        c.loser_site,
-                        int(c.incoming_won),
-                        c.created_at or now,
-                        tx.seq,
-                        now,
-                    ),
-                )
+            if tx.conflicts:
+                self._store_conflicts(tx.conflicts, tx.seq)
             if tx.seq > self.cursor:
                 self._set(CURSOR, tx.seq)
         return applied
+
+    def _store_conflicts(self, records: Iterable[p.ConflictRecord], seq: int) -> None:
+        """Keep conflict records (in the caller's transaction); one already
+        here keeps its local state (a resolution made here stays)."""
+        now = schema.now_iso()
+        self._conn.executemany(
+            "insert or ignore into _ss_conflicts (id, tbl, row_id, col, winner_value, winner_hlc, "
+            "winner_site, loser_value, loser_hlc, loser_site, incoming_won, created_at, server_seq, "
+            "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    c.id, c.table, c.row_id, c.column, c.winner_value, c.winner_hlc, c.winner_site,
+                    c.loser_value, c.loser_hlc, c.loser_site, int(c.incoming_won), c.created_at or now, seq, now,
+                )  # fmt: skip
+                for c in records
+            ],
+        )
 
     def up_to_date(self, cursor: int) -> None:
         """Caught up: keep the cursor and clear the last error (the connection works)."""
@@ -315,6 +311,10 @@ class SyncState:
                     RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
                     for rc in slow
                 )
+            if chunk.conflicts:
+                # The chunk does not say at which log position each record was
+                # made: the snapshot's position stands for it.
+                self._store_conflicts(chunk.conflicts, chunk.position)
             if chunk.last:
                 self._conn.execute(
                     "update _ss_shapes set state = 'live', position = ?, resume = '' where key = ?",
