@@ -58,7 +58,8 @@ async def _subscriber(url: str, token: str, ready: asyncio.Event, received: list
     from websockets.asyncio.client import connect
 
     async with connect(url, max_size=None, compression=None, open_timeout=60) as ws:
-        await ws.send(p.encode(p.Hello(token=token, site=os.urandom(16))))
+        # As the sync client does: live changes come as one Changes frame carrying the cursor.
+        await ws.send(p.encode(p.Hello(token=token, site=os.urandom(16), changes_cursor=True)))
         welcome = p.decode(await ws.recv())
         assert isinstance(welcome, p.Welcome), welcome
         await ws.send(p.encode(p.Subscribe(shapes=[p.Shape("tasks")])))

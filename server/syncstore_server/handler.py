@@ -2,7 +2,10 @@
 
 The session (:mod:`syncstore.core.server_session`) decides; this driver does
 the I/O it asks for: checks the token, runs merges and log reads against the
-change store, sends messages through one writer task, and closes. Merges and
+change store, sends messages, and closes. A frame goes straight to the socket
+when nothing is queued before it and the socket has room (most live
+deliveries: the same bytes for every stream of the same shapes), else through
+the connection's queue and its writer task. Merges and
 reads run as tasks beside the frame reader, so a client that is pushing still
 receives live changes, and the session keeps at most one of each in flight.
 
@@ -30,6 +33,7 @@ from typing import Any, NamedTuple
 import psycopg
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WsState
 
 from syncstore.core import protocol as p
 from syncstore.core import server_session as ss
@@ -112,6 +116,12 @@ class ConnectionHandler:
             await asyncio.wait({writer, self._reader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._reader.cancel()
+            await asyncio.wait({self._reader}, timeout=5)
+            # Frames that come from now on are dropped unread (a push among them
+            # was never acked: the client sends it again). Reading them on lets
+            # the client's answer to our close through, which websockets holds
+            # back while its queue of unread frames is full.
+            discard = asyncio.create_task(self._discard()) if self._reader.done() else None
             self.session.drain()
             await self._settle_merge()  # its Ack is queued before the close
             self.session.close()
@@ -130,6 +140,8 @@ class ConnectionHandler:
                     await asyncio.wait_for(writer, 5)
                 except (asyncio.TimeoutError, ConnectionClosed):
                     writer.cancel()
+            if discard is not None:
+                discard.cancel()
             self._closed.set()
 
     async def drain(self) -> None:
@@ -158,8 +170,12 @@ class ConnectionHandler:
                 waiting = self.session.state is ss.State.AWAIT_HELLO
                 budget = limits.hello_timeout_s if waiting else limits.idle_timeout_s / 2
                 try:
-                    frame = await asyncio.wait_for(self.ws.recv(), budget)
-                except asyncio.TimeoutError:
+                    # Not asyncio.wait_for: on Python 3.11 it returns a frame
+                    # that arrives together with drain()'s cancel and drops the
+                    # cancel, so the loop would wait on for the next frame.
+                    async with asyncio.timeout(budget):
+                        frame = await self.ws.recv()
+                except TimeoutError:
                     if waiting:
                         self._fail("hello_timeout", "no Hello within the time allowed", CLOSE_GOING_AWAY)
                         return
@@ -170,11 +186,20 @@ class ConnectionHandler:
                     self.session.ping(self._ping_nonce)
                     self._dispatch()
                     continue
+                if self._draining or self.session.state is ss.State.CLOSED:
+                    return  # a push read now is not merged: it was never acked, the client sends it again
                 self._last_heard = time.monotonic()
                 self.session.receive_frame(frame)
                 self._dispatch()
                 if self.session.state is ss.State.CLOSED:
                     return
+        except ConnectionClosed:
+            return
+
+    async def _discard(self) -> None:
+        try:
+            while True:
+                await self.ws.recv()
         except ConnectionClosed:
             return
 
@@ -217,9 +242,7 @@ class ConnectionHandler:
         self.session.close()
         message = p.Error(code="too_slow", message="the client fell too far behind; reconnect and catch up", fatal=True)
         self.metrics.errors.labels(message.code).inc()
-        frame = p.encode(message)
-        self._queued += len(frame)
-        self._out.put_nowait(frame)
+        self._write(p.encode(message))
         self._out.put_nowait(_Closing(CLOSE_TRY_AGAIN_LATER, "too_slow"))
         if self._reader is not None:
             self._reader.cancel()
@@ -227,13 +250,29 @@ class ConnectionHandler:
     def _send(self, message: p.Message) -> None:
         if isinstance(message, p.Error):
             self.metrics.errors.labels(message.code).inc()
-        frame = p.encode(message)
-        if isinstance(message, p.Changes) and len(frame) > self.limits.max_frame and len(message.txs) > 1:
+        if isinstance(message, p.Changes):
             # Keep frames within what this server accepts, which clients are
             # built to accept too; one transaction is never split.
-            half = len(message.txs) // 2
-            self._send(p.Changes(txs=message.txs[:half]))
-            self._send(p.Changes(txs=message.txs[half:]))
+            for frame in ss.encode_changes(message.txs, cursor=message.cursor, max_frame=self.limits.max_frame):
+                self._write(frame)
+            return
+        self._write(p.encode(message))
+
+    def _write(self, frame: bytes) -> None:
+        """Send ``frame`` after everything sent before it."""
+        ws = self.ws
+        if self._out.empty() and not ws.paused and ws.protocol.state is WsState.OPEN and not ws.transport.is_closing():
+            # Nothing waits before it and the socket takes data: hand it to the
+            # socket now, as ``ws.send`` would, without a hop through the
+            # writer task (a commit reaches a thousand live streams this way).
+            # The writer task has put everything it took on the socket already:
+            # ``ws.send`` writes before it waits for the buffer to drain.
+            try:
+                ws.protocol.send_binary(frame)
+                ws.send_data()
+            except Exception as exc:
+                log.info("a send failed (%s): closing the connection", type(exc).__name__)
+                ws.transport.abort()
             return
         self._queued += len(frame)
         self._out.put_nowait(frame)
@@ -242,7 +281,10 @@ class ConnectionHandler:
 
     def _dispatch(self) -> None:
         for action in self.session.actions():
-            if isinstance(action, ss.Send):
+            if isinstance(action, ss.SendEncoded):
+                for frame in action.frames:
+                    self._write(frame)
+            elif isinstance(action, ss.Send):
                 self._send(action.message)
             elif isinstance(action, ss.Close):
                 self._out.put_nowait(_Closing(action.code, action.reason))
@@ -303,8 +345,8 @@ class ConnectionHandler:
             # was answered from the database): route what it holds beyond.
             self.log_tail.poke(self._tenant)
 
-    def deliver(self, entries: list[tuple[int, p.ServerTx]]) -> None:
-        """New log entries the router selected for this stream."""
+    def deliver(self, entries: ss.Delivery) -> None:
+        """New log entries the router selected for this stream (and every stream of the same shapes)."""
         if self._queued > self.limits.max_queue:
             # Still holding more than the limit of what was sent before: the
             # client reads slower than the log grows.

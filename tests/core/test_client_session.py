@@ -59,7 +59,7 @@ def test_start_sends_hello_with_persisted_position():
     s = session(cursor=42, acked_seq=7, schema=3)
     s.start()
     (hello,) = s.messages_to_send()
-    assert hello == p.Hello(token="secret-token", site=SITE, schema=3, cursor=42, acked_seq=7)
+    assert hello == p.Hello(token="secret-token", site=SITE, schema=3, cursor=42, acked_seq=7, changes_cursor=True)
     assert s.state is cs.State.HELLO_SENT
     with pytest.raises(ProtocolError):
         s.start()

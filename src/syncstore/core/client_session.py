@@ -288,7 +288,14 @@ class ClientSession:
         if self.state is not State.IDLE:
             raise ProtocolError(f"session already started ({self.state.value})", code="state")
         self._outgoing.append(
-            p.Hello(token=self._token, site=self.site, schema=self.schema, cursor=self.cursor, acked_seq=self.acked_seq)
+            p.Hello(
+                token=self._token,
+                site=self.site,
+                schema=self.schema,
+                cursor=self.cursor,
+                acked_seq=self.acked_seq,
+                changes_cursor=True,
+            )
         )
         self.state = State.HELLO_SENT
 
@@ -400,6 +407,9 @@ class ClientSession:
             # delivery is harmless, while skipping one could lose a change.
             self._events.append(RemoteTx(tx))
             self.cursor = max(self.cursor, tx.seq)
+        if msg.cursor:
+            # An UpToDate folded into the frame (servers that do not fold send it apart).
+            self._on_up_to_date(p.UpToDate(cursor=msg.cursor))
 
     def _on_up_to_date(self, msg: p.UpToDate) -> None:
         self._require_ready(msg)

@@ -14,7 +14,7 @@ A session, from the client's side::
     -> Subscribe(shapes, cursor)                  what I want to receive
     <- Snapshot(...)* / Changes(txs)*             current rows, then the log
     <- UpToDate(cursor)                           caught up; live from here
-    <- Changes(txs)                               live, as they commit
+    <- Changes(txs, cursor)                       live, as they commit (cursor: and up to date there)
     <-> Ping / Pong                               keep-alive
 
 Values in changes are canonical stored values (see :mod:`syncstore.schema`):
@@ -122,6 +122,10 @@ class Hello(_Message, tag="hello"):
     schema: int = 0  # the client's replica schema version
     cursor: int = 0  # the last server log position the client has applied
     acked_seq: int = 0  # the last of its own sequence numbers it knows were merged
+    # The client reads ``Changes.cursor``: the server may then fold the
+    # UpToDate that follows live changes into the Changes frame (one frame
+    # per commit instead of two). Older clients leave it False and get both.
+    changes_cursor: bool = False
 
 
 class Welcome(_Message, tag="welcome"):
@@ -185,6 +189,10 @@ class Snapshot(_Message, tag="snapshot"):
 
 class Changes(_Message, tag="changes"):
     txs: list[ServerTx]
+    # Not 0: the stream is up to date at this position, as an UpToDate right
+    # after these changes would say (sent only to a client whose Hello has
+    # ``changes_cursor``).
+    cursor: int = 0
 
 
 class UpToDate(_Message, tag="up_to_date"):

@@ -17,7 +17,8 @@ States::
 
 Actions for the driver, in the order they are queued:
 
-- :class:`Send`: send this message.
+- :class:`Send`: send this message. :class:`SendEncoded`: send these frames
+  (a live delivery, encoded once for every stream it reaches).
 - :class:`Authenticate`: check the token; then :meth:`accept` or :meth:`refuse`.
 - :class:`Merge`: merge these local transactions of the session's site, each
   atomically and at most once; then :meth:`merged` (or :meth:`merge_failed`).
@@ -94,6 +95,12 @@ class Send(NamedTuple):
     message: p.Message
 
 
+class SendEncoded(NamedTuple):
+    """Send these frames, already encoded (a live delivery shared by many streams)."""
+
+    frames: tuple[bytes, ...]
+
+
 class Authenticate(NamedTuple):
     token: str
     site: bytes
@@ -146,7 +153,45 @@ class Close(NamedTuple):
     reason: str
 
 
-Action = Union[Send, Authenticate, Merge, ReadLog, ReadSnapshot, Live, Resolve, Close]
+Action = Union[Send, SendEncoded, Authenticate, Merge, ReadLog, ReadSnapshot, Live, Resolve, Close]
+
+
+def encode_changes(txs: list[p.ServerTx], *, cursor: int = 0, max_frame: int = 0) -> list[bytes]:
+    """Changes frames for ``txs``, each within ``max_frame`` bytes (0: no
+    limit) unless it holds a single transaction (one is never split); only the
+    last frame carries ``cursor``."""
+    frame = p.encode(p.Changes(txs=txs, cursor=cursor))
+    if max_frame <= 0 or len(frame) <= max_frame or len(txs) < 2:
+        return [frame]
+    half = len(txs) // 2
+    return encode_changes(txs[:half], max_frame=max_frame) + encode_changes(txs[half:], cursor=cursor, max_frame=max_frame)
+
+
+class Delivery(list):  # type: ignore[type-arg]
+    """New log entries ``(seq, selected tx)`` for every live stream whose
+    shapes select the same parts of them. The driver's router hands one
+    Delivery to all of those streams, so its frames are built and encoded once
+    per commit, not once per stream."""
+
+    __slots__ = ("_frames",)
+
+    def __init__(self, entries: Iterable[tuple[int, p.ServerTx]] = ()):
+        super().__init__(entries)
+        self._frames: dict[tuple[bool, int], tuple[bytes, ...]] = {}
+
+    def frames(self, *, folded: bool, max_frame: int) -> tuple[bytes, ...]:
+        """The Changes frames, ending with the cursor (``folded``) or followed by an UpToDate."""
+        key = (folded, max_frame)
+        found = self._frames.get(key)
+        if found is None:
+            txs = [tx for _, tx in self]
+            cursor = self[-1][0]
+            if folded:
+                found = tuple(encode_changes(txs, cursor=cursor, max_frame=max_frame))
+            else:
+                found = (*encode_changes(txs, max_frame=max_frame), p.encode(p.UpToDate(cursor=cursor)))
+            self._frames[key] = found
+        return found
 
 
 class _Job:
@@ -230,6 +275,7 @@ class ServerSession:
         self._draining = False
         self._jobs: deque[_Job] = deque()
         self._job: _Job | None = None  # the snapshot whose chunk is being read
+        self.changes_cursor = False  # the client reads Changes.cursor (its Hello said so)
 
     def __repr__(self) -> str:  # never shows the token
         tenant = self.identity.tenant if self.identity else None
@@ -397,15 +443,26 @@ class ServerSession:
             self._actions.append(Live(self.shapes, self.position))
 
     def deliver(self, entries: Sequence[tuple[int, p.ServerTx]]) -> None:
-        """Live: new log entries the driver selected for this session's shapes."""
-        if self.state is not State.READY or not self.live:
+        """Live: new log entries the driver selected for this session's shapes.
+        Each delivery ends up to date at its last entry: one Changes carrying
+        the cursor for a client that reads it, else Changes then UpToDate."""
+        if self.state is not State.READY or not self.live or not entries:
+            return
+        if isinstance(entries, Delivery) and entries[0][0] > self.position:
+            # All of it is new to this stream (the usual case): the frames the
+            # other streams of these shapes get are exactly ours.
+            self.position = entries[-1][0]
+            self._actions.append(SendEncoded(entries.frames(folded=self.changes_cursor, max_frame=self.max_frame)))
             return
         out = [tx for seq, tx in entries if seq > self.position]
         if not out:
             return
         self.position = out[-1].seq
-        self._send(p.Changes(txs=out))
-        self._send(p.UpToDate(cursor=self.position))
+        if self.changes_cursor:
+            self._send(p.Changes(txs=out, cursor=self.position))
+        else:
+            self._send(p.Changes(txs=out))
+            self._send(p.UpToDate(cursor=self.position))
 
     def snapshot_read(
         self, rows: Sequence[p.RowChange] | SnapshotRows, *, position: int | None, exhausted: bool
@@ -507,6 +564,7 @@ class ServerSession:
                         close_code=CLOSE_POLICY_VIOLATION)
             return
         self.site = bytes(msg.site)
+        self.changes_cursor = msg.changes_cursor
         self.state = State.AUTHENTICATING
         self._actions.append(Authenticate(msg.token, self.site, msg.cursor, msg.acked_seq))
 
