@@ -470,14 +470,15 @@ class ChangeStore:
                 at = found[0]
             cur = await conn.execute(sql, (tenant, after_id, *params, limit + 1))
             records = await cur.fetchall()
-            rows = self._snapshot_rows(shape.table, view, records, limit, max_bytes)
-            exhausted = len(records) <= len(rows)
+            rows, columns, taken = self._snapshot_rows(shape.table, view, records, limit, max_bytes)
+            exhausted = len(records) <= taken
+            last_id = records[taken - 1][0] if taken else ""
             # The chunk covers the ids after after_id up to its last row (to
             # the end when it is the shape's last): the records of the rows in
             # that range, including deleted ones the snapshot does not ship.
-            upto = None if exhausted else rows[-1].id
+            upto = None if exhausted else last_id
             conflicts = await self._snapshot_conflicts(conn, tenant, table, shape, clauses, params, after_id, upto)
-        return server_session.SnapshotRows(rows, conflicts, rows[-1].id if rows else ""), at, exhausted
+        return server_session.SnapshotRows(rows, conflicts, last_id, columns), at, exhausted
 
     async def _snapshot_conflicts(
         self,
@@ -518,33 +519,69 @@ class ChangeStore:
     @staticmethod
     def _snapshot_rows(
         table_name: str, view: Any, records: list[tuple[Any, ...]], limit: int, max_bytes: int
-    ) -> list[p.RowChange]:
-        rows: list[p.RowChange] = []
-        size = 0
-        names = view.names
+    ) -> tuple[list[p.RowChange], p.Columns | None, int]:
+        """The chunk's rows from ``records`` (as ``select_all`` reads them):
+        those whose cells share one clock column by column, the others as
+        RowChanges; and how many records were taken (at most ``limit``, and
+        no more than the estimated ``max_bytes`` of RowChanges)."""
+        records = records[:limit]
+        if not records:
+            return [], None, 0
         count = len(view.columns)
-        readers = view._readers
-        for record in records[:limit]:
-            # What View.row_from_db does, for whole rows: most rows hold every
-            # cell at one clock, so the cells are made in one pass.
-            values = list(record[1 : count + 2])  # the columns, then _deleted
-            for i, reader in readers:
-                if values[i] is not None:
-                    values[i] = reader(values[i])
-            base_hlc, base_site, blob = record[count + 2 : count + 5]
-            if blob:
-                extra = clocks.overrides(blob)
+        columns = list(zip(*records))
+        # The size of the chunk as RowChanges (the larger form): per cell, a
+        # name and a clock; plus the text and bytes values.
+        per_row = 48 * (count + 1)
+        size = per_row * len(records) + sum(map(_text_size, columns[1 : count + 1]))
+        if size >= max_bytes:
+            # Stop at the row that crosses max_bytes (row by row: the rare large chunk).
+            size, taken = 0, 0
+            for record in records:
+                taken += 1
+                size += per_row + sum(len(v) for v in record[1 : count + 1] if type(v) is str or type(v) is bytes)
+                if size >= max_bytes:
+                    break
+            if taken < len(records):
+                records = records[:taken]
+                columns = list(zip(*records))
+        taken = len(records)
+        values = [list(column) for column in columns[1 : count + 1]]
+        for i, reader in view._readers:
+            # Values repeat across rows (a JSON default, a shared vector): each distinct one is read once.
+            seen: dict[Any, Any] = {}
+            column = values[i]
+            for k, value in enumerate(column):
+                if value is not None:
+                    found = seen.get(value)
+                    if found is None:
+                        found = seen[value] = reader(value)
+                    column[k] = found
+        ids = list(columns[0])
+        hlcs, sites, blobs = (list(c) for c in columns[count + 2 : count + 5])
+        rows: list[p.RowChange] = []
+        mixed = [k for k, blob in enumerate(blobs) if blob]
+        if mixed:
+            # Rows whose cells have clocks of their own: as RowChanges.
+            names = view.names
+            for k in mixed:
+                extra = clocks.overrides(blobs[k])
+                row_values = [column[k] for column in values]
+                row_values.append(0)
+                base = (hlcs[k], sites[k])
                 cells = {
-                    name: (value, *extra[name]) if name in extra else (value, base_hlc, base_site)
-                    for name, value in zip(names, values)
+                    name: (value, *extra[name]) if name in extra else (value, *base)
+                    for name, value in zip(names, row_values)
                 }
-            else:
-                cells = {name: (value, base_hlc, base_site) for name, value in zip(names, values)}
-            rows.append(p.RowChange(table_name, record[0], cells))
-            size += 48 * len(values) + sum(len(v) for v in values if type(v) is str or type(v) is bytes)
-            if size >= max_bytes:
-                break
-        return rows
+                rows.append(p.RowChange(table_name, ids[k], cells))
+            keep = sorted(set(range(taken)) - set(mixed))
+            ids = [ids[k] for k in keep]
+            values = [[column[k] for k in keep] for column in values]
+            hlcs = [hlcs[k] for k in keep]
+            sites = [sites[k] for k in keep]
+        index: dict[bytes, int] = {}
+        site_index = [index.setdefault(site, len(index)) for site in sites]
+        table = p.Columns(table_name, list(view.columns), ids, values, hlcs, list(index), site_index)
+        return rows, table, taken
 
     # --- conflicts ------------------------------------------------------------
 
@@ -596,6 +633,16 @@ class ChangeStore:
             found = await cur.fetchone()
         assert found is not None
         return {"position": found[0], "rows": found[1]}
+
+
+def _text_size(column: Sequence[Any]) -> int:
+    """The length of the text and bytes values of a column."""
+    kinds = set(map(type, column))
+    if not kinds & {str, bytes}:
+        return 0
+    if kinds <= {str, bytes}:
+        return sum(map(len, column))
+    return sum(len(v) for v in column if type(v) is str or type(v) is bytes)
 
 
 def _renumber(txs: Sequence[p.LocalTx], *, after: int) -> list[p.LocalTx]:

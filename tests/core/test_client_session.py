@@ -283,7 +283,7 @@ def test_must_resnapshot_ends_the_subscriptions_and_the_session_goes_on():
     assert s.state is cs.State.READY and not s.subscribed and not s.settled
     s.subscribe([cs.Subscription("again", [p.Shape("tasks")], snapshot=True, cursor=0)])
     (sub,) = s.messages_to_send()
-    assert sub == p.Subscribe(shapes=[p.Shape("tasks")], cursor=0, id="again", snapshot=True)
+    assert sub == p.Subscribe(shapes=[p.Shape("tasks")], cursor=0, id="again", snapshot=True, columnar=True)
 
 
 def test_resolved_is_sent_only_when_ready():

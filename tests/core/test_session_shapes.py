@@ -137,7 +137,7 @@ def test_the_client_subscribes_as_told_and_settles_only_after_the_last_chunk():
     s = client(cursor=3, subscriptions=subs)
     _, first, second = s.messages_to_send()
     assert first == p.Subscribe(shapes=[p.Shape("tasks")], cursor=3, id="live")
-    assert second == p.Subscribe(shapes=[WEB], cursor=7, id="k", snapshot=True, resume="0:r")
+    assert second == p.Subscribe(shapes=[WEB], cursor=7, id="k", snapshot=True, resume="0:r", columnar=True)
     s.receive(p.UpToDate(cursor=3))
     assert not s.settled and s.snapshotting
     s.receive(p.Snapshot(rows=[row("r9")], position=7, last=True, id="k"))

@@ -105,6 +105,12 @@ class SnapshotChunk(NamedTuple):
     last: bool
     resume: str
     conflicts: list[p.ConflictRecord] = []  # the records of the chunk's rows, stored with them
+    columns: p.Columns | None = None  # more rows, column by column
+
+    @property
+    def count(self) -> int:
+        """How many rows the chunk holds."""
+        return len(self.rows) + (len(self.columns.ids) if self.columns is not None else 0)
 
 
 class Resnapshot(NamedTuple):
@@ -384,7 +390,14 @@ class ClientSession:
             if sub.snapshot:
                 self._snapshots.add(sub.id)
             self._outgoing.append(
-                p.Subscribe(shapes=list(sub.shapes), cursor=cursor, id=sub.id, snapshot=sub.snapshot, resume=sub.resume)
+                p.Subscribe(
+                    shapes=list(sub.shapes),
+                    cursor=cursor,
+                    id=sub.id,
+                    snapshot=sub.snapshot,
+                    resume=sub.resume,
+                    columnar=sub.snapshot,  # this client reads Snapshot.columns
+                )
             )
 
     def _on_ack(self, msg: p.Ack) -> None:
@@ -434,7 +447,7 @@ class ClientSession:
                 # A fresh replica: its log starts at the snapshot's position.
                 self.cursor = msg.position
         self._events.append(
-            SnapshotChunk(msg.id, list(msg.rows), msg.position, msg.last, msg.resume, list(msg.conflicts))
+            SnapshotChunk(msg.id, list(msg.rows), msg.position, msg.last, msg.resume, list(msg.conflicts), msg.columns)
         )
 
     def _on_error(self, msg: p.Error) -> None:

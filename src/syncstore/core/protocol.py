@@ -88,6 +88,33 @@ class ConflictRecord(msgspec.Struct, frozen=True):
     created_at: str = ""
 
 
+class Columns(msgspec.Struct, frozen=True, array_like=True):
+    """Whole rows of one table, column by column, every cell of a row at one
+    clock: row i is ``ids[i]`` with ``values[c][i]`` in column ``columns[c]``
+    and ``_deleted`` 0, each cell at ``(hlcs[i], sites[site_index[i]])``.
+    Column names travel once per chunk instead of once per cell, and a
+    snapshot's rows share a handful of sites."""
+
+    table: str
+    columns: list[str]  # every column but id (and _deleted, which is 0)
+    ids: list[str]
+    values: list[list[Any]]  # one list per column, one value per row
+    hlcs: list[int]
+    sites: list[bytes]
+    site_index: list[int]
+
+    def row_changes(self) -> list[RowChange]:
+        """The same rows as RowChanges (for peers and paths that take those)."""
+        names = (*self.columns, "_deleted")
+        out = []
+        for i, (row_id, hlc, site) in enumerate(zip(self.ids, self.hlcs, self.site_index)):
+            at = self.sites[site]
+            values = [column[i] for column in self.values]
+            values.append(0)
+            out.append(RowChange(self.table, row_id, {name: (value, hlc, at) for name, value in zip(names, values)}))
+        return out
+
+
 class ServerTx(msgspec.Struct, frozen=True, array_like=True):
     """What one server transaction changed, at its position in the server's log,
     and the conflicts it recorded (sent to the tenant's clients for their rows)."""
@@ -165,6 +192,10 @@ class Subscribe(_Message, tag="subscribe"):
     id: str = ""  # the client's name for this subscription, echoed back
     snapshot: bool = False
     resume: str = ""
+    # The client reads ``Snapshot.columns``: the server may send the rows of
+    # a chunk whose cells share one clock per row column by column. Older
+    # clients leave it False and get every row as a RowChange.
+    columnar: bool = False
 
 
 class Unsubscribe(_Message, tag="unsubscribe"):
@@ -185,6 +216,9 @@ class Snapshot(_Message, tag="snapshot"):
     # deleted there), resolved or not: what the log gave a replica that was
     # there when they were made.
     conflicts: list[ConflictRecord] = []
+    # More rows of the chunk, column by column (only to a client whose
+    # Subscribe set ``columnar``); ``rows`` then holds the rest.
+    columns: Columns | None = None
 
 
 class Changes(_Message, tag="changes"):

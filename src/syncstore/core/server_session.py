@@ -124,19 +124,37 @@ class ReadSnapshot(NamedTuple):
 
 
 class SnapshotRows:
-    """One chunk of a shape as the store read it: the rows by id, the conflict
-    records of the rows in the chunk's id range, and the id the next chunk
-    starts after."""
+    """One chunk of a shape as the store read it: the rows by id (those whose
+    cells share one clock per row may be in ``columns``, the others in
+    ``rows``), the conflict records of the rows in the chunk's id range, and
+    the id the next chunk starts after."""
 
-    __slots__ = ("rows", "conflicts", "last_id")
+    __slots__ = ("rows", "conflicts", "last_id", "columns")
 
-    def __init__(self, rows: list[p.RowChange], conflicts: list[p.ConflictRecord], last_id: str):
+    def __init__(
+        self,
+        rows: list[p.RowChange],
+        conflicts: list[p.ConflictRecord],
+        last_id: str,
+        columns: p.Columns | None = None,
+    ):
         self.rows = rows
         self.conflicts = conflicts
         self.last_id = last_id
+        self.columns = columns
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + (len(self.columns.ids) if self.columns is not None else 0)
+
+    def row_changes(self) -> list[p.RowChange]:
+        """Every row as a RowChange, by id (for a client that does not read columns)."""
+        if self.columns is None or not self.columns.ids:
+            return self.rows
+        return sorted([*self.rows, *self.columns.row_changes()], key=_row_id)
+
+
+def _row_id(row: p.RowChange) -> str:
+    return row.id
 
 
 class Live(NamedTuple):
@@ -197,15 +215,18 @@ class Delivery(list):  # type: ignore[type-arg]
 class _Job:
     """A snapshot in progress: the shapes of one Subscribe, shape by shape, by id."""
 
-    __slots__ = ("id", "shapes", "index", "after", "position", "cursor")
+    __slots__ = ("id", "shapes", "index", "after", "position", "cursor", "columnar")
 
-    def __init__(self, sub_id: str, shapes: list[sh.ShapeFilter], index: int, after: str, cursor: int):
+    def __init__(
+        self, sub_id: str, shapes: list[sh.ShapeFilter], index: int, after: str, cursor: int, columnar: bool = False
+    ):
         self.id = sub_id
         self.shapes = shapes
         self.index = index
         self.after = after
         self.position: int | None = cursor or None
         self.cursor = cursor
+        self.columnar = columnar  # the client reads Snapshot.columns
 
 
 def resume_key(index: int, after_id: str) -> str:
@@ -486,15 +507,17 @@ class ServerSession:
         elif chunk.last_id:
             job.after = chunk.last_id
         last = job.index >= len(job.shapes)
-        if chunk.rows or chunk.conflicts or last:
+        if len(chunk) or chunk.conflicts or last:
+            columns = chunk.columns if job.columnar and chunk.columns is not None and chunk.columns.ids else None
             self._send(
                 p.Snapshot(
-                    rows=chunk.rows,
+                    rows=chunk.rows if columns is not None else chunk.row_changes(),
                     position=job.position,
                     last=last,
                     resume="" if last else resume_key(job.index, job.after),
                     id=job.id,
                     conflicts=chunk.conflicts,
+                    columns=columns,
                 )
             )
         if last:
@@ -624,7 +647,7 @@ class ServerSession:
         self._selection = sh.by_table(s for shapes in self._subscriptions.values() for s in shapes)
         if msg.snapshot:
             self._jobs = deque(job for job in self._jobs if job.id != msg.id)
-            self._jobs.append(_Job(msg.id, filters, start[0], start[1], msg.cursor))
+            self._jobs.append(_Job(msg.id, filters, start[0], start[1], msg.cursor, msg.columnar))
         if not self.started:
             if not msg.snapshot:
                 self._start_from = msg.cursor if self._start_from is None else min(self._start_from, msg.cursor)

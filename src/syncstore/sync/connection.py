@@ -230,7 +230,7 @@ class SyncConnection:
                 self._counts["rejected"] += len(event.rejected)
             elif isinstance(event, cs.SnapshotChunk):
                 applied = self.state.apply_snapshot(event)
-                self._counts["snapshot_rows"] += len(event.rows)
+                self._counts["snapshot_rows"] += event.count
                 if applied and self._notify is not None:
                     self._notify(applied)
             elif isinstance(event, cs.Resnapshot):
