@@ -32,6 +32,7 @@ read one tenant's log.) It is held only for the last few statements of a push.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from contextlib import asynccontextmanager
@@ -125,6 +126,8 @@ class ChangeStore:
         self.max_drift_ms = max_drift_ms
         self.max_tx_changes = max_tx_changes
         self._now_ms = now_ms
+        # Snapshot chunks read ahead, by what the next read_snapshot will ask.
+        self._read_ahead: dict[tuple[Any, ...], asyncio.Task[Any]] = {}
 
     # --- acks -----------------------------------------------------------------
 
@@ -449,7 +452,49 @@ class ChangeStore:
         ``position``, first the log position the chunk is consistent with (the
         rows are read after it, so they hold at least everything up to it).
         Returns the chunk, the position (or None) and whether the shape has no
-        rows after these."""
+        rows after these.
+
+        The chunk after this one is read ahead, while this one is sent and
+        applied (the caller asks for it only once this one is on its way), so
+        PostgreSQL works while the client does. It is read later than this
+        one, which a snapshot allows (every chunk after the first may hold
+        newer rows; the log after the position brings the rest). Only the
+        reader of this chunk gets it: the chunk's end id handed back carries a
+        ticket, which the next read brings back (another snapshot, whose
+        position may be newer than the read ahead, never meets it)."""
+        ticket = getattr(after_id, "ticket", None)
+        ahead = None if position or ticket is None else self._read_ahead.pop((ticket, shape, limit, max_bytes), None)
+        if ahead is not None:
+            chunk, at, exhausted = await ahead
+        else:
+            chunk, at, exhausted = await self._read_chunk(tenant, shape, str(after_id), limit, max_bytes, position)
+        if not exhausted:
+            end = _ChunkEnd(chunk.last_id)
+            end.ticket = next(_TICKETS)
+            self._read_next((end.ticket, shape, limit, max_bytes), tenant, shape, chunk.last_id, limit, max_bytes)
+            chunk.last_id = end
+        return chunk, at, exhausted
+
+    def _read_next(
+        self, key: tuple[Any, ...], tenant: str, shape: shapes.ShapeFilter, after_id: str, limit: int, max_bytes: int
+    ) -> None:
+        while len(self._read_ahead) >= _READ_AHEAD_MAX:
+            # Chunks nobody asked for (their client left): the oldest go.
+            self._read_ahead.pop(next(iter(self._read_ahead))).cancel()
+        task = asyncio.ensure_future(self._read_chunk(tenant, shape, after_id, limit, max_bytes, False))
+        task.add_done_callback(_retrieved)
+        self._read_ahead[key] = task
+
+        def expire() -> None:
+            if self._read_ahead.get(key) is task:
+                del self._read_ahead[key]
+                task.cancel()
+
+        asyncio.get_running_loop().call_later(_READ_AHEAD_SECONDS, expire)
+
+    async def _read_chunk(
+        self, tenant: str, shape: shapes.ShapeFilter, after_id: str, limit: int, max_bytes: int, position: bool
+    ) -> tuple[server_session.SnapshotRows, int | None, bool]:
         table = self.catalog.tables[shape.table]
         view = table.full
         clauses, params = snapshot_filter(table, shape)
@@ -532,13 +577,13 @@ class ChangeStore:
         # The size of the chunk as RowChanges (the larger form): per cell, a
         # name and a clock; plus the text and bytes values.
         per_row = 48 * (count + 1)
-        size = per_row * len(records) + sum(map(_text_size, columns[1 : count + 1]))
+        size = per_row * len(records) + _value_size(view, columns[1 : count + 1])
         if size >= max_bytes:
             # Stop at the row that crosses max_bytes (row by row: the rare large chunk).
             size, taken = 0, 0
             for record in records:
                 taken += 1
-                size += per_row + sum(len(v) for v in record[1 : count + 1] if type(v) is str or type(v) is bytes)
+                size += per_row + _value_size(view, [(v,) for v in record[1 : count + 1]])
                 if size >= max_bytes:
                     break
             if taken < len(records):
@@ -547,15 +592,7 @@ class ChangeStore:
         taken = len(records)
         values = [list(column) for column in columns[1 : count + 1]]
         for i, reader in view._readers:
-            # Values repeat across rows (a JSON default, a shared vector): each distinct one is read once.
-            seen: dict[Any, Any] = {}
-            column = values[i]
-            for k, value in enumerate(column):
-                if value is not None:
-                    found = seen.get(value)
-                    if found is None:
-                        found = seen[value] = reader(value)
-                    column[k] = found
+            values[i] = _read_column(values[i], reader)
         ids = list(columns[0])
         hlcs, sites, blobs = (list(c) for c in columns[count + 2 : count + 5])
         rows: list[p.RowChange] = []
@@ -635,14 +672,49 @@ class ChangeStore:
         return {"position": found[0], "rows": found[1]}
 
 
-def _text_size(column: Sequence[Any]) -> int:
-    """The length of the text and bytes values of a column."""
-    kinds = set(map(type, column))
-    if not kinds & {str, bytes}:
-        return 0
-    if kinds <= {str, bytes}:
-        return sum(map(len, column))
-    return sum(len(v) for v in column if type(v) is str or type(v) is bytes)
+_SIZED = {"text": 1, "timestamp": 1, "json": 1, "blob": 1, "vector": 4}  # bytes per len() unit as read
+
+
+_READ_AHEAD_MAX = 256  # chunks read ahead at once, across the process's connections
+_READ_AHEAD_SECONDS = 60.0  # a chunk read ahead and not asked for by then is dropped
+
+
+_TICKETS = itertools.count(1)
+
+
+class _ChunkEnd(str):
+    """The id a snapshot chunk ended at, with the ticket of the next chunk read ahead."""
+
+    ticket: int
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A read ahead that failed or was dropped: its error is the reader's, if one asks."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _value_size(view: Any, columns: Sequence[Sequence[Any]]) -> int:
+    """The length of a chunk's text, bytes and vector values, column by
+    column (``columns``: the view's columns as read, before the readers)."""
+    size = 0
+    tbl = view.table.table
+    for name, column in zip(view.columns, columns):
+        unit = _SIZED.get(tbl.column(name).type)
+        if unit is not None:
+            size += unit * sum(map(len, filter(None, column)))
+    return size
+
+
+def _read_column(column: list[Any], reader: Callable[[Any], Any]) -> list[Any]:
+    """A column's values through ``reader``; values repeat across rows (a JSON
+    default, a shared setting), so each distinct one is read once."""
+    try:
+        read = {value: reader(value) for value in set(column) if value is not None}
+    except TypeError:  # values that do not hash (arrays): one by one
+        return [None if value is None else reader(value) for value in column]
+    read[None] = None
+    return list(map(read.__getitem__, column))
 
 
 def _renumber(txs: Sequence[p.LocalTx], *, after: int) -> list[p.LocalTx]:

@@ -374,16 +374,28 @@ class SyncState:
         if bulk is None or params is None:
             return chunk.row_changes()
         present = self._present(bulk, chunk.ids)
-        newest = max(range(len(params)), key=lambda k: (params[k][0] not in present, chunk.hlcs[k]))
-        slow = [k for k, row in enumerate(params) if row[0] in present]
-        if params[newest][0] not in present:
-            slow.append(newest)
-        if slow:
-            skip = set(slow)
-            params = [row for k, row in enumerate(params) if k not in skip]
+        hlcs = chunk.hlcs
+        slow = [k for k, row_id in enumerate(chunk.ids) if row_id in present] if present else []
+        absent = [k for k in range(len(params)) if chunk.ids[k] not in present] if slow else range(len(params))
+        if absent:
+            slow.append(max(absent, key=hlcs.__getitem__))
+        skip = set(slow)
+        params = [row for k, row in enumerate(params) if k not in skip]
         if params:
             self._conn.executemany(bulk.insert, params)
-            fresh.extend(Change(bulk.table, row[0], "insert", bulk.columns, "remote") for row in params)
+            n = len(params)
+            fresh.extend(
+                itertools.starmap(
+                    Change,
+                    zip(
+                        itertools.repeat(bulk.table, n),
+                        map(operator.itemgetter(0), params),
+                        itertools.repeat("insert", n),
+                        itertools.repeat(bulk.columns, n),
+                        itertools.repeat("remote", n),
+                    ),
+                )
+            )
         if not slow:
             return []
         names = (*chunk.columns, merge.DELETED)
