@@ -498,10 +498,13 @@ class ChangeStore:
         table = self.catalog.tables[shape.table]
         view = table.full
         clauses, params = snapshot_filter(table, shape)
-        sql = (
-            f"{view.select_all} WHERE tenant = %s AND id > %s AND NOT _deleted{clauses} ORDER BY id LIMIT %s"
-        )
-        async with self.pool.connection() as conn:
+        where = f" WHERE tenant = %s AND id > %s AND NOT _deleted{clauses} ORDER BY id LIMIT %s"
+        select, readers = _snapshot_select(view)
+        async with self.pool.connection() as conn, conn.transaction():
+            # Timestamps are read as PostgreSQL's ISO text (much cheaper for it
+            # than to_char) and put in canonical form here; the style is set
+            # for this transaction only.
+            await conn.execute("SET LOCAL datestyle = 'ISO, YMD'")
             at = None
             if position:
                 # Never before the horizon: the log up to it may be gone entirely.
@@ -513,9 +516,17 @@ class ChangeStore:
                 found = await cur.fetchone()
                 assert found is not None
                 at = found[0]
-            cur = await conn.execute(sql, (tenant, after_id, *params, limit + 1))
+            args = (tenant, after_id, *params, limit + 1)
+            cur = await conn.execute(select + where, args)
             records = await cur.fetchall()
-            rows, columns, taken = self._snapshot_rows(shape.table, view, records, limit, max_bytes)
+            try:
+                rows, columns, taken = self._snapshot_rows(shape.table, view, readers, records, limit, max_bytes)
+            except _OddTimestamp:
+                # A timestamp the canonical form does not hold as ISO text
+                # gives (a year past 9999, infinity): the chunk as to_char reads it.
+                cur = await conn.execute(view.select_all + where, args)
+                records = await cur.fetchall()
+                rows, columns, taken = self._snapshot_rows(shape.table, view, view._readers, records, limit, max_bytes)
             exhausted = len(records) <= taken
             last_id = records[taken - 1][0] if taken else ""
             # The chunk covers the ids after after_id up to its last row (to
@@ -563,7 +574,12 @@ class ChangeStore:
 
     @staticmethod
     def _snapshot_rows(
-        table_name: str, view: Any, records: list[tuple[Any, ...]], limit: int, max_bytes: int
+        table_name: str,
+        view: Any,
+        readers: Sequence[tuple[int, Callable[[Any], Any]]],
+        records: list[tuple[Any, ...]],
+        limit: int,
+        max_bytes: int,
     ) -> tuple[list[p.RowChange], p.Columns | None, int]:
         """The chunk's rows from ``records`` (as ``select_all`` reads them):
         those whose cells share one clock column by column, the others as
@@ -591,7 +607,7 @@ class ChangeStore:
                 columns = list(zip(*records))
         taken = len(records)
         values = [list(column) for column in columns[1 : count + 1]]
-        for i, reader in view._readers:
+        for i, reader in readers:
             values[i] = _read_column(values[i], reader)
         ids = list(columns[0])
         hlcs, sites, blobs = (list(c) for c in columns[count + 2 : count + 5])
@@ -673,6 +689,42 @@ class ChangeStore:
 
 
 _SIZED = {"text": 1, "timestamp": 1, "json": 1, "blob": 1, "vector": 4}  # bytes per len() unit as read
+
+
+class _OddTimestamp(ValueError):
+    """A timestamp whose ISO text is not YYYY-MM-DD HH:MM:SS[.f]."""
+
+
+def _timestamp(text: str) -> str:
+    """PostgreSQL's ISO text of a UTC timestamp ('2025-07-17 10:00:00.5')
+    in canonical form ('2025-07-17T10:00:00.500000Z')."""
+    size = len(text)
+    if 19 <= size <= 26 and size != 20 and text[10] == " " and text[4] == "-" and (size == 19 or text[19] == "."):
+        return f"{text[:10]}T{text[11:19]}.{text[20:]:0<6}Z"
+    raise _OddTimestamp(text)
+
+
+_SELECTS: dict[tuple[Any, ...], tuple[str, list[tuple[int, Callable[[Any], Any]]]]] = {}
+
+
+def _snapshot_select(view: Any) -> tuple[str, list[tuple[int, Callable[[Any], Any]]]]:
+    """The snapshot's SELECT of a view (every column, then _deleted and the
+    clocks, as ``select_all``) and the readers of its columns, timestamps
+    read as ISO text."""
+    key = (view.table.qualified, *(view.table._expr[name] for name in view.columns))
+    found = _SELECTS.get(key)
+    if found is None:
+        tbl = view.table.table
+        exprs, readers = [], list(view._readers)
+        for i, name in enumerate(view.columns):
+            if tbl.column(name).type == "timestamp":
+                exprs.append(f"({name} AT TIME ZONE 'UTC')::text")
+                readers.append((i, _timestamp))
+            else:
+                exprs.append(view.table._expr[name])
+        select = f"SELECT id, {''.join(e + ', ' for e in exprs)}_deleted::int, _hlc, _site, _clocks FROM {view.table.qualified}"
+        found = _SELECTS[key] = (select, readers)
+    return found
 
 
 _READ_AHEAD_MAX = 256  # chunks read ahead at once, across the process's connections
