@@ -727,8 +727,12 @@ def _snapshot_select(view: Any) -> tuple[str, list[tuple[int, Callable[[Any], An
     return found
 
 
-_READ_AHEAD_MAX = 256  # chunks read ahead at once, across the process's connections
-_READ_AHEAD_SECONDS = 60.0  # a chunk read ahead and not asked for by then is dropped
+# Chunks read ahead and held at once, across the process's connections (each
+# up to half the frame limit): past it, the oldest go, and their readers read
+# afresh. A chunk not asked for within the time limit (its client left, or is
+# very slow) is dropped too.
+_READ_AHEAD_MAX = 64
+_READ_AHEAD_SECONDS = 10.0
 
 
 _TICKETS = itertools.count(1)
