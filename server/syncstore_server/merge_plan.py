@@ -22,6 +22,7 @@ row's ``_deleted`` cell, so a replica that never had the row keeps it deleted.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, Iterable, NamedTuple
 
 from syncstore import schema
@@ -100,36 +101,60 @@ def plan_tx(
     written: dict[RowKey, dict[str, Cell]] = {}
     conflicts: list[Conflict] = []
     make = tuple.__new__  # Cell(...) through its Python __new__ costs twice as much
+    cell_class = repeat(Cell)
+    wins = merge.wins
+    is_concurrent = merge.is_concurrent
     for change in changes:
         key = (change.table, change.id)
         row = rows.get(key)
         hlc = change.hlc
-        incoming = {name: make(Cell, (value, hlc, site)) for name, value in change.values.items()}
+        values = change.values
         if row is None:
-            if change.values.get(DELETED) != 0:
+            if values.get(DELETED) != 0:
                 continue  # not an insert: the row is gone (collected); never bring it back
             # A row nobody has written: every cell holds the zero clock, which
             # loses to any real write, so every incoming cell wins and nothing
             # competes (this is merge_row's answer, without asking it per cell).
-            row = rows[key] = Row(empty_row(change.table), exists=False)
-            row.cells.update(incoming)
+            # The cells are made by map/zip: no Python-level loop per column.
+            incoming = dict(zip(values, map(make, cell_class, zip(values.values(), repeat(hlc), repeat(site)))))
+            cells = dict(_EMPTY[change.table])
+            cells.update(incoming)
+            row = rows[key] = Row(cells, exists=False)
             row.dirty = True
             written[key] = incoming
             continue
+        # merge.merge_row and the conflict check in one pass: each column
+        # appears once in a change, so the merged row's cell for a column is
+        # still the one held before the change until this column is merged.
         current = row.cells
         seen = change.seen
-        for name, cell in incoming.items():
+        merged = None  # copied on the first change, as merge_row copies
+        changed = None
+        for name, value in values.items():
+            cell = make(Cell, (value, hlc, site))
             held = current[name]
-            if held.hlc == 0 or held.value == cell.value or name in UNCONTESTED:
-                continue
-            if merge.is_concurrent(held, None if seen is None else seen.get(name)):
-                won = merge.wins(cell, held)
-                conflicts.append(
-                    Conflict(change.table, change.id, name, cell if won else held, held if won else cell, won, new_id())
-                )
-        merged, changed = merge.merge_row(current, incoming)
+            if not (held.hlc == 0 or held.value == value or name in UNCONTESTED):
+                if is_concurrent(held, None if seen is None else seen.get(name)):
+                    won = wins(cell, held)
+                    winner, loser = (cell, held) if won else (held, cell)
+                    conflicts.append(Conflict(change.table, change.id, name, winner, loser, won, new_id()))
+            # merge.wins, with its common cases inline (its tie-break is asked of it).
+            if held.hlc != hlc:
+                won = hlc > held.hlc
+            elif held.site != site:
+                won = site > held.site
+            else:
+                won = wins(cell, held)
+            if won:
+                if held != cell:
+                    if changed is None:
+                        changed = []
+                    changed.append(name)
+                if merged is None:
+                    merged = dict(current)
+                merged[name] = cell
         if not changed:
-            continue
+            continue  # any cell merged equals the one held: the row stays as it is
         row.cells = merged
         row.dirty = True
         cells = written.setdefault(key, {})
@@ -188,6 +213,6 @@ def routing_keys(
             out.append(shapes.RowKeys(key[0], key[1], after, None, None))
             continue
         moved = {column: value for column, value in old.items() if after.get(column) != value}
-        full = {name: tuple(cell) for name, cell in cells.items()} if moved else None
+        full = dict(zip(cells, map(tuple, cells.values()))) if moved else None  # no Python loop per column
         out.append(shapes.RowKeys(key[0], key[1], after, moved, full))  # type: ignore[arg-type]
     return out
