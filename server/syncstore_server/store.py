@@ -534,7 +534,37 @@ class ChangeStore:
             # that range, including deleted ones the snapshot does not ship.
             upto = None if exhausted else last_id
             conflicts = await self._snapshot_conflicts(conn, tenant, table, shape, clauses, params, after_id, upto)
+            rows = [*rows, *await self._snapshot_tombstones(conn, tenant, view, shape, clauses, params, after_id, upto)]
         return server_session.SnapshotRows(rows, conflicts, last_id, columns), at, exhausted
+
+    async def _snapshot_tombstones(
+        self,
+        conn: psycopg.AsyncConnection,
+        tenant: str,
+        view: Any,
+        shape: shapes.ShapeFilter,
+        clauses: str,
+        params: list[Any],
+        after_id: str,
+        upto: str | None,
+    ) -> list[p.RowChange]:
+        """The deletes of the rows in the chunk's id range, as ``_deleted`` cells.
+
+        A replica may hold a row the snapshot does not ship: one it wrote and
+        pushed before its snapshot began, deleted elsewhere since. The log
+        after the snapshot's position does not hold that delete, so the chunk
+        carries it (the client merges it only into rows it holds)."""
+        sql = f"SELECT id, _hlc, _site, _clocks FROM {view.table.qualified} WHERE tenant = %s AND _deleted AND id > %s"
+        args: list[Any] = [tenant, after_id]
+        if upto is not None:
+            sql += " AND id <= %s"
+            args.append(upto)
+        cur = await conn.execute(sql + clauses, [*args, *params])
+        stones = []
+        for row_id, base_hlc, base_site, blob in await cur.fetchall():
+            stamp, site = clocks.overrides(blob).get(merge_plan.DELETED, (base_hlc, base_site)) if blob else (base_hlc, base_site)
+            stones.append(p.RowChange(shape.table, row_id, {merge_plan.DELETED: (1, stamp, bytes(site))}))
+        return stones
 
     async def _snapshot_conflicts(
         self,

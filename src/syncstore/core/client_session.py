@@ -35,6 +35,7 @@ from collections import deque
 from typing import Any, Iterable, NamedTuple, Protocol as TypingProtocol, Sequence, Union
 
 from syncstore.core import protocol as p
+from syncstore.core.merge import DELETED
 from syncstore.errors import ProtocolError
 
 DEFAULT_MAX_IN_FLIGHT = 4
@@ -109,8 +110,10 @@ class SnapshotChunk(NamedTuple):
 
     @property
     def count(self) -> int:
-        """How many rows the chunk holds."""
-        return len(self.rows) + (len(self.columns.ids) if self.columns is not None else 0)
+        """How many live rows the chunk holds (deletes of rows in its range,
+        which travel as a lone ``_deleted`` cell, are not rows)."""
+        live = sum(1 for row in self.rows if row.cells.get(DELETED, (0,))[0] == 0)
+        return live + (len(self.columns.ids) if self.columns is not None else 0)
 
 
 class Resnapshot(NamedTuple):
