@@ -105,7 +105,7 @@ async def list_conflicts(
 
 
 async def get_conflict(store: ChangeStore, conflict_id: str) -> ConflictRow:
-    if not isinstance(conflict_id, str) or not schema._UUID.match(conflict_id):
+    if not schema.is_uuid(conflict_id):
         raise ValidationError(f"a conflict id is a UUID, got {conflict_id!r}")
     async with store.pool.connection() as conn:
         cur = await conn.execute(f"SELECT {_COLUMNS} FROM {SCHEMA}.conflicts WHERE id = %s", (conflict_id,))

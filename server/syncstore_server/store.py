@@ -671,7 +671,7 @@ class ChangeStore:
     async def mark_resolved(self, tenant: str, conflict_ids: Sequence[str], *, by: str) -> int:
         """Mark a tenant's conflict records resolved; ids of other tenants or
         that do not exist are ignored. Returns how many were marked."""
-        ids = [i for i in conflict_ids if isinstance(i, str) and schema._UUID.match(i)]
+        ids = [i for i in conflict_ids if schema.is_uuid(i)]
         if not ids:
             return 0
         async with self.pool.connection() as conn:

@@ -28,7 +28,6 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 # A row id: a UUID written 8-4-4-4-12 in hex (any version, either case). Use it
 # with .match; it ends in \Z because "$" would also accept a trailing newline.
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-_UUID = UUID_PATTERN  # the former private name, still read by parts of the server
 MAX_TEXT = 1_000_000  # characters in one text value
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 

@@ -117,8 +117,6 @@ _LAST_SEQ = "select max(last_seq, coalesce((select max(seq) from _ss_changes), 0
 _WRITE_CLOCK = "update _ss_clock set last_hlc = ?, last_seq = ?, last_tx = ? where id = 1"
 _HLC_MAX = 2**63 - 1
 
-# Kept for modules that imported the old private name.
-_connection_error = replica_error
 
 _M = TypeVar("_M", bound=Callable[..., Any])
 
@@ -951,6 +949,3 @@ class Replica:
                     callback(relevant)
                 except Exception:  # a broken listener must not break the writer
                     log.exception("change subscriber %r failed", callback)
-
-    # The sync client's name for notify (syncstore.sync forwards through it).
-    _notify = notify

@@ -66,7 +66,7 @@ def sync_once(replica: Replica, url: str, *, token: str, timeout: float | None =
     finish within ``timeout`` seconds; the error is also kept as the last error.
     Options: ``max_in_flight``, ``max_batch``, ``open_timeout``, ``max_frame``.
     """
-    own = Replica(_file_path(replica), busy_timeout_ms=options.pop("busy_timeout_ms", 5_000))
+    own = Replica(_file_path(replica), busy_timeout_ms=options.pop("busy_timeout_ms", replica.busy_timeout_ms))
     try:
         connection = SyncConnection(own, url, token=token, notify=_forward(replica), **options)
         try:
@@ -109,4 +109,4 @@ def sync_status(replica: Replica) -> SyncStatus:
 def _forward(replica: Replica):
     """Remote changes are applied on the sync connection; tell the listeners of
     ``replica`` (the application's connection) about them, as local ones are."""
-    return replica._notify
+    return replica.notify

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from syncstore.core import client_session as cs
 from syncstore.errors import AuthError, SyncError, SyncstoreError
+from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS
 from syncstore.replica.store import Change, Replica
 from syncstore.resilience import backoff_delays
 from syncstore.sync.connection import SyncConnection
@@ -54,7 +55,7 @@ class SyncHandle:
         poll_interval: float = 1.0,
         max_in_flight: int = cs.DEFAULT_MAX_IN_FLIGHT,
         open_timeout: float = 10.0,
-        busy_timeout_ms: int = 5_000,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         shapes: Any = None,
     ):
         self.path = path
