@@ -152,3 +152,25 @@ def test_a_fresh_client_takes_the_snapshot_position_as_its_cursor_and_refuses_un
     assert s.cursor == 12
     with pytest.raises(ProtocolError):
         s.receive(p.Snapshot(rows=[], position=12, id="other"))
+
+
+def test_shapes_finishing_at_different_positions_leave_the_cursor_at_the_smallest():
+    """Each shape's snapshot is consistent with its own position (a merge may
+    land between two of them): the log must be followed from the oldest, or a
+    row changed between the two positions in the older shape never arrives."""
+    subs = [cs.Subscription(name, [p.Shape(name)], snapshot=True, cursor=0) for name in ("tasks", "task_messages")]
+    s = client(subscriptions=subs)
+    s.receive(p.Snapshot(rows=[], position=0, last=True, id="tasks"))
+    s.receive(p.Snapshot(rows=[], position=5, last=True, id="task_messages"))
+    assert s.cursor == 0
+    s = client(subscriptions=subs)
+    s.receive(p.Snapshot(rows=[], position=9, last=True, id="tasks"))
+    s.receive(p.Snapshot(rows=[], position=4, last=True, id="task_messages"))  # a resumed one, older
+    assert s.cursor == 4
+
+
+def test_a_snapshot_older_than_the_cursor_of_live_shapes_moves_the_cursor_back():
+    subs = [cs.Subscription("live", [p.Shape("tasks")]), cs.Subscription("k", [WEB], snapshot=True, resume="0:r", cursor=2)]
+    s = client(cursor=6, subscriptions=subs)
+    s.receive(p.Snapshot(rows=[], position=2, last=True, id="k"))
+    assert s.cursor == 2

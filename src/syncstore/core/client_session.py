@@ -232,6 +232,7 @@ class ClientSession:
         self.state = State.IDLE
         self.tenant: str | None = None
         self.up_to_date = False
+        self._live = False  # some subscribed shape follows the log from the cursor
         self.pushed_seq = acked_seq  # the last sequence sent (or known merged)
         self.max_frame = 0  # largest frame the server accepts (0: not given)
         self.awaited_log_seq = 0  # where the server logged our pushes (Ack.log_seq)
@@ -386,6 +387,7 @@ class ClientSession:
         if self.state is not State.READY:
             raise ProtocolError(f"cannot subscribe now ({self.state.value})", code="state")
         self.subscriptions = list(subscriptions)
+        self._live = any(not sub.snapshot for sub in self.subscriptions)  # a shape follows the log from the cursor
         self.up_to_date = False
         self.subscribed = True
         for sub in self.subscriptions:
@@ -446,9 +448,11 @@ class ClientSession:
             self._violation(f"a Snapshot for {msg.id!r}, which asked for none", code="unexpected_message")
         if msg.last:
             self._snapshots.discard(msg.id)
-            if self.cursor == 0:
-                # A fresh replica: its log starts at the snapshot's position.
-                self.cursor = msg.position
+            # Each shape's snapshot is consistent with its own position (merges
+            # land between them): the log is followed from the oldest one any
+            # live shape needs. The first shape live on a fresh replica sets it.
+            self.cursor = min(self.cursor, msg.position) if self._live else msg.position
+            self._live = True
         self._events.append(
             SnapshotChunk(msg.id, list(msg.rows), msg.position, msg.last, msg.resume, list(msg.conflicts), msg.columns)
         )
