@@ -1,15 +1,14 @@
 """Heal, wait until quiet, compare every replica with PostgreSQL.
 
-PostgreSQL is read with plain SQL in canonical form (the way
-``tests/sync/conftest.py`` does), so the check does not lean on the server's own
-reader. A replica converged when every synced table holds the same live rows,
-value for value, and no deleted id of its own that PostgreSQL holds live (a
-replica bootstrapped from a snapshot may know fewer tombstones).
+PostgreSQL is read with plain SQL in canonical form (``tests/pg_rows.py``),
+so the check does not lean on the server's own reader. A replica converged
+when every synced table holds the same live rows, value for value, and no
+deleted id of its own that PostgreSQL holds live (a replica bootstrapped from
+a snapshot may know fewer tombstones).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Iterable
 
@@ -18,23 +17,9 @@ import psycopg
 from syncstore import schema
 from syncstore.sync import SyncHandle
 
-_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+from pg_rows import tenant_rows
 
 State = dict[str, tuple[dict[str, dict[str, Any]], set[str]]]  # table: (live rows by id, deleted ids)
-
-
-def _select(tbl: schema.Table) -> str:
-    exprs = []
-    for col in tbl.columns[1:]:
-        if col.type == "boolean":
-            exprs.append(f"{col.name}::int")
-        elif col.type == "timestamp":
-            exprs.append(f"to_char({col.name} AT TIME ZONE 'UTC', '{_TIMESTAMP}')")
-        elif col.type == "json":
-            exprs.append(f"{col.name}::text")
-        else:
-            exprs.append(col.name)
-    return f"SELECT id, _deleted, {', '.join(exprs)} FROM syncstore.{tbl.name} WHERE tenant = %s"
 
 
 def pg_state(database_url: str, tenant: str) -> State:
@@ -43,16 +28,11 @@ def pg_state(database_url: str, tenant: str) -> State:
         for tbl in schema.TABLES.values():
             live: dict[str, dict[str, Any]] = {}
             dead: set[str] = set()
-            for record in conn.execute(_select(tbl), (tenant,)):
-                if record[1]:
-                    dead.add(record[0])
-                    continue
-                values = {}
-                for col, value in zip(tbl.columns[1:], record[2:]):
-                    if col.type == "json" and value is not None:
-                        value = schema.encode_json(json.loads(value))
-                    values[col.name] = value
-                live[record[0]] = values
+            for row_id, deleted, values in tenant_rows(conn, tbl, tenant):
+                if deleted:
+                    dead.add(row_id)
+                else:
+                    live[row_id] = values
             out[tbl.name] = (live, dead)
     return out
 

@@ -8,7 +8,6 @@ from replicas in temporary files (or from child processes).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import uuid
@@ -23,6 +22,8 @@ psycopg = pytest.importorskip("psycopg")
 
 from syncstore_server.app import SyncServer  # noqa: E402
 from syncstore_server.auth import Secret, mint_token  # noqa: E402
+
+from pg_rows import tenant_rows  # noqa: E402
 
 ADMIN_URL = os.environ.get("SYNCSTORE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = Secret("syncstore-client-tests-" + "s" * 24, source="tests")
@@ -125,34 +126,10 @@ def replicas(tmp_path):
 
 # --- looking into PostgreSQL and the replicas ------------------------------------------
 
-_TIMESTAMP = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\""
-
-
 def server_rows(database_url: str, tenant: str, table: str = "tasks") -> dict[str, dict[str, Any]]:
-    """The tenant's live rows in ``table`` as PostgreSQL holds them, in canonical form
-    (read with plain SQL, so the check does not lean on the server's own reader)."""
-    tbl = schema.table(table)
-    exprs = []
-    for col in tbl.columns[1:]:
-        if col.type == "boolean":
-            exprs.append(f"{col.name}::int")
-        elif col.type == "timestamp":
-            exprs.append(f"to_char({col.name} AT TIME ZONE 'UTC', '{_TIMESTAMP}')")
-        elif col.type == "json":
-            exprs.append(f"{col.name}::text")
-        else:
-            exprs.append(col.name)
-    sql = f"select id, {', '.join(exprs)} from syncstore.{table} where tenant = %s and not _deleted"
-    out = {}
+    """The tenant's live rows in ``table`` as PostgreSQL holds them, in canonical form."""
     with psycopg.connect(database_url) as conn:
-        for record in conn.execute(sql, (tenant,)):
-            values = {}
-            for col, value in zip(tbl.columns[1:], record[1:]):
-                if col.type == "json" and value is not None:
-                    value = schema.encode_json(json.loads(value))
-                values[col.name] = value
-            out[record[0]] = values
-    return out
+        return {row_id: values for row_id, deleted, values in tenant_rows(conn, schema.table(table), tenant) if not deleted}
 
 
 def replica_rows(store: syncstore.Store, table: str = "tasks") -> dict[str, dict[str, Any]]:
