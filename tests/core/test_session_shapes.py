@@ -143,7 +143,7 @@ def test_the_client_subscribes_as_told_and_settles_only_after_the_last_chunk():
     s.receive(p.Snapshot(rows=[row("r9")], position=7, last=True, id="k"))
     assert s.settled and s.cursor == 3  # not a fresh replica: its cursor stands
     events = s.events_received()
-    assert cs.SnapshotChunk("k", [row("r9")], 7, True, "") in events
+    assert cs.SnapshotChunk("k", [row("r9")], 7, True, "", cursor=3) in events
 
 
 def test_a_fresh_client_takes_the_snapshot_position_as_its_cursor_and_refuses_unasked_chunks():
@@ -173,4 +173,19 @@ def test_a_snapshot_older_than_the_cursor_of_live_shapes_moves_the_cursor_back()
     subs = [cs.Subscription("live", [p.Shape("tasks")]), cs.Subscription("k", [WEB], snapshot=True, resume="0:r", cursor=2)]
     s = client(cursor=6, subscriptions=subs)
     s.receive(p.Snapshot(rows=[], position=2, last=True, id="k"))
-    assert s.cursor == 2
+    assert s.cursor == 2  # the server starts the stream from 2 too
+    last = [e for e in s.events_received() if isinstance(e, cs.SnapshotChunk)][-1]
+    assert last.cursor == 2  # what the driver keeps
+
+
+def test_a_snapshot_finishing_after_the_stream_started_leaves_the_cursor():
+    """A snapshot the server began while the stream ran: the stream served its
+    shape from before the snapshot's position, so a position older than the
+    cursor does not move it back (nothing would send those entries again)."""
+    subs = [cs.Subscription(name, [p.Shape(name)], snapshot=True, cursor=0) for name in ("tasks", "task_messages")]
+    s = client(subscriptions=subs)
+    s.receive(p.Snapshot(rows=[], position=0, last=True, id="tasks"))
+    s.receive(p.Changes(txs=[p.ServerTx(1, [row("r1", title="x")])], cursor=1))
+    s.receive(p.Snapshot(rows=[], position=0, last=True, id="task_messages"))
+    assert s.cursor == 1
+    assert [e.cursor for e in s.events_received() if isinstance(e, cs.SnapshotChunk)] == [0, 1]

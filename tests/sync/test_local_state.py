@@ -125,33 +125,23 @@ def test_delete_conflicts(store, task):
         resolve_conflict(store, "keep-edit", keep="loser")  # the row's values went with the delete
 
 
-def test_the_cursor_is_the_oldest_position_any_live_shape_needs(store):
-    """Shapes whose snapshots are consistent with different positions: the
-    cursor kept is the oldest, whatever order they finish in, so a connection
-    cut before the log catches up resumes from where every shape is complete."""
+def test_the_last_chunk_keeps_the_session_cursor_even_when_it_moves_back(store):
+    """The last chunk marks its shape live and keeps the cursor the session
+    decided, in the chunk's transaction: a cursor older than the one kept
+    (shapes' snapshots consistent with different positions) replaces it, so a
+    connection cut before the log caught up resumes from there."""
     from syncstore.core.client_session import SnapshotChunk
 
     state = SyncState(store)
-    subs = state.subscriptions([p.Shape("tasks"), p.Shape("task_messages"), p.Shape("environments")])
-    assert [sub.snapshot for sub in subs] == [True, True, True] and state.cursor == 0
-    by_table = {sub.shapes[0].table: sub.id for sub in subs}
-    state.apply_snapshot(SnapshotChunk(by_table["tasks"], [], 0, True, ""))
-    assert state.cursor == 0
-    state.apply_snapshot(SnapshotChunk(by_table["task_messages"], [], 5, True, ""))
-    assert state.cursor == 0  # not 5: the tasks snapshot needs the log from 0
-    state.up_to_date(7)
-    state.apply_snapshot(SnapshotChunk(by_table["environments"], [], 3, True, ""))
-    assert state.cursor == 3  # a snapshot older than the cursor: the log from there again
-    live = state.subscriptions([p.Shape("tasks"), p.Shape("task_messages"), p.Shape("environments")])
-    assert [sub.snapshot for sub in live] == [False]
-
-
-def test_the_first_shape_to_finish_on_a_fresh_replica_sets_the_cursor(store):
-    from syncstore.core.client_session import SnapshotChunk
-
-    state = SyncState(store)
-    (sub,) = state.subscriptions([p.Shape("tasks")])
-    state.apply_snapshot(SnapshotChunk(sub.id, [], 8, False, "0:a"))
+    shapes = [p.Shape("tasks"), p.Shape("task_messages")]
+    subs = state.subscriptions(shapes)
+    assert [sub.snapshot for sub in subs] == [True, True] and state.cursor == 0
+    first, second = (sub.id for sub in subs)
+    state.apply_snapshot(SnapshotChunk(first, [], 8, False, "0:a", cursor=99))
     assert state.cursor == 0  # a chunk that is not the last leaves the cursor alone
-    state.apply_snapshot(SnapshotChunk(sub.id, [], 8, True, ""))
+    state.apply_snapshot(SnapshotChunk(first, [], 8, True, "", cursor=8))
     assert state.cursor == 8
+    state.up_to_date(9)
+    state.apply_snapshot(SnapshotChunk(second, [], 3, True, "", cursor=3))
+    assert state.cursor == 3
+    assert [sub.snapshot for sub in state.subscriptions(shapes)] == [False]

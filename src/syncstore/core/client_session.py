@@ -98,7 +98,8 @@ class ResolutionsDelivered(NamedTuple):
 
 class SnapshotChunk(NamedTuple):
     """Current rows of a subscription's shapes: apply them in one local
-    transaction with the resume key and position (``last``: the snapshot is whole)."""
+    transaction with the resume key and position (``last``: the snapshot is
+    whole, and ``cursor`` is the session's cursor from now on, kept with it)."""
 
     id: str
     rows: list[p.RowChange]
@@ -107,6 +108,7 @@ class SnapshotChunk(NamedTuple):
     resume: str
     conflicts: list[p.ConflictRecord] = []  # the records of the chunk's rows, stored with them
     columns: p.Columns | None = None  # more rows, column by column
+    cursor: int = 0  # with ``last``: where the log is followed from now on
 
     @property
     def count(self) -> int:
@@ -233,6 +235,7 @@ class ClientSession:
         self.tenant: str | None = None
         self.up_to_date = False
         self._live = False  # some subscribed shape follows the log from the cursor
+        self._streaming = False
         self.pushed_seq = acked_seq  # the last sequence sent (or known merged)
         self.max_frame = 0  # largest frame the server accepts (0: not given)
         self.awaited_log_seq = 0  # where the server logged our pushes (Ack.log_seq)
@@ -388,6 +391,7 @@ class ClientSession:
             raise ProtocolError(f"cannot subscribe now ({self.state.value})", code="state")
         self.subscriptions = list(subscriptions)
         self._live = any(not sub.snapshot for sub in self.subscriptions)  # a shape follows the log from the cursor
+        self._streaming = False  # the server's stream has started for these subscriptions
         self.up_to_date = False
         self.subscribed = True
         for sub in self.subscriptions:
@@ -425,6 +429,7 @@ class ClientSession:
             # delivery is harmless, while skipping one could lose a change.
             self._events.append(RemoteTx(tx))
             self.cursor = max(self.cursor, tx.seq)
+        self._streaming = True
         if msg.cursor:
             # An UpToDate folded into the frame (servers that do not fold send it apart).
             self._on_up_to_date(p.UpToDate(cursor=msg.cursor))
@@ -433,6 +438,7 @@ class ClientSession:
         self._require_ready(msg)
         self.cursor = max(self.cursor, msg.cursor)
         self.up_to_date = True
+        self._streaming = True
         self._events.append(UpToDate(self.cursor))
 
     def _on_must_resnapshot(self, msg: p.MustResnapshot) -> None:
@@ -448,13 +454,20 @@ class ClientSession:
             self._violation(f"a Snapshot for {msg.id!r}, which asked for none", code="unexpected_message")
         if msg.last:
             self._snapshots.discard(msg.id)
-            # Each shape's snapshot is consistent with its own position (merges
-            # land between them): the log is followed from the oldest one any
-            # live shape needs. The first shape live on a fresh replica sets it.
-            self.cursor = min(self.cursor, msg.position) if self._live else msg.position
+            if self._streaming:
+                pass  # the stream served this shape since before its snapshot's position
+            elif self._live:
+                # Each shape's snapshot is consistent with its own position (a
+                # merge may land between two): the stream starts from the
+                # oldest, and the cursor must not claim more than it.
+                self.cursor = min(self.cursor, msg.position)
+            else:
+                self.cursor = msg.position  # the first shape live on a fresh replica
             self._live = True
         self._events.append(
-            SnapshotChunk(msg.id, list(msg.rows), msg.position, msg.last, msg.resume, list(msg.conflicts), msg.columns)
+            SnapshotChunk(
+                msg.id, list(msg.rows), msg.position, msg.last, msg.resume, list(msg.conflicts), msg.columns, self.cursor
+            )
         )
 
     def _on_error(self, msg: p.Error) -> None:

@@ -298,7 +298,7 @@ class SyncState:
     def apply_snapshot(self, chunk: SnapshotChunk) -> list[Change]:
         """Apply one snapshot chunk with the merge rule, and remember where the
         snapshot stands (its resume key and position; on the last chunk the
-        shape is live, and the cursor is the oldest position a live shape needs),
+        shape is live, and the cursor is the one the session decided),
         in one transaction.
 
         Rows already here (or buried here) merge through ``apply_remote``. A
@@ -350,14 +350,10 @@ class SyncState:
                 # made: the snapshot's position stands for it.
                 self._store_conflicts(chunk.conflicts, chunk.position)
             if chunk.last:
-                # Each shape's snapshot is consistent with its own position:
-                # the cursor is the oldest any live shape needs (the first
-                # shape live on a fresh replica sets it), so a connection cut
-                # before the log caught up resumes where every shape is whole.
-                others_live = self._conn.execute(
-                    "select 1 from _ss_shapes where state = 'live' and key != ? limit 1", (chunk.id,)
-                ).fetchone()
-                self._set(CURSOR, min(self.cursor, chunk.position) if others_live else chunk.position)
+                # The session's cursor, which may move back: shapes' snapshots
+                # are consistent with different positions, and a connection
+                # cut before the log caught up must resume from the oldest.
+                self._set(CURSOR, chunk.cursor)
                 self._conn.execute(
                     "update _ss_shapes set state = 'live', position = ?, resume = '' where key = ?",
                     (chunk.position, chunk.id),
