@@ -12,7 +12,9 @@ Measures, in one run and on the same rows:
 3. the caller's overhead per ``emit`` call while the writer thread runs flat
    out (the producer saturates it: both share one GIL);
 4. the same at an agent-like pace (bursts, pauses), the writer flushing as usual;
-5. the same with the writer idle (the cost of the call alone);
+5. the same with the writer idle (the cost of the call alone), then the
+   flush of those buffered events alone: the writer's own rate, with no
+   producer competing for the GIL (the gap to 2. is that competition);
 6. the generic ``Replica.insert_many`` of the same events, for reference.
 
 Targets (issue 6): >= 100,000 events/s batched, <= 10 us per emit.
@@ -97,8 +99,9 @@ def batched(folder: str, count: int) -> tuple[float, float, list[tuple]]:
     return count / (done - began), (emitted - began) / count * 1e6, rows
 
 
-def idle_overhead(folder: str, count: int) -> float:
-    """us per emit with the writer thread idle: the call alone."""
+def idle_overhead(folder: str, count: int) -> tuple[float, float]:
+    """(us per emit with the writer thread idle: the call alone,
+    events/s of the one flush that then writes them, the caller waiting)."""
     store = syncstore.open(os.path.join(folder, "idle.db"))
     store.events.configure(flush_interval=3600, batch_size=count + 1, max_buffer=count + 1)
     emit = store.events.emit
@@ -108,8 +111,11 @@ def idle_overhead(folder: str, count: int) -> float:
     for kw in kwargs:
         emit("step", **kw)
     elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    written = store.events.flush()
+    flushed = time.perf_counter() - began
     store.close()
-    return elapsed / count * 1e6
+    return elapsed / count * 1e6, written / flushed
 
 
 def paced_overhead(folder: str, count: int) -> tuple[float, float]:
@@ -154,7 +160,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         rate, overhead, rows = batched(folder, n)
         plain = anchor_plain_apsw(folder, rows)
-        idle = idle_overhead(folder, n)
+        idle, alone = idle_overhead(folder, n)
         paced, pace = paced_overhead(folder, min(n, 50_000))
         reference = generic(folder, min(n, 50_000))
     load = os.getloadavg()[0]
@@ -163,6 +169,7 @@ def main() -> None:
     print(f"plain apsw executemany, no change capture   {plain:>12,.0f} rows/s   (anchor)")
     print(f"events.emit, batched, with change capture   {rate:>12,.0f} events/s (target >= 100,000)")
     print(f"  ratio to the anchor                       {plain / rate:>12.2f}x slower")
+    print(f"  the writer alone (one flush, caller idle) {alone:>12,.0f} events/s")
     print(f"caller overhead per emit, writer running    {overhead:>12.2f} us       (target <= 10)")
     print(f"caller overhead per emit, agent-like pace   {paced:>12.2f} us       ({pace:,.0f} events/s in bursts of 20)")
     print(f"caller overhead per emit, writer idle       {idle:>12.2f} us")

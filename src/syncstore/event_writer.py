@@ -65,26 +65,6 @@ def append_rows(store: Replica, rows: Sequence[tuple[Any, ...]]) -> None:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
-class _TimestampFormatter:
-    """Nanoseconds since the epoch to the canonical stored timestamp text,
-    remembering the formatted second (events arrive in bursts)."""
-
-    __slots__ = ("_second", "_prefix")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, ns: int) -> str:
-        second, fraction = divmod(ns // 1000, 1_000_000)
-        if second != self._second:
-            # As schema.format_timestamp writes it (isoformat: always four year digits).
-            moment = _EPOCH + dt.timedelta(seconds=second)
-            self._prefix = moment.isoformat(timespec="seconds")
-            self._second = second
-        return f"{self._prefix}.{fraction:06d}Z"
-
-
 # --- the writer -------------------------------------------------------------------
 
 
@@ -146,7 +126,6 @@ class EventWriter:
         self._started = False
         self._own: Replica | None = None
         self._failing = False
-        self._format = _TimestampFormatter()
         self._pid = os.getpid()
         self._last_flush_ns = time.time_ns()
 
@@ -309,17 +288,37 @@ class EventWriter:
         """Complete rows for buffered items: a UUIDv7 id and the timestamp text
         made from each event's own time (inlined: this loop is the writer's hot path)."""
         rand = os.urandom(10 * len(batch)).hex()
-        fmt = self._format
         variant = _VARIANT
         rows = []
         append = rows.append
         at = 0
+        # Events come in bursts: the id's millisecond part and the timestamp's
+        # date and time up to the second are formatted once per millisecond and
+        # per second, not once per event.
+        last_ms = last_second = None
+        id_prefix = second_text = ""
         for item in batch:
-            ns = item[0]
-            ms = f"{(ns // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+            us = item[0] // 1000
+            ms = us // 1000
+            if ms != last_ms:
+                hex_ms = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
+                id_prefix = f"{hex_ms[:8]}-{hex_ms[8:]}-7"
+                last_ms = ms
+                second = ms // 1000
+                if second != last_second:
+                    # As schema.format_timestamp writes it (isoformat: always four year digits).
+                    second_text = (_EPOCH + dt.timedelta(seconds=second)).isoformat(timespec="seconds")
+                    last_second = second
             r = rand[at : at + 19]
             at += 20
-            event_id = f"{ms[:8]}-{ms[8:]}-7{r[:3]}-{variant[r[3]]}{r[4:7]}-{r[7:19]}"
             # id, execution_id, event_type, timestamp, then severity ... data
-            append((event_id, item[1], item[2], fmt(ns), *item[3:]))
+            append(
+                (
+                    f"{id_prefix}{r[:3]}-{variant[r[3]]}{r[4:7]}-{r[7:]}",
+                    item[1],
+                    item[2],
+                    f"{second_text}.{us % 1_000_000:06d}Z",
+                    *item[3:],
+                )
+            )
         return rows

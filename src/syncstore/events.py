@@ -214,7 +214,7 @@ class Events:
         # are exactly what the schema would store (a test holds the two equal).
         if severity not in SEVERITY_RANK:
             raise ValidationError(f"{severity!r} is not one of {', '.join(SEVERITIES)}", table=TABLE, field="severity")
-        if event_type.__class__ is not str or not event_type or "\x00" in event_type or len(event_type) > _MAX_TEXT or not _utf8(event_type):
+        if event_type.__class__ is not str or not event_type or "\x00" in event_type or len(event_type) > _MAX_TEXT or not (event_type.isascii() or _utf8(event_type)):
             raise ValidationError("must be non-empty text", table=TABLE, field="event_type")
         if execution_id is None or correlation_id is None:
             run = _CURRENT.get()
@@ -227,7 +227,7 @@ class Events:
             error_stack, trace_id, span_id, parent_span_id, correlation_id,
         )  # fmt: skip
         for value in texts:
-            if value is not None and (value.__class__ is not str or "\x00" in value or len(value) > _MAX_TEXT or not _utf8(value)):
+            if value is not None and (value.__class__ is not str or "\x00" in value or len(value) > _MAX_TEXT or not (value.isascii() or _utf8(value))):
                 raise _bad_text(texts)
         if duration_ms is not None:
             if duration_ms.__class__ is not float:

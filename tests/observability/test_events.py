@@ -80,6 +80,32 @@ def test_event_ids_are_version_7_and_carry_the_events_millisecond(store):
     assert ids[1] < ids[0]  # ordered by event time, not by arrival
 
 
+def test_one_batch_across_milliseconds_and_seconds_stores_each_events_own_time(store):
+    # The writer formats a millisecond and a second once and reuses them for the
+    # next events: each event must still get its own id prefix and timestamp.
+    edges = [
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc),
+        dt.datetime(1970, 1, 1, 0, 0, 0, 0, tzinfo=dt.timezone.utc),
+        dt.datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.timezone.utc),
+        dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc),
+    ]
+    base = dt.datetime(2025, 7, 17, 10, 0, 0, 998_000, tzinfo=dt.timezone.utc)
+    steps = [base + dt.timedelta(microseconds=us) for us in (0, 1, 999, 1000, 1500, 2000, 2001, 1_000_000)]
+    moments = edges[:2] + steps + [steps[0]] + edges[2:]  # the same millisecond again after others
+    store.events.configure(flush_interval=3600, batch_size=100, max_buffer=100)
+    for i, when in enumerate(moments):
+        store.events.emit("tick", timestamp=when, data={"i": i})
+    assert store.events.flush() == len(moments)
+    rows = store.query("select id, timestamp from observability_events order by rowid")
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    for row, when in zip(rows, moments):
+        assert row["timestamp"] == schema.format_timestamp(when)
+        parsed = uuid.UUID(row["id"])
+        assert str(parsed) == row["id"] and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert parsed.int >> 80 == ((when - epoch) // dt.timedelta(milliseconds=1)) & 0xFFFF_FFFF_FFFF
+    assert len({row["id"] for row in rows}) == len(rows)
+
 @pytest.mark.parametrize(
     "kwargs, field",
     [
