@@ -65,3 +65,16 @@ def test_bulk_refuses_an_existing_id_and_the_transaction_rolls_back(store):
             bulk.insert_rows(store, "tasks", [task.row], [STAMPS[0]])
             bulk.insert_rows(store, "tasks", [task.row], [STAMPS[0]])
     assert store.count("tasks") == 0 and store.changes() == []
+
+
+def test_bulk_refuses_a_row_without_every_column_or_with_more(store):
+    import pytest
+
+    (task, _) = _rows()
+    missing = {k: v for k, v in task.row.items() if k != "title"}
+    more = {**task.row, "not_a_column": 1}
+    for row in (missing, more):
+        with pytest.raises(syncstore.ValidationError, match="every column"):
+            with store.transaction():
+                bulk.insert_rows(store, "tasks", [row], [STAMPS[0]])
+    assert store.count("tasks") == 0 and store.changes() == []

@@ -254,3 +254,15 @@ def test_any_message_list_maps_to_rows_the_schema_accepts_as_they_are(messages):
     assert len(rows) == len(messages)
     for row in rows:
         assert schema.validate_row(table, row, insert=True) == row
+
+
+def test_a_copy_is_matched_to_its_own_original_among_messages_alike():
+    # Same text, different other fields: one fingerprint, several candidates.
+    answer = {"role": "assistant", "type": "message", "data": {"type": "output_text", "text": "Done.", "annotations": []}}
+    streamed = {"role": "assistant", "type": "message", "data": {"type": "output_text", "text": "Done.", "streamId": "s1"}}
+    messages = [answer, streamed, json.loads(json.dumps(streamed)), json.loads(json.dumps(answer)), dict(streamed)]
+    mapped = map_task(make_task(messages=messages), now_ms=NOW_MS)
+    assert [(d.position, d.duplicate_of) for d in mapped.duplicates] == [(2, 1), (3, 0), (4, 1)]
+    assert [json.loads(r["data"]).get("duplicate_of") for r in mapped.messages] == [
+        None, None, message_id(mapped.row["id"], 1), message_id(mapped.row["id"], 0), message_id(mapped.row["id"], 1)
+    ]

@@ -55,15 +55,17 @@ def apply(store: Replica, plan: Plan, *, import_id: str, progress: Progress | No
     for start in range(0, len(tasks), BATCH_TASKS):
         batch = tasks[start : start + BATCH_TASKS]
         bulk.insert_rows(store, "tasks", [t.row for t in batch], [t.stamp for t in batch])
-        messages, stamps = [], []
+        messages, stamps, added = [], [], []
         for task in batch:
-            for message in task.messages:
-                if message["id"] not in present:
-                    messages.append(message)
-                    stamps.append(task.stamp)
+            # Only a rollback leaves messages here, so usually all are new.
+            new = [m for m in task.messages if m["id"] not in present] if present else task.messages
+            if new:
+                messages.extend(new)
+                stamps.extend([task.stamp] * len(new))
+                added.append(_messages_record(task.row["id"], task.stamp, [m["position"] for m in new]))
         bulk.insert_rows(store, "task_messages", messages, stamps)
         records.extend(("tasks", t.row["id"], "insert", t.stamp, None) for t in batch)
-        _record_messages(records, messages, stamps)
+        records.extend(added)
         step(len(batch))
 
     for task in plan.revived_tasks:
@@ -94,5 +96,10 @@ def _record_messages(records: list[tuple[str, str, str, int, Any]], messages: li
     for message, stamp in zip(messages, stamps):
         by_task.setdefault(message["task_id"], (stamp, []))[1].append(message["position"])
     for task_id, (stamp, positions) in by_task.items():
-        ranges = history.position_ranges(sorted(positions))
-        records.append(("task_messages", task_id, "insert", stamp, schema.encode_json(ranges)))
+        records.append(_messages_record(task_id, stamp, positions))
+
+
+def _messages_record(task_id: str, stamp: int, positions: list[int]) -> tuple[str, str, str, int, Any]:
+    """The history record of the messages added under one task."""
+    ranges = history.position_ranges(sorted(positions))
+    return ("task_messages", task_id, "insert", stamp, schema.encode_json(ranges))

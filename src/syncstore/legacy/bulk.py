@@ -10,9 +10,11 @@ would (``tests/legacy/test_bulk.py``).
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Sequence
 
-from syncstore.errors import ReplicaError
+from syncstore import schema
+from syncstore.errors import ReplicaError, ValidationError
 from syncstore.replica.store import Replica
 
 
@@ -22,4 +24,16 @@ def insert_rows(store: Replica, table: str, rows: Sequence[dict[str, Any]], stam
     is one transaction, whatever the number of batches."""
     if not store.in_transaction:
         raise ReplicaError(f"{store.path}: the import writes inside a transaction")
-    store.insert_many(table, rows, hlcs=stamps, checked=True)
+    # Given as value tuples in column order, the other form insert_many takes:
+    # it then skips a generic mapping check per row (a tenth of a second for
+    # 200,000 rows). The rows must still hold every column and only those.
+    columns = schema.table(table).column_names
+    values = operator.itemgetter(*columns)
+    width = len(columns)
+    try:
+        tuples = [values(row) for row in rows if len(row) == width]
+    except KeyError:
+        tuples = []
+    if len(tuples) != len(rows):
+        raise ValidationError("a checked row must hold every column, and only those", table=table)
+    store.insert_many(table, tuples, hlcs=stamps, checked=True)

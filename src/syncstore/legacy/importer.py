@@ -77,9 +77,14 @@ def _import(
     started = time.perf_counter()
     source = read_source(path_or_data)
     envelope = decode_envelope(source.data)
+    source.data = None  # the decoded file: the envelope holds what is needed of it
     report = ImportReport(source=source.label, dry_run=dry_run, strict=strict, drop_secrets=drop_secrets)
     prepared = prepare(envelope, source.raw, report, now_ms=wall_ms())
-    source.raw = b""  # the file can be large; what is left to do needs the items only
+    # The file and its decoded items can be large; what is left to do needs the
+    # mapped rows only. Freed now, their memory serves the writes that follow.
+    source.raw = b""
+    envelope.tasks = []
+    envelope.environments = []
     report.ignored_keys = [Ignored(key=scrub(i.key), reason=i.reason) for i in envelope.ignored]
     report.skipped = [*envelope.problems, *report.skipped]
     report.warnings = [*envelope.warnings, *report.warnings]
