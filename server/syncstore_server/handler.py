@@ -436,4 +436,7 @@ class ConnectionHandler:
             await self.store.mark_resolved(identity.tenant, action.conflict_ids, by=f"site:{self.session.site.hex()}")
         except psycopg.Error as exc:
             log.warning("marking conflicts resolved failed: %s", type(exc).__name__)
-            self._send(p.Error(code="unavailable", message="the server could not record the resolution; send it again"))
+            self.session.resolve_done(ok=False)
+        else:
+            self.session.resolve_done(ok=True)
+        self._dispatch()

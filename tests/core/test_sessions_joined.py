@@ -133,6 +133,7 @@ class MemoryServer:
                 session.log_read([(tx.seq, tx) for tx in self.log if tx.seq > action.after], more=False)
             elif isinstance(action, ss.Resolve):
                 self.resolved.update(action.conflict_ids)
+                session.resolve_done(ok=True)
             elif isinstance(action, ss.Close):
                 open_ = False
         return open_

@@ -251,6 +251,39 @@ def test_resolved_asks_the_driver_to_mark_records():
     assert session.actions() == [ss.Resolve(["a", "b"])]
 
 
+def test_a_ping_behind_a_resolved_is_answered_once_it_is_recorded():
+    """The client takes the Pong as proof its resolutions are recorded: a Pong
+    sent while the records were still being marked (then lost with the
+    connection) would make it forget resolutions the server never kept."""
+    session = ready()
+    session.receive(p.Resolved(conflict_ids=["a"]))
+    session.receive(p.Ping(nonce=1))
+    session.receive(p.Resolved(conflict_ids=["b"]))
+    session.receive(p.Ping(nonce=2))
+    assert sent(session.actions()) == []
+    session.resolve_done(ok=True)
+    assert sent(session.actions()) == []  # "b" is not recorded yet
+    session.resolve_done(ok=True)
+    assert sent(session.actions()) == [p.Pong(nonce=1), p.Pong(nonce=2)]
+    session.receive(p.Ping(nonce=3))
+    assert sent(session.actions()) == [p.Pong(nonce=3)]  # nothing pending: answered at once
+    with pytest.raises(ProtocolError):
+        session.resolve_done(ok=True)
+
+
+def test_a_resolution_that_could_not_be_recorded_gets_an_error_and_no_pong():
+    session = ready()
+    session.receive(p.Resolved(conflict_ids=["a"]))
+    session.receive(p.Ping(nonce=1))
+    session.actions()
+    session.resolve_done(ok=False)
+    (error,) = sent(session.actions())
+    assert isinstance(error, p.Error) and error.code == "unavailable" and not error.fatal
+    assert session.state is ss.State.READY
+    session.receive(p.Ping(nonce=2))
+    assert sent(session.actions()) == [p.Pong(nonce=2)]
+
+
 def test_drain_answers_the_merge_in_flight_and_starts_no_other():
     session = ready()
     session.receive(push((1, [1])))

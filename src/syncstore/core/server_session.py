@@ -30,7 +30,9 @@ Actions for the driver, in the order they are queued:
 - :class:`Live`: the stream reached the end of the log: from now on the
   driver routes new entries matching these shapes to :meth:`deliver`
   (``shapes`` None: stop routing, the stream reads the log again).
-- :class:`Resolve`: mark these conflict records of the tenant resolved.
+- :class:`Resolve`: mark these conflict records of the tenant resolved; then
+  :meth:`resolve_done`. A Ping behind a Resolved is answered only once it is
+  recorded (the client takes the Pong as proof).
 - :class:`Close`: close the connection with this code and reason.
 
 The stream: a Subscribe adds shapes to one stream of the tenant's log per
@@ -294,6 +296,8 @@ class ServerSession:
         self._wake = False
         self._stale = False
         self._draining = False
+        self._resolving = 0  # Resolve actions not yet done
+        self._held_pongs: list[int] = []  # Pings that came behind them
         self._jobs: deque[_Job] = deque()
         self._job: _Job | None = None  # the snapshot whose chunk is being read
         self.changes_cursor = False  # the client reads Changes.cursor (its Hello said so)
@@ -547,6 +551,24 @@ class ServerSession:
         else:
             self._read()
 
+    def resolve_done(self, *, ok: bool) -> None:
+        """A Resolve is recorded (``ok``) or could not be. A Pong proves to the
+        client that every Resolved sent before its Ping is recorded, so Pings
+        wait for the Resolves before them; after a failure those Pings get no
+        Pong (the client reports the resolutions again on its next connection)."""
+        if self._resolving == 0:
+            raise ProtocolError("resolve_done() with no Resolve running", code="state")
+        self._resolving -= 1
+        if self.state is State.CLOSED:
+            return
+        if not ok:
+            self._held_pongs.clear()
+            self._error("unavailable", "the server could not record the resolution; send it again", fatal=False)
+        if not self._resolving:
+            for nonce in self._held_pongs:
+                self._send(p.Pong(nonce=nonce))
+            self._held_pongs.clear()
+
     def ping(self, nonce: int) -> None:
         """Ask the client for a sign of life (the driver's idle check)."""
         if self.state is State.READY:
@@ -684,10 +706,14 @@ class ServerSession:
             self._error("bad_resolved", f"at most {MAX_RESOLVED_IDS} conflict ids at once", fatal=False)
             return
         if msg.conflict_ids:
+            self._resolving += 1
             self._actions.append(Resolve(list(msg.conflict_ids)))
 
     def _on_ping(self, msg: p.Ping) -> None:
-        self._send(p.Pong(nonce=msg.nonce))
+        if self._resolving:
+            self._held_pongs.append(msg.nonce)  # answered once what came before is recorded
+        else:
+            self._send(p.Pong(nonce=msg.nonce))
 
     def _on_pong(self, msg: p.Pong) -> None:
         pass  # any message is a sign of life; the driver notes the time
