@@ -498,7 +498,12 @@ class ChangeStore:
         table = self.catalog.tables[shape.table]
         view = table.full
         clauses, params = snapshot_filter(table, shape)
-        where = f" WHERE tenant = %s AND id > %s AND NOT _deleted{clauses} ORDER BY id LIMIT %s"
+        # Deleted rows too, whole: a replica may hold a row the snapshot would
+        # otherwise leave out (one it pushed before its snapshot began, deleted
+        # elsewhere since, a delete older than the snapshot's position), and a
+        # row inserted again later carries in the log only the cells that
+        # changed, so a replica needs every cell the tombstone keeps.
+        where = f" WHERE tenant = %s AND id > %s{clauses} ORDER BY id LIMIT %s"
         select, readers = _snapshot_select(view)
         async with self.pool.connection() as conn, conn.transaction():
             # Timestamps are read as PostgreSQL's ISO text (much cheaper for it
@@ -530,41 +535,10 @@ class ChangeStore:
             exhausted = len(records) <= taken
             last_id = records[taken - 1][0] if taken else ""
             # The chunk covers the ids after after_id up to its last row (to
-            # the end when it is the shape's last): the records of the rows in
-            # that range, including deleted ones the snapshot does not ship.
+            # the end when it is the shape's last): the records of the rows in that range.
             upto = None if exhausted else last_id
             conflicts = await self._snapshot_conflicts(conn, tenant, table, shape, clauses, params, after_id, upto)
-            rows = [*rows, *await self._snapshot_tombstones(conn, tenant, view, shape, clauses, params, after_id, upto)]
         return server_session.SnapshotRows(rows, conflicts, last_id, columns), at, exhausted
-
-    async def _snapshot_tombstones(
-        self,
-        conn: psycopg.AsyncConnection,
-        tenant: str,
-        view: Any,
-        shape: shapes.ShapeFilter,
-        clauses: str,
-        params: list[Any],
-        after_id: str,
-        upto: str | None,
-    ) -> list[p.RowChange]:
-        """The deletes of the rows in the chunk's id range, as ``_deleted`` cells.
-
-        A replica may hold a row the snapshot does not ship: one it wrote and
-        pushed before its snapshot began, deleted elsewhere since. The log
-        after the snapshot's position does not hold that delete, so the chunk
-        carries it (the client merges it only into rows it holds)."""
-        sql = f"SELECT id, _hlc, _site, _clocks FROM {view.table.qualified} WHERE tenant = %s AND _deleted AND id > %s"
-        args: list[Any] = [tenant, after_id]
-        if upto is not None:
-            sql += " AND id <= %s"
-            args.append(upto)
-        cur = await conn.execute(sql + clauses, [*args, *params])
-        stones = []
-        for row_id, base_hlc, base_site, blob in await cur.fetchall():
-            stamp, site = clocks.overrides(blob).get(merge_plan.DELETED, (base_hlc, base_site)) if blob else (base_hlc, base_site)
-            stones.append(p.RowChange(shape.table, row_id, {merge_plan.DELETED: (1, stamp, bytes(site))}))
-        return stones
 
     async def _snapshot_conflicts(
         self,
@@ -612,9 +586,10 @@ class ChangeStore:
         max_bytes: int,
     ) -> tuple[list[p.RowChange], p.Columns | None, int]:
         """The chunk's rows from ``records`` (as ``select_all`` reads them):
-        those whose cells share one clock column by column, the others as
-        RowChanges; and how many records were taken (at most ``limit``, and
-        no more than the estimated ``max_bytes`` of RowChanges)."""
+        live rows whose cells share one clock column by column, the others
+        (and deleted rows, with every cell) as RowChanges; and how many
+        records were taken (at most ``limit``, and no more than the estimated
+        ``max_bytes`` of RowChanges)."""
         records = records[:limit]
         if not records:
             return [], None, 0
@@ -640,16 +615,17 @@ class ChangeStore:
         for i, reader in readers:
             values[i] = _read_column(values[i], reader)
         ids = list(columns[0])
+        deleted = columns[count + 1]
         hlcs, sites, blobs = (list(c) for c in columns[count + 2 : count + 5])
         rows: list[p.RowChange] = []
-        mixed = [k for k, blob in enumerate(blobs) if blob]
+        mixed = [k for k, blob in enumerate(blobs) if blob or deleted[k]]
         if mixed:
-            # Rows whose cells have clocks of their own: as RowChanges.
+            # Rows whose cells have clocks of their own, and deleted rows: as RowChanges.
             names = view.names
             for k in mixed:
-                extra = clocks.overrides(blobs[k])
+                extra = clocks.overrides(blobs[k]) if blobs[k] else {}
                 row_values = [column[k] for column in values]
-                row_values.append(0)
+                row_values.append(deleted[k])
                 base = (hlcs[k], sites[k])
                 cells = {
                     name: (value, *extra[name]) if name in extra else (value, *base)

@@ -7,8 +7,8 @@ table's name, as ``SyncState.subscriptions`` builds them).
 
 - The server (``SnapshotServer``) serves snapshots from its current rows the
   way ``store.read_snapshot`` does: keyset chunks of ``CHUNK_ROWS`` rows by
-  id, the log position read with the first chunk, the deletes of the chunk's
-  id range as lone ``_deleted`` cells, the conflict records of the range. Its
+  id (deleted rows too, with every cell), the log position read with the
+  first chunk, the conflict records of the range. Its
   reads (snapshot chunks and log reads) wait in a queue until the schedule
   runs them, so other replicas' pushes merge between two chunks, or between
   two shapes' snapshots, of one replica.
@@ -32,10 +32,13 @@ shape is read at position 0, another replica's push merges, its second shape
 is read at position 1, the connection drops before the stream brings entry
 1, and the reconnect followed the log from 1.
 
-Each id is inserted once (a UUIDv7 made where the row is born): an id
-inserted again after a delete brings the row back without the cells a
-snapshot of its tombstone left out (a server bug, shown by the xfail test
-at the end). Left out: compaction (the server keeps its whole log, so no
+An id is born once (a UUIDv7 made where the row is inserted); a replica
+that holds the row deleted may insert it again, which brings it back. A
+snapshot ships a deleted row with every cell its tombstone keeps: the log
+entry of such a second insert carries only the cells that changed, so a
+replica bootstrapped while the row was deleted needs the others from the
+snapshot (``test_a_row_inserted_again_after_a_snapshot_of_its_tombstone_has_every_cell``;
+the server shipped the ``_deleted`` cell alone before). Left out: compaction (the server keeps its whole log, so no
 MustResnapshot and no Resnapshot event), filtered shapes, columnar chunks,
 and duplicated or shuffled delivery (``test_sessions_joined`` covers those
 for the log).
@@ -109,26 +112,20 @@ class SnapshotServer(MemoryServer):
         return self.serve(session, out)
 
     def snapshot_chunk(self, table: str, after_id: str) -> tuple[ss.SnapshotRows, bool]:
-        """Like store.read_snapshot: the next live rows by id, and the deletes
-        and conflict records of the id range the chunk covers (to the end when
-        it is the last)."""
+        """Like store.read_snapshot: the next rows by id, deleted ones too with
+        every cell, and the conflict records of the id range the chunk covers
+        (to the end when it is the last)."""
         ids = sorted(i for t, i in self.rows if t == table and i > after_id)
-        live = [i for i in ids if not is_deleted(self.rows[(table, i)])]
-        taken = live[:CHUNK_ROWS]
-        exhausted = len(live) <= CHUNK_ROWS
+        taken = ids[:CHUNK_ROWS]
+        exhausted = len(ids) <= CHUNK_ROWS
         last_id = taken[-1] if taken else ""
 
         def in_range(i: str) -> bool:
             return i > after_id and (exhausted or i <= last_id)
 
         rows = [p.RowChange(table, i, {n: tuple(c) for n, c in self.rows[(table, i)].items()}) for i in taken]
-        stones = [
-            p.RowChange(table, i, {DELETED: tuple(self.rows[(table, i)][DELETED])})
-            for i in ids
-            if in_range(i) and is_deleted(self.rows[(table, i)])
-        ]
         conflicts = [c for tx in self.log for c in tx.conflicts if c.table == table and in_range(c.row_id)]
-        return ss.SnapshotRows(rows + stones, conflicts, last_id), exhausted  # type: ignore[arg-type]
+        return ss.SnapshotRows(rows, conflicts, last_id), exhausted  # type: ignore[arg-type]
 
     def visible(self, table: str) -> dict[str, dict[str, Any]]:
         return {
@@ -325,9 +322,12 @@ class World:
                     self.reconnect(who)  # the connection drops right after the client took a message
         elif kind == "insert":
             who, key = step[1] % len(self.replicas), step[2]
-            if key not in self.born:  # an id is born once, where the row is inserted (a UUIDv7)
+            values = {column: step[3].get(column) for column in COLUMNS[key[0]]}
+            if key not in self.born:  # an id is born where the row is inserted (a UUIDv7)
                 self.born.add(key)
-                self.write(who, [(key, {column: step[3].get(column) for column in COLUMNS[key[0]]})])
+                self.write(who, [(key, values)])
+            elif key in self.replicas[who].rows and key not in self.replicas[who].visible():
+                self.write(who, [(key, {**values, DELETED: 0})])  # a row deleted here, inserted again
         elif kind == "update":
             who = step[1] % len(self.replicas)
             held = self.replicas[who].visible()
@@ -463,17 +463,11 @@ def sync(world: World, who: int) -> None:
     world.connected[who].run_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a snapshot ships a deleted row as its _deleted cell alone; when the row is inserted again, "
-    "the log entry carries only the cells that changed, so a replica bootstrapped in between misses "
-    "the deleted row's cells that still win (server/syncstore_server/store.py _snapshot_tombstones)",
-)
 def test_a_row_inserted_again_after_a_snapshot_of_its_tombstone_has_every_cell():
-    """Why the property lets an id be inserted once only. Here the id is
-    inserted again (the replica allows that: the newer insert brings the row
-    back), and the replica that bootstrapped while the row was deleted ends
-    without the status written while the row was deleted."""
+    """An id inserted again after a delete (the newer insert brings the row
+    back): the replica that bootstrapped while the row was deleted still ends
+    with the status written while the row was deleted, which the log entry of
+    the second insert leaves out (that cell did not change on the server)."""
     world = World(4)
     a, b, c, d = range(4)
     row = ("tasks", row_id(1))
@@ -487,7 +481,7 @@ def test_a_row_inserted_again_after_a_snapshot_of_its_tombstone_has_every_cell()
     world.time.ms += 1
     world.write(c, [(row, {"status": "late"})])  # c had not seen the delete: its edit is the newest status
     sync(world, c)
-    sync(world, b)  # b bootstraps: the row is a tombstone (its _deleted cell alone)
+    sync(world, b)  # b bootstraps: the row is a tombstone, with every cell
     sync(world, d)  # d's insert brings the row back; c's status still wins, so the log entry leaves it out
     world.settle_everyone()
     assert world.server.visible("tasks") == {row_id(1): {"title": "d", "status": "late"}}

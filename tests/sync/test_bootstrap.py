@@ -62,6 +62,31 @@ def test_a_fresh_replica_takes_a_snapshot_not_the_history(chunky, tenant, replic
     assert replica_rows(fresh) == server_rows(chunky.database_url, tenant)
 
 
+def test_a_row_inserted_again_reaches_a_replica_that_bootstrapped_while_it_was_deleted(chunky, tenant, replicas):
+    """The snapshot ships a deleted row with every cell its tombstone keeps: when
+    the id is inserted again, the log entry carries only the cells that change
+    on the server, so a cell written while the row was deleted (and still
+    winning) must already be on the bootstrapped replica."""
+    a, b, c, d = (replicas(name) for name in "abcd")
+    token = chunky.token(tenant)
+    (row,) = seed(a, 1)
+    a.sync(chunky.url, token=token)
+    c.sync(chunky.url, token=token)  # c holds the row
+    a.tasks.delete(row)
+    a.sync(chunky.url, token=token)
+    d.insert_many("tasks", [{"id": row, "title": "inserted again"}])  # newer than the delete
+    c.tasks.update(row, status="in_progress")  # c has not seen the delete: the newest status
+    c.sync(chunky.url, token=token)
+    b.sync(chunky.url, token=token)  # b bootstraps while the row is deleted
+    d.sync(chunky.url, token=token)  # the row comes back; c's status still wins on the server
+    for store in (a, b, c, d):
+        store.sync(chunky.url, token=token)
+    expected = server_rows(chunky.database_url, tenant)
+    assert expected[row]["title"] == "inserted again" and expected[row]["status"] == "in_progress"
+    for store in (a, b, c, d):
+        assert replica_rows(store) == expected
+
+
 def test_shapes_on_the_client_and_a_row_moving_in(chunky, tenant, replicas):
     writer, partial = replicas("writer"), replicas("partial")
     token = chunky.token(tenant)

@@ -112,8 +112,8 @@ class SnapshotChunk(NamedTuple):
 
     @property
     def count(self) -> int:
-        """How many live rows the chunk holds (deletes of rows in its range,
-        which travel as a lone ``_deleted`` cell, are not rows)."""
+        """How many live rows the chunk holds (the deleted rows of its range,
+        shipped as tombstones, are not counted)."""
         live = sum(1 for row in self.rows if row.cells.get(DELETED, (0,))[0] == 0)
         return live + (len(self.columns.ids) if self.columns is not None else 0)
 
