@@ -74,7 +74,9 @@ def test_a_row_inserted_again_reaches_a_replica_that_bootstrapped_while_it_was_d
     c.sync(chunky.url, token=token)  # c holds the row
     a.tasks.delete(row)
     a.sync(chunky.url, token=token)
+    time.sleep(0.005)  # clocks are milliseconds: each write below newer than the one before, whatever the site
     d.insert_many("tasks", [{"id": row, "title": "inserted again"}])  # newer than the delete
+    time.sleep(0.005)
     c.tasks.update(row, status="in_progress")  # c has not seen the delete: the newest status
     c.sync(chunky.url, token=token)
     b.sync(chunky.url, token=token)  # b bootstraps while the row is deleted
