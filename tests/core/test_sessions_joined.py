@@ -194,6 +194,23 @@ class ModelReplica:
         return out
 
 
+def persist(r: ModelReplica, event: cs.Event) -> None:
+    """What the real driver does in one SQLite transaction per event."""
+    if isinstance(event, cs.RemoteTx):
+        r.apply(event.tx)  # also raises the cursor
+    elif isinstance(event, cs.Acked):
+        r.acked = max(r.acked, event.upto_seq)
+    elif isinstance(event, cs.Welcomed):
+        assert event.tenant == TENANT
+        r.acked = event.acked_seq
+    elif isinstance(event, cs.UpToDate):
+        r.cursor = max(r.cursor, event.cursor)
+    elif isinstance(event, cs.ResolutionsDelivered):
+        r.resolved_unreported = [i for i in r.resolved_unreported if i not in event.conflict_ids]
+    elif isinstance(event, cs.SessionError):
+        raise AssertionError(f"server error: {event}")
+
+
 # --- a connection between them -------------------------------------------------------------
 
 
@@ -247,21 +264,7 @@ class Link:
         self._client_out()
 
     def _persist(self, event: cs.Event) -> None:
-        # What the real driver does in one SQLite transaction per event.
-        r = self.replica
-        if isinstance(event, cs.RemoteTx):
-            r.apply(event.tx)
-        elif isinstance(event, cs.Acked):
-            r.acked = max(r.acked, event.upto_seq)
-        elif isinstance(event, cs.Welcomed):
-            assert event.tenant == TENANT
-            r.acked = event.acked_seq
-        elif isinstance(event, cs.UpToDate):
-            r.cursor = max(r.cursor, event.cursor)
-        elif isinstance(event, cs.ResolutionsDelivered):
-            r.resolved_unreported = [i for i in r.resolved_unreported if i not in event.conflict_ids]
-        elif isinstance(event, cs.SessionError):
-            raise AssertionError(f"server error: {event}")
+        persist(self.replica, event)
 
     def server_step(self, *, duplicate: bool = False) -> None:
         message = self.to_server.popleft()
