@@ -52,7 +52,9 @@ class TailRead(NamedTuple):
 class _Tail:
     """One tenant's cache: every entry with ``low < seq <= high``, in order."""
 
-    __slots__ = ("low", "high", "entries", "started", "finished", "refresh", "reaches_end", "again", "oldest")
+    __slots__ = (
+        "low", "high", "entries", "started", "finished", "refresh", "reaches_end", "again", "oldest", "failures",
+    )  # fmt: skip
 
     def __init__(self, position: int, oldest: int):
         self.low = position
@@ -64,6 +66,7 @@ class _Tail:
         self.reaches_end = True  # the last refresh read to the end of the log
         self.again = False  # poked while a refresh ran
         self.oldest = oldest
+        self.failures = 0  # refreshes failed in a row (the retry backs off)
 
 
 class LogTail:
@@ -75,8 +78,12 @@ class LogTail:
         fetch: int = 1_000,
         tenants: int = 10_000,
         router: Router | None = None,
+        retry_s: float = 0.1,
+        max_retry_s: float = 10.0,
     ):
         self.store = store
+        self.retry_s = retry_s  # after a refresh failed, the first retry (then doubling)
+        self.max_retry_s = max_retry_s
         self.keep = keep  # entries cached per tenant
         self.fetch = fetch  # most entries one refresh query reads
         self.max_tenants = tenants
@@ -175,8 +182,10 @@ class LogTail:
         tail.started += 1
         tail.again = False
         tail.refresh = asyncio.get_running_loop().create_task(self._refresh(tenant, tail, tail.started))
+        tail.refresh.add_done_callback(_retrieved)
 
     async def _refresh(self, tenant: str, tail: _Tail, number: int) -> None:
+        failed = False
         try:
             while True:
                 found, more, oldest = await self.store.read_entries(tenant, tail.high, limit=self.fetch)
@@ -196,11 +205,25 @@ class LogTail:
                 tail.reaches_end = not more
                 if not more:
                     break
+            tail.failures = 0
+        except Exception as exc:
+            # A reader waiting on this refresh gets the error (its stream ends
+            # and the client resumes by cursor); live streams wait on no one.
+            failed = True
+            tail.failures += 1
+            log.warning("reading the change log of tenant %r failed (%s); trying again", tenant, type(exc).__name__)
+            raise
         finally:
             tail.finished = number
             tail.refresh = None
-            if tail.again and self._tails.get(tenant) is tail:
-                self._start_refresh(tenant, tail)
+            if self._tails.get(tenant) is tail:
+                if tail.again:
+                    self._start_refresh(tenant, tail)
+                elif failed:
+                    # Live streams are owed what was committed: retry, or they
+                    # would wait for the tenant's next commit to be poked.
+                    delay = min(self.retry_s * 2 ** (tail.failures - 1), self.max_retry_s)
+                    asyncio.get_running_loop().call_later(delay, self.poke, tenant)
 
     def _evict(self) -> None:
         """Drop the least recently used caches, never one a live stream relies on."""
@@ -212,3 +235,9 @@ class LogTail:
             tail = self._tails[tenant]
             if not self.router.has_tenant(tenant) and tenant not in self._joined and tail.refresh is None:
                 del self._tails[tenant]
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A refresh's error is logged by the refresh, and raised to readers that wait on it."""
+    if not task.cancelled():
+        task.exception()

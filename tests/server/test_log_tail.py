@@ -1,12 +1,18 @@
-"""The shared log tail: streams never miss an entry, and a burst of wake-ups costs a couple of reads."""
+"""The shared log tail: streams never miss an entry, a burst of wake-ups costs a
+couple of reads, and a failed refresh is retried (live streams wait on no one)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import psycopg
 
 from syncstore.core import protocol as p
+from syncstore.core import shapes as sh
 
 from syncstore_server.log_tail import LogTail
+from syncstore_server.router import Router
 from syncstore_server.store import open_store
 
 from .helpers import insert, new_id, site, stamp
@@ -91,3 +97,52 @@ def test_reads_interleaved_with_commits_never_skip_an_entry(migrated):
     seen, positions = asyncio.run(main())
     for sequence in seen.values():
         assert sequence == positions  # every entry, once, in order
+
+
+class FailingOnce:
+    """The real store, whose next log read fails as a lost connection would."""
+
+    def __init__(self, store):
+        self._store = store
+        self.fail_next = False
+
+    async def read_entries(self, tenant, after, *, limit):
+        if self.fail_next:
+            self.fail_next = False
+            raise psycopg.OperationalError("the connection was lost (injected by the test)")
+        return await self._store.read_entries(tenant, after, limit=limit)
+
+
+class Stream:
+    """A live stream as the router sees it."""
+
+    def __init__(self):
+        self.seqs: list[int] = []
+        self.arrived = asyncio.Event()
+
+    def deliver(self, entries):
+        self.seqs.extend(seq for seq, _ in entries)
+        self.arrived.set()
+
+
+def test_a_failed_refresh_is_retried_so_live_streams_still_get_the_commit(migrated, caplog):
+    """The refresh a commit's notification starts fails: without a retry the
+    live streams would wait for the tenant's next commit, however long."""
+
+    async def main():
+        async with open_store(migrated, pool_size=4) as store:
+            flaky, router = FailingOnce(store), Router()
+            tail = LogTail(flaky, router=router, retry_s=0.05)
+            head = (await tail.read(TENANT, 0, limit=100)).head  # reaches the end: the cache starts
+            stream = Stream()
+            router.register(stream, TENANT, [sh.check_shape(p.Shape("tasks"))])  # live from head
+            seq = await push(store, 1, stamp())
+            flaky.fail_next = True
+            tail.poke(TENANT)  # the commit is heard; this refresh fails
+            await asyncio.wait_for(stream.arrived.wait(), 5)
+            return head, seq, stream.seqs
+
+    with caplog.at_level(logging.WARNING, logger="syncstore.server.log_tail"):
+        head, seq, seqs = asyncio.run(main())
+    assert seq > head and seqs == [seq]
+    assert any("trying again" in r.getMessage() for r in caplog.records)
