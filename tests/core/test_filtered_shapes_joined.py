@@ -1,0 +1,484 @@
+"""Filtered shapes bootstrapped by snapshot, client and server sessions joined in memory.
+
+Built on ``test_snapshots_joined`` (its Link, ShapeProgress and replica),
+here with shapes that filter ``tasks`` on indexed columns (``repository``,
+``status``; every shape passes ``shapes.check_shape``): each replica follows
+one or two shapes, whole-table or filtered, different replicas different ones.
+
+- The server (``FilteredServer``) keeps, beside each log entry, the routing
+  keys the real server builds (``merge_plan.routing_keys``): per row the
+  entry touches, its indexed values after the entry, the old values of the
+  indexed columns it moved, and the row whole when it moved any. Log reads
+  hand the ServerSession ``shapes.LogEntry`` objects, so the session's own
+  selection (``shapes.select``) decides what each stream receives: a row
+  moving into a shape arrives whole, one moving out gets the move itself.
+  Snapshots read a shape's rows the way ``store.read_snapshot`` does: keyset
+  chunks by id of the rows matching the filter (tombstones too, whole), the
+  conflict records of the matching rows in the chunk's range.
+- The replica persists what ``SyncState`` does per shape (keyed by
+  ``shapes.shape_key``): state, position, resume key.
+- The schedule interleaves single steps on every link, inserts, updates that
+  move rows into and out of shapes (the filtered columns change), deletes,
+  inserts of a deleted id again, and cuts; then everyone syncs cleanly.
+
+Proved: whatever the interleaving, for every replica and every shape it
+follows, the replica's visible rows that match the shape's filter are
+exactly the server's visible rows that match it, cell for cell; every shape
+is live; every change was merged exactly once. Rows outside every shape of
+a replica may linger there (docs/shapes-bootstrap-compaction.md: a row moving
+out "stays in the replica, no longer updated"), so they are not compared.
+
+Two library bugs are left out, each shown by an xfail test, and the
+property skips only the (replica, row) pairs where they happen:
+
+- ``test_a_losing_move_into_a_shape_leaves_the_row_in_the_writers_shape``
+  and ``test_a_move_into_a_shape_meeting_a_concurrent_move_out_stays_in_the_writers_shape``:
+  a replica writes a filtered column of a row, its copy then lies inside
+  one of its shapes, but the server's row after the merge lies outside them
+  all (the write lost, or another filtered column changed concurrently).
+  The other cells went out while the row was outside the writer's shapes,
+  and the entry of the writer's push is routed by the server's row before
+  and after it, both outside, so the writer never learns and keeps the row
+  inside its shape. Skipped: the rows of ``FilteredServer.lost_outside``.
+- ``test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape``:
+  a row a replica pushed before its filtered snapshot was read, moved out of
+  the shape elsewhere since. The snapshot leaves it out and the stream starts
+  after the move, so the replica keeps the row inside its shape (snapshots
+  ship tombstones for the delete case, nothing for moves). Skipped: the rows
+  of ``FilteredServer.left_out_own`` (the replica's copy matched the shape
+  when the snapshot read the server's row outside it).
+
+Left out: conflict records (a replica receives those of rows in its shapes
+at the time of the entry; a row moving in later comes whole without them),
+compaction and re-snapshots, columnar chunks, duplicated or shuffled delivery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from syncstore import schema
+from syncstore.core import client_session as cs
+from syncstore.core import merge
+from syncstore.core import protocol as p
+from syncstore.core import server_session as ss
+from syncstore.core import shapes as sh
+from syncstore.core.merge import DELETED, Cell
+
+from .test_sessions_joined import FakeTime, ModelReplica
+from .test_snapshots_joined import CHUNK_ROWS, Link, ShapeProgress, SnapshotReplica, SnapshotServer, is_deleted, row_id
+
+TABLE = "tasks"
+COLUMNS = ("title", "status", "repository")
+INDEXES = schema.TABLES[TABLE].indexes  # the columns routing keys record
+
+
+def indexed_values(cells: dict[str, Cell]) -> dict[str, Any]:
+    """As merge_plan.indexed_values: the row's indexed columns it holds."""
+    return {column: cells[column].value for column in INDEXES if column in cells}
+
+
+# --- the server: routing keys per log entry, filtered snapshots --------------------------------
+
+
+class FilteredServer(SnapshotServer):
+    """The snapshot server, which also records each log entry's routing keys
+    (as merge_plan.routing_keys) and reads snapshots through a shape's filter."""
+
+    def __init__(self, time: FakeTime):
+        super().__init__(time)
+        self.keys: dict[int, list[sh.RowKeys]] = {}
+        self.followers: dict[bytes, list[sh.ShapeFilter]] = {}  # each site's shapes
+        self.lost_outside: set[tuple[bytes, str]] = set()  # (site, row id): see merge and filtered_writes
+        self.written_by: dict[bytes, set[str]] = {}  # the rows each site's pushes wrote
+        self.left_out_own: set[tuple[bytes, str]] = set()  # (site, row id): see note_own_rows_left_out
+        self.holders: dict[bytes, ModelReplica] = {}  # each site's replica, to spot that bug
+
+    def filtered_writes(self, site: bytes, tx: p.LocalTx) -> set[str]:
+        """The rows whose filtered (indexed) columns this push writes, among
+        those the writer's copy holds inside one of its shapes."""
+        mine = self.holders[site].visible()
+        out = set()
+        for change in tx.changes:
+            held = mine.get((change.table, change.id))
+            if held is not None and set(change.values) & set(INDEXES):
+                if any(shape.matches(held) for shape in self.followers[site]):
+                    out.add(change.id)
+        return out
+
+    def merge(self, site: bytes, tx: p.LocalTx) -> None:
+        before: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for change in tx.changes:
+            key = (change.table, change.id)
+            if key not in before:
+                before[key] = indexed_values(self.rows[key]) if key in self.rows else None
+        written = self.filtered_writes(site, tx)
+        self.written_by.setdefault(site, set()).update(change.id for change in tx.changes)
+        super().merge(site, tx)
+        for i in written:  # the writer's copy is inside its shapes, the server's row outside them all
+            if not any(shape.matches(indexed_values(self.rows[(TABLE, i)])) for shape in self.followers[site]):
+                self.lost_outside.add((site, i))
+        entry = self.log[-1]
+        self.keys[entry.seq] = self.routing_keys(entry, before)
+
+    def routing_keys(
+        self, entry: p.ServerTx, before: dict[tuple[str, str], dict[str, Any] | None]
+    ) -> list[sh.RowKeys]:
+        out = []
+        touched = [(c.table, c.id) for c in entry.changes] + [(c.table, c.row_id) for c in entry.conflicts]
+        for key in dict.fromkeys(touched):
+            cells = self.rows[key]
+            after = indexed_values(cells)
+            old = before.get(key)
+            if old is None:
+                out.append(sh.RowKeys(key[0], key[1], after, None, None))
+                continue
+            moved = {column: value for column, value in old.items() if after.get(column) != value}
+            full = {name: tuple(cell) for name, cell in cells.items()} if moved else None
+            out.append(sh.RowKeys(key[0], key[1], after, moved, full))  # type: ignore[arg-type]
+        return out
+
+    def read(self, session: ss.ServerSession, kind: type, out: Any) -> bool:
+        reads = self.reads[session]
+        action = next(action for action in reads if isinstance(action, kind))
+        reads.remove(action)
+        if isinstance(action, ss.ReadSnapshot):
+            chunk, exhausted = self.filtered_chunk(action.shape, action.after_id)
+            self.note_own_rows_left_out(session.site, action.shape)  # type: ignore[arg-type]
+            session.snapshot_read(chunk, position=len(self.log) if action.position else None, exhausted=exhausted)
+        else:
+            entries = [sh.LogEntry(tx.seq, tx, self.keys[tx.seq]) for tx in self.log if tx.seq > action.after]
+            session.log_read(entries, more=False)
+        return self.serve(session, out)
+
+    def note_own_rows_left_out(self, site: bytes, shape: sh.ShapeFilter) -> None:
+        """The known bug of
+        test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape:
+        rows this site pushed that its copy holds inside the shape while the
+        server's row, as the snapshot reads it, lies outside."""
+        mine = self.holders[site].visible()
+        for i in self.written_by.get(site, ()):
+            held = mine.get((TABLE, i))
+            if held is not None and shape.matches(held) and not shape.matches(indexed_values(self.rows[(TABLE, i)])):
+                self.left_out_own.add((site, i))
+
+    def filtered_chunk(self, shape: sh.ShapeFilter, after_id: str) -> tuple[ss.SnapshotRows, bool]:
+        """Like store.read_snapshot with a filter: the next matching rows by id
+        (tombstones too, whole), the conflict records of matching rows in range."""
+        matching = {i for (t, i), cells in self.rows.items() if t == shape.table and shape.matches(indexed_values(cells))}
+        ids = sorted(i for i in matching if i > after_id)
+        taken = ids[:CHUNK_ROWS]
+        exhausted = len(ids) <= CHUNK_ROWS
+        last_id = taken[-1] if taken else ""
+
+        def in_range(i: str) -> bool:
+            return i in matching and i > after_id and (exhausted or i <= last_id)
+
+        rows = [p.RowChange(shape.table, i, {n: tuple(c) for n, c in self.rows[(shape.table, i)].items()}) for i in taken]
+        conflicts = [c for tx in self.log for c in tx.conflicts if c.table == shape.table and in_range(c.row_id)]
+        return ss.SnapshotRows(rows, conflicts, last_id), exhausted  # type: ignore[arg-type]
+
+    def visible_in_shape(self, shape: sh.ShapeFilter) -> dict[str, dict[str, Any]]:
+        return {
+            i: {n: c.value for n, c in cells.items() if n != DELETED}
+            for (t, i), cells in self.rows.items()
+            if t == shape.table and not is_deleted(cells) and shape.matches(indexed_values(cells))
+        }
+
+
+# --- the replica: its shapes, keyed as SyncState keys them -----------------------------------------
+
+
+class FilteredReplica(SnapshotReplica):
+    def __init__(self, site: bytes, time: FakeTime, shapes: list[p.Shape]):
+        ModelReplica.__init__(self, site, time)
+        checked = [sh.check_shape(shape) for shape in shapes]
+        self.filters = {sh.shape_key(found): found for found in checked}
+        self.shapes = {key: ShapeProgress() for key in self.filters}  # a fresh replica
+
+    def subscriptions(self) -> list[cs.Subscription]:
+        """As SyncState.subscriptions: live shapes follow the log from the
+        cursor; the others take a snapshot, resumed where it was cut off."""
+        live = [self.filters[key].to_shape() for key, shape in self.shapes.items() if shape.state == "live"]
+        out = [cs.Subscription("live", live)] if live else []
+        for key, shape in self.shapes.items():
+            if shape.state == "snapshot":
+                out.append(
+                    cs.Subscription(
+                        key, [self.filters[key].to_shape()], snapshot=True, resume=shape.resume,
+                        cursor=shape.position if shape.resume else 0,
+                    )
+                )  # fmt: skip
+        return out
+
+    def visible_in_shape(self, shape: sh.ShapeFilter) -> dict[str, dict[str, Any]]:
+        return {i: values for (t, i), values in self.visible().items() if t == shape.table and shape.matches(values)}
+
+
+# --- the world and its schedule ---------------------------------------------------------------------
+
+
+class World:
+    """A server and replicas, each always connected (a cut reconnects at once)."""
+
+    def __init__(self, shapes: list[list[p.Shape]]):
+        self.time = FakeTime()
+        self.server = FilteredServer(self.time)
+        self.replicas = [FilteredReplica(bytes([i + 1]) * 16, self.time, s) for i, s in enumerate(shapes)]
+        self.server.followers = {replica.site: list(replica.filters.values()) for replica in self.replicas}
+        self.server.holders = {replica.site: replica for replica in self.replicas}
+        self.links: list[Link] = []
+        self.connected = [Link(replica, self.server, self.links) for replica in self.replicas]  # type: ignore[arg-type]
+        self.born: set[str] = set()
+
+    def run(self, step: tuple[Any, ...]) -> None:
+        kind = step[0]
+        if kind == "deliver":
+            possible = [(who, action) for who, link in enumerate(self.connected) for action in link.steps_possible()]
+            if possible:
+                who, action = possible[step[1] % len(possible)]
+                action()
+                if step[2] and action.__name__ == "deliver_to_client":
+                    self.reconnect(who)  # the connection drops right after the client took a message
+        elif kind == "insert":
+            self.insert(step[1] % len(self.replicas), step[2], step[3])
+        elif kind == "update":
+            who = step[1] % len(self.replicas)
+            held = self.replicas[who].visible()
+            writes = [((TABLE, i), values) for i, values in step[2] if (TABLE, i) in held]
+            if writes:
+                self.write(who, writes)
+        elif kind == "delete":
+            who = step[1] % len(self.replicas)
+            if (TABLE, step[2]) in self.replicas[who].visible():
+                self.write(who, [((TABLE, step[2]), {DELETED: 1})])
+        elif kind == "cut":
+            self.reconnect(step[1] % len(self.replicas))
+        elif kind == "tick":
+            self.time.ms += 1
+        for who, link in enumerate(self.connected):
+            if not link.open:
+                self.reconnect(who)
+
+    def insert(self, who: int, i: str, values: dict[str, Any]) -> None:
+        """A new id (born once, where it is inserted), or a row deleted here inserted again."""
+        replica = self.replicas[who]
+        if i not in self.born:
+            self.born.add(i)
+            self.write(who, [((TABLE, i), values)])
+        elif (TABLE, i) in replica.rows and (TABLE, i) not in replica.visible():
+            self.write(who, [((TABLE, i), {**values, DELETED: 0})])
+
+    def write(self, who: int, writes: list[tuple[tuple[str, str], dict[str, Any]]]) -> None:
+        self.replicas[who].write_tx(writes)
+        self.connected[who].client_out()  # a local write wakes the sync client
+
+    def reconnect(self, who: int) -> None:
+        self.connected[who].close()
+        self.connected[who] = Link(self.replicas[who], self.server, self.links)  # type: ignore[arg-type]
+
+    def sync(self, who: int) -> None:
+        """One clean sync of one replica, on a connection of its own."""
+        self.reconnect(who)
+        self.connected[who].run_clean()
+
+    def settle_everyone(self) -> None:
+        for link in self.connected:
+            link.close()
+        for _ in range(2):  # the first pass pushes everything, the second pulls it everywhere
+            for replica in self.replicas:
+                link = Link(replica, self.server, self.links)  # type: ignore[arg-type]
+                link.run_clean()
+                link.close()
+
+
+def assert_shapes_converged(world: World, *, exclude_known_bug: bool = True) -> None:
+    server = world.server
+    for replica in world.replicas:
+        assert all(progress.state == "live" for progress in replica.shapes.values())
+        for key, shape in replica.filters.items():
+            mine, theirs = replica.visible_in_shape(shape), server.visible_in_shape(shape)
+            if exclude_known_bug:  # only the rows of this replica's losing filter writes (see the xfail test)
+                skip = {i for site, i in server.lost_outside | server.left_out_own if site == replica.site}
+                mine = {i: v for i, v in mine.items() if i not in skip}
+                theirs = {i: v for i, v in theirs.items() if i not in skip}
+            assert mine == theirs, (replica.site[0], key)
+        assert replica.acked == len(replica.log)
+    merged = server.merged_changes
+    assert len(merged) == len(set(merged)) == sum(len(r.log) for r in world.replicas)  # each change exactly once
+
+
+# --- strategies ------------------------------------------------------------------------------------
+
+WHOLE = p.Shape(TABLE)
+REPO_1 = p.Shape(TABLE, where={"repository": ["r1"]})
+REPO_1_2 = p.Shape(TABLE, where={"repository": ["r1", "r2"]})
+COMPLETED = p.Shape(TABLE, where={"status": ["completed"]})
+REPO_2_OPEN = p.Shape(TABLE, where={"repository": ["r2"], "status": ["pending", None]})
+SHAPES = [WHOLE, REPO_1, REPO_1_2, COMPLETED, REPO_2_OPEN]
+
+IDS = [row_id(i) for i in range(1, 5)]
+R1 = IDS[0]
+CELL_VALUES = {
+    "title": st.sampled_from(["a", "b"]),
+    "status": st.sampled_from(["pending", "completed", None]),
+    "repository": st.sampled_from(["r1", "r2", "r3", None]),
+}
+WHOLE_ROW = st.fixed_dictionaries(CELL_VALUES)  # an insert writes every column
+SOME_CELLS = st.sampled_from(COLUMNS).flatmap(
+    lambda first: st.fixed_dictionaries(
+        {first: CELL_VALUES[first]}, optional={c: v for c, v in CELL_VALUES.items() if c != first}
+    )
+)
+WHO = st.integers(0, 3)
+REPLICA_SHAPES = st.lists(
+    st.lists(st.sampled_from(SHAPES), min_size=1, max_size=2, unique_by=lambda s: sh.shape_key(sh.check_shape(s))),
+    min_size=2,
+    max_size=3,
+)
+
+
+def deliver() -> st.SearchStrategy[tuple[Any, ...]]:
+    return st.tuples(st.just("deliver"), st.integers(0, 7), st.sampled_from([False, False, True]))
+
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("insert"), WHO, st.sampled_from(IDS), WHOLE_ROW),
+        st.tuples(st.just("update"), WHO, st.lists(st.tuples(st.sampled_from(IDS), SOME_CELLS), min_size=1, max_size=2)),
+        st.tuples(st.just("update"), WHO, st.lists(st.tuples(st.sampled_from(IDS), SOME_CELLS), min_size=1, max_size=2)),
+        st.tuples(st.just("delete"), WHO, st.sampled_from(IDS)),
+        st.tuples(st.just("cut"), WHO),
+        st.tuples(st.just("tick")),
+        *[deliver() for _ in range(12)],
+    ),
+    min_size=30,
+    max_size=120,
+)
+
+
+# Replica 1 follows two filtered shapes and inserts task R1 at r2 before its
+# snapshot; its push merges, replica 0 moves R1 to r1, and replica 1's
+# snapshots (read during the final sync) leave R1 out: replica 1 keeps R1 at
+# r2, inside its shape (the second known bug; found by this property).
+@example(
+    shapes=[[WHOLE], [COMPLETED, REPO_2_OPEN], [WHOLE]],
+    schedule=[
+        ("tick",), *[("deliver", 0, False)] * 4, *[("update", 0, [(R1, {"title": "a"})])] * 3,
+        *[("deliver", 0, False)] * 2,
+        ("insert", 1, R1, {"title": "a", "status": "pending", "repository": "r2"}),
+        ("cut", 1), ("tick",), ("cut", 1), *[("deliver", 0, False)] * 8,
+        ("update", 0, [(R1, {"repository": "r1"})]),
+    ],
+)  # fmt: skip
+# About 15 ms an example: more than the CI profile's 30, never fewer than the profile asks.
+@settings(max_examples=max(200, settings().max_examples))
+@given(REPLICA_SHAPES, STEPS)
+def test_any_interleaving_of_filtered_shapes_converges_inside_each_shape(shapes, schedule):
+    world = World(shapes)
+    for step in schedule:
+        world.run(step)
+    world.settle_everyone()
+    assert_shapes_converged(world)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: a push whose filtered-column write loses on the server is never answered with the "
+    "winning cell when the row lies outside the writer's shapes (routing by the row's values after the entry)",
+)
+def test_a_losing_move_into_a_shape_leaves_the_row_in_the_writers_shape():
+    """A follows repository r1 and holds task R, which moved out to r2 (A got
+    the move). Offline, A moves R back to r1; meanwhile C, with a newer
+    clock, moves R on to r3. A's push loses on the server (R stays at r3),
+    and nothing of R is routed to A: the winning r3 cell went out when R was
+    outside A's shape, and the entry of A's push (a conflict record only)
+    is routed by R's indexed values after it, still r3. A's replica keeps R
+    at r1, inside its shape, while the server's r1 rows do not hold it."""
+    world = World([[REPO_1], [WHOLE], [WHOLE]])
+    a, b, c = range(3)
+    world.write(b, [((TABLE, R1), {"title": "t", "status": "pending", "repository": "r1"})])
+    for who in (b, a, c):
+        world.sync(who)
+    world.time.ms += 1
+    world.write(b, [((TABLE, R1), {"repository": "r2"})])  # R moves out of A's shape
+    world.sync(b)
+    world.sync(a)  # A gets the move: R lingers at r2
+    world.time.ms += 1
+    world.write(a, [((TABLE, R1), {"repository": "r1"})])  # A moves R back, not pushed yet
+    world.time.ms += 1
+    world.write(c, [((TABLE, R1), {"repository": "r3"})])  # newer: C wins
+    world.sync(c)
+    world.settle_everyone()
+    assert world.server.visible_in_shape(sh.check_shape(WHOLE))[R1]["repository"] == "r3"
+    assert world.server.lost_outside == {(world.replicas[a].site, R1)}  # what the property leaves out
+    assert world.replicas[a].visible_in_shape(sh.check_shape(REPO_1)) == world.server.visible_in_shape(
+        sh.check_shape(REPO_1)
+    )  # A holds {R1: repository r1}; the server's r1 rows: {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: a filtered snapshot leaves out a row the replica pushed before it, moved out of the "
+    "shape since; the replica never learns of the move (snapshots ship tombstones for deletes, not moves)",
+)
+def test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape():
+    """Fresh replica A follows repository r1 and inserts task R at r1 before
+    its first sync. A's push merges (entry 1) while its snapshot waits; B
+    moves R to r2 (entry 2); then A's snapshot is read at position 2: R does
+    not match, so it is left out, and the stream starts at 2. A keeps R at
+    r1, inside its shape; the server's r1 rows do not hold it."""
+    world = World([[REPO_1], [WHOLE]])
+    a, b = range(2)
+    world.write(a, [((TABLE, R1), {"title": "t", "status": "pending", "repository": "r1"})])
+    link = world.connected[a]
+    link.deliver_to_server()  # Hello
+    link.deliver_to_client()  # Welcome: A subscribes (snapshot) and pushes
+    while link.to_server:
+        link.deliver_to_server()  # the Subscribe (its read waits) and the Push (merged: entry 1)
+    assert len(world.server.log) == 1 and world.server.waiting(link.session, ss.ReadSnapshot)
+    world.sync(b)
+    world.time.ms += 1
+    world.write(b, [((TABLE, R1), {"repository": "r2"})])
+    world.sync(b)  # entry 2: R moves out of A's shape
+    link.run_clean()  # A's snapshot, read at position 2, leaves R out
+    world.settle_everyone()
+    assert world.server.left_out_own == {(world.replicas[a].site, R1)}  # what the property leaves out
+    assert world.replicas[a].visible_in_shape(sh.check_shape(REPO_1)) == world.server.visible_in_shape(
+        sh.check_shape(REPO_1)
+    )  # A holds {R1: repository r1}; the server's r1 rows: {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: a push moving a row into the writer's shape while a concurrent change keeps it out on "
+    "the server is routed by the server's row only; the writer never gets the other change",
+)
+def test_a_move_into_a_shape_meeting_a_concurrent_move_out_stays_in_the_writers_shape():
+    """B follows repository r2 with status pending; task R is at r1, pending
+    (outside B's shape; B inserted it). Offline, B moves R to r2 (inside, in
+    B's copy); meanwhile A sets R's status to completed (R at r1: routed to
+    nobody following r2). B's push merges: R is (r2, completed) on the server,
+    outside B's shape before and after, so nothing is routed to B, which
+    keeps R at (r2, pending), inside its shape."""
+    world = World([[WHOLE], [REPO_2_OPEN]])
+    a, b = range(2)
+    world.write(b, [((TABLE, R1), {"title": "t", "status": "pending", "repository": "r1"})])
+    world.sync(b)
+    world.sync(a)
+    world.time.ms += 1
+    world.write(b, [((TABLE, R1), {"repository": "r2"})])  # not pushed yet
+    world.time.ms += 1
+    world.write(a, [((TABLE, R1), {"status": "completed"})])
+    world.sync(a)
+    world.settle_everyone()
+    on_server = world.server.visible_in_shape(sh.check_shape(WHOLE))[R1]
+    assert on_server == {"title": "t", "status": "completed", "repository": "r2"}
+    assert world.server.lost_outside == {(world.replicas[b].site, R1)}  # what the property leaves out
+    assert world.replicas[b].visible_in_shape(sh.check_shape(REPO_2_OPEN)) == world.server.visible_in_shape(
+        sh.check_shape(REPO_2_OPEN)
+    )  # B holds {R1: status pending}; the server's rows of B's shape: {}
