@@ -28,6 +28,7 @@ from syncstore.core import hlc as hlc_mod
 from syncstore.core.server_session import DEFAULT_MAX_BATCH
 from syncstore.errors import SyncError
 
+from syncstore_server import background
 from syncstore_server import migrate as migrations
 from syncstore_server.auth import Secret
 from syncstore_server.direct_writes import DirectWrites
@@ -197,13 +198,8 @@ class SyncServer:
     async def stop(self) -> None:
         """Drain and stop: refuse new clients, let merges finish and ack, close."""
         self._accepting = False
-        if self._compactor is not None:
-            self._compactor.cancel()
-            try:
-                await self._compactor
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._compactor = None
+        await background.stop(self._compactor, what="periodic compaction")
+        self._compactor = None
         if self._ws is not None:
             self._ws.close(close_connections=False)  # stop listening; connections drain below
             handlers = list(self._handlers)

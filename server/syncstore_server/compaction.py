@@ -43,6 +43,7 @@ from syncstore.core import protocol as p
 from syncstore.core import shapes
 from syncstore.core.merge import DELETED
 
+from syncstore_server import background
 from syncstore_server.tables import SCHEMA
 
 log = logging.getLogger("syncstore.server.compaction")
@@ -319,7 +320,7 @@ async def run_periodically(store: Any, *, interval_s: float, retention_s: float 
     """The daemon's periodic compaction: every ``interval_s`` (with jitter, so
     instances started together spread out), every tenant. Failures are logged
     and retried at the next round."""
-    while True:
+    while not background.stopping():
         await asyncio.sleep(interval_s * random.uniform(0.8, 1.2))
         try:
             await compact(store, retention_s=retention_s)

@@ -50,6 +50,7 @@ from syncstore.core import protocol as p
 from syncstore.core import shapes
 from syncstore.errors import ValidationError
 
+from syncstore_server import background
 from syncstore_server.notify import Notifier
 from syncstore_server.store import CHANNEL, LOG_LOCK_CLASS, ChangeStore
 from syncstore_server.tables import SCHEMA
@@ -125,18 +126,13 @@ class DirectWrites:
         self._task = asyncio.create_task(self._run(), name="syncstore-direct-writes")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await background.stop(self._task, what="the direct-write publisher")
+        self._task = None
         await self._notifier.stop()
 
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not background.stopping():
             try:
                 await asyncio.wait_for(self._wake.wait(), self.sweep_interval_s)
             except asyncio.TimeoutError:

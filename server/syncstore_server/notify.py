@@ -17,6 +17,7 @@ from typing import Callable
 
 import psycopg
 
+from syncstore_server import background
 from syncstore_server.store import CHANNEL
 
 log = logging.getLogger("syncstore.server.notify")
@@ -64,13 +65,8 @@ class Notifier:
         await asyncio.wait_for(self._listening.wait(), timeout)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await background.stop(self._task, what="the notification listener")
+        self._task = None
 
     def wake_all(self) -> None:
         for tenant in list(self._listeners):
@@ -85,11 +81,13 @@ class Notifier:
 
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not background.stopping():
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, application_name=self._application_name
                 ) as conn:
+                    if background.stopping():
+                        return
                     await conn.execute(f"LISTEN {self._channel}")
                     self._listening.set()
                     backoff = 0.1
