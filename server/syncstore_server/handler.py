@@ -296,6 +296,8 @@ class ConnectionHandler:
                 self._spawn(self._read_log(action))
             elif isinstance(action, ss.ReadSnapshot):
                 self._spawn(self._read_snapshot(action))
+            elif isinstance(action, ss.FetchRows):
+                self._spawn(self._fetch_rows(action))
             elif isinstance(action, ss.Live):
                 self._go_live(action)
             elif isinstance(action, ss.Resolve):
@@ -427,6 +429,22 @@ class ConnectionHandler:
             self._dispatch()
             return
         self.session.snapshot_read(rows, position=position, exhausted=exhausted)
+        self._dispatch()
+
+    async def _fetch_rows(self, action: ss.FetchRows) -> None:
+        identity = self.session.identity
+        assert identity is not None
+        try:
+            rows = await self.store.read_rows(identity.tenant, action.table, action.ids)
+        except Exception as exc:
+            if isinstance(exc, psycopg.Error):
+                log.warning("row fetch failed for tenant %r: %s", identity.tenant, type(exc).__name__)
+            else:
+                log.exception("row fetch failed for tenant %r", identity.tenant)
+            self.session.fetch_failed("unavailable", "the server could not read the rows; connect again")
+            self._dispatch()
+            return
+        self.session.rows_read(action.id, rows)
         self._dispatch()
 
     async def _resolve(self, action: ss.Resolve) -> None:

@@ -658,6 +658,23 @@ class ChangeStore:
             )
             return cur.rowcount
 
+    async def read_rows(self, tenant: str, table: str, ids: Sequence[str]) -> list[p.RowChange]:
+        """The tenant's rows of ``table`` with these ids, whole: every cell with
+        its clock, deleted rows as tombstones with every cell; ids not held
+        are left out. By id."""
+        if not ids:
+            return []
+        view = self.catalog.tables[schema.table(table).name].full
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(view.select_rows + " ORDER BY id", (tenant, list(ids)))
+            records = await cur.fetchall()
+        out = []
+        for record in records:
+            row_id, row = view.row_from_db(record)
+            cells = {name: (cell.value, cell.hlc, bytes(cell.site)) for name, cell in row.cells.items()}
+            out.append(p.RowChange(table, row_id, cells))
+        return out
+
     async def cells(self, tenant: str, table: str, row_id: str) -> dict[str, Any] | None:
         """Every cell of one row as the merge sees it ({column: Cell}), or None."""
         view = self.catalog.tables[schema.table(table).name].full

@@ -21,6 +21,12 @@ one or two shapes, whole-table or filtered, different replicas different ones.
   move rows into and out of shapes (the filtered columns change), deletes,
   inserts of a deleted id again, and cuts; then everyone syncs cleanly.
 
+- Reconciling (as ``SyncConnection`` does): after an Ack, the replica
+  fetches the rows whose filtered columns its acked changes wrote; after
+  each chunk of a filtered snapshot, the rows of its own inside the shape
+  that the chunk left out in the id range it covers. The server reads
+  fetched rows when the schedule says (a FetchRows waits like other reads).
+
 Proved: whatever the interleaving, for every replica and every shape it
 follows, the replica's visible rows that match the shape's filter are
 exactly the server's visible rows that match it, cell for cell; every shape
@@ -28,25 +34,20 @@ is live; every change was merged exactly once. Rows outside every shape of
 a replica may linger there (docs/shapes-bootstrap-compaction.md: a row moving
 out "stays in the replica, no longer updated"), so they are not compared.
 
-Two library bugs are left out, each shown by an xfail test, and the
-property skips only the (replica, row) pairs where they happen:
+Two ways a replica once held a stale copy inside its shape, each shown by
+a test, are mended by fetching rows:
 
-- ``test_a_losing_move_into_a_shape_leaves_the_row_in_the_writers_shape``
-  and ``test_a_move_into_a_shape_meeting_a_concurrent_move_out_stays_in_the_writers_shape``:
+- ``test_a_losing_move_into_a_shape_follows_the_winner_out_of_the_writers_shape``
+  and ``test_a_move_into_a_shape_meeting_a_concurrent_move_out_leaves_the_writers_shape``:
   a replica writes a filtered column of a row, its copy then lies inside
   one of its shapes, but the server's row after the merge lies outside them
   all (the write lost, or another filtered column changed concurrently).
-  The other cells went out while the row was outside the writer's shapes,
-  and the entry of the writer's push is routed by the server's row before
-  and after it, both outside, so the writer never learns and keeps the row
-  inside its shape. Skipped: the rows of ``FilteredServer.lost_outside``.
+  The entry of the push is routed by the server's row before and after it,
+  both outside, so only the fetch after the Ack brings the winning cells.
 - ``test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape``:
   a row a replica pushed before its filtered snapshot was read, moved out of
   the shape elsewhere since. The snapshot leaves it out and the stream starts
-  after the move, so the replica keeps the row inside its shape (snapshots
-  ship tombstones for the delete case, nothing for moves). Skipped: the rows
-  of ``FilteredServer.left_out_own`` (the replica's copy matched the shape
-  when the snapshot read the server's row outside it).
+  after the move; the fetch of the rows the chunk left out brings the move.
 
 Left out: conflict records (a replica receives those of rows in its shapes
 at the time of the entry; a row moving in later comes whole without them),
@@ -57,7 +58,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -92,23 +92,6 @@ class FilteredServer(SnapshotServer):
     def __init__(self, time: FakeTime):
         super().__init__(time)
         self.keys: dict[int, list[sh.RowKeys]] = {}
-        self.followers: dict[bytes, list[sh.ShapeFilter]] = {}  # each site's shapes
-        self.lost_outside: set[tuple[bytes, str]] = set()  # (site, row id): see merge and filtered_writes
-        self.written_by: dict[bytes, set[str]] = {}  # the rows each site's pushes wrote
-        self.left_out_own: set[tuple[bytes, str]] = set()  # (site, row id): see note_own_rows_left_out
-        self.holders: dict[bytes, ModelReplica] = {}  # each site's replica, to spot that bug
-
-    def filtered_writes(self, site: bytes, tx: p.LocalTx) -> set[str]:
-        """The rows whose filtered (indexed) columns this push writes, among
-        those the writer's copy holds inside one of its shapes."""
-        mine = self.holders[site].visible()
-        out = set()
-        for change in tx.changes:
-            held = mine.get((change.table, change.id))
-            if held is not None and set(change.values) & set(INDEXES):
-                if any(shape.matches(held) for shape in self.followers[site]):
-                    out.add(change.id)
-        return out
 
     def merge(self, site: bytes, tx: p.LocalTx) -> None:
         before: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -116,14 +99,18 @@ class FilteredServer(SnapshotServer):
             key = (change.table, change.id)
             if key not in before:
                 before[key] = indexed_values(self.rows[key]) if key in self.rows else None
-        written = self.filtered_writes(site, tx)
-        self.written_by.setdefault(site, set()).update(change.id for change in tx.changes)
         super().merge(site, tx)
-        for i in written:  # the writer's copy is inside its shapes, the server's row outside them all
-            if not any(shape.matches(indexed_values(self.rows[(TABLE, i)])) for shape in self.followers[site]):
-                self.lost_outside.add((site, i))
         entry = self.log[-1]
         self.keys[entry.seq] = self.routing_keys(entry, before)
+
+    def _carry_out(self, session: ss.ServerSession, actions: list[ss.Action], out: Any) -> bool:
+        open_ = True
+        for action in actions:
+            if isinstance(action, ss.FetchRows):
+                self.reads.setdefault(session, []).append(action)  # read when the schedule says
+            else:
+                open_ = super()._carry_out(session, [action], out) and open_
+        return open_
 
     def routing_keys(
         self, entry: p.ServerTx, before: dict[tuple[str, str], dict[str, Any] | None]
@@ -146,25 +133,20 @@ class FilteredServer(SnapshotServer):
         reads = self.reads[session]
         action = next(action for action in reads if isinstance(action, kind))
         reads.remove(action)
-        if isinstance(action, ss.ReadSnapshot):
+        if isinstance(action, ss.FetchRows):
+            session.rows_read(action.id, self.fetched_rows(action.table, action.ids))
+        elif isinstance(action, ss.ReadSnapshot):
             chunk, exhausted = self.filtered_chunk(action.shape, action.after_id)
-            self.note_own_rows_left_out(session.site, action.shape)  # type: ignore[arg-type]
             session.snapshot_read(chunk, position=len(self.log) if action.position else None, exhausted=exhausted)
         else:
             entries = [sh.LogEntry(tx.seq, tx, self.keys[tx.seq]) for tx in self.log if tx.seq > action.after]
             session.log_read(entries, more=False)
         return self.serve(session, out)
 
-    def note_own_rows_left_out(self, site: bytes, shape: sh.ShapeFilter) -> None:
-        """The known bug of
-        test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape:
-        rows this site pushed that its copy holds inside the shape while the
-        server's row, as the snapshot reads it, lies outside."""
-        mine = self.holders[site].visible()
-        for i in self.written_by.get(site, ()):
-            held = mine.get((TABLE, i))
-            if held is not None and shape.matches(held) and not shape.matches(indexed_values(self.rows[(TABLE, i)])):
-                self.left_out_own.add((site, i))
+    def fetched_rows(self, table: str, ids: list[str]) -> list[p.RowChange]:
+        """As store.read_rows: the rows held, whole (tombstones too), by id."""
+        held = sorted(i for i in ids if (table, i) in self.rows)
+        return [p.RowChange(table, i, {n: tuple(c) for n, c in self.rows[(table, i)].items()}) for i in held]
 
     def filtered_chunk(self, shape: sh.ShapeFilter, after_id: str) -> tuple[ss.SnapshotRows, bool]:
         """Like store.read_snapshot with a filter: the next matching rows by id
@@ -219,6 +201,65 @@ class FilteredReplica(SnapshotReplica):
         return {i: values for (t, i), values in self.visible().items() if t == shape.table and shape.matches(values)}
 
 
+# --- a connection that reconciles filtered shapes, as SyncConnection does ----------------------------
+
+
+class FilteredLink(Link):
+    """A Link whose replica fetches rows the way ``SyncConnection`` does
+    (``_reconcile_acked``, ``_reconcile_chunk``) and merges what comes back."""
+
+    replica: FilteredReplica
+
+    def __init__(self, replica: FilteredReplica, server: FilteredServer, links: list[Link]):
+        self.chunk_after: dict[str, str] = {}  # per snapshot: where its last chunk on this link ended
+        super().__init__(replica, server, links)  # type: ignore[arg-type]
+
+    def _persist(self, event: cs.Event) -> None:
+        if isinstance(event, cs.RowsFetched):
+            self.replica.apply(p.ServerTx(seq=0, changes=event.rows))  # merged; the cursor stays
+            return
+        before = self.replica.acked
+        super()._persist(event)
+        if isinstance(event, cs.Acked):
+            self.reconcile_acked(before, event.upto_seq)
+        elif isinstance(event, cs.Welcomed):
+            self.reconcile_acked(event.previous_acked, event.acked_seq)
+        elif isinstance(event, cs.SnapshotChunk):
+            self.reconcile_chunk(event)
+
+    def reconcile_acked(self, before: int, upto: int) -> None:
+        """Fetch the rows whose filtered columns the acked changes wrote."""
+        columns = {column for found in self.replica.filters.values() for column, _ in found.where}
+        ids = [e.id for e in self.replica.log if before < e.seq <= upto and columns & set(e.values)]
+        if ids:
+            self.client.fetch(TABLE, ids)
+
+    def reconcile_chunk(self, chunk: cs.SnapshotChunk) -> None:
+        """Fetch the rows held inside a filtered shape that the chunk left out of its id range."""
+        shape = self.replica.filters[chunk.id]
+        if shape.whole:
+            return
+        ids = [row.id for row in chunk.rows]
+        if not ids and not chunk.last:
+            return
+        after = self.chunk_after.get(chunk.id, "")
+        upto = None if chunk.last else max(ids)
+        self.chunk_after[chunk.id] = upto or ""
+        held = self.replica.visible_in_shape(shape)
+        missing = [i for i in sorted(held) if i > after and (upto is None or i <= upto) and i not in ids]
+        if missing:
+            self.client.fetch(TABLE, missing)
+
+    def read_rows(self) -> None:
+        self.open = self.server.read(self.session, ss.FetchRows, self.to_client) and self.open
+
+    def steps_possible(self) -> list[Any]:
+        out = super().steps_possible()
+        if self.server.waiting(self.session, ss.FetchRows):
+            out.append(self.read_rows)
+        return out
+
+
 # --- the world and its schedule ---------------------------------------------------------------------
 
 
@@ -229,10 +270,8 @@ class World:
         self.time = FakeTime()
         self.server = FilteredServer(self.time)
         self.replicas = [FilteredReplica(bytes([i + 1]) * 16, self.time, s) for i, s in enumerate(shapes)]
-        self.server.followers = {replica.site: list(replica.filters.values()) for replica in self.replicas}
-        self.server.holders = {replica.site: replica for replica in self.replicas}
         self.links: list[Link] = []
-        self.connected = [Link(replica, self.server, self.links) for replica in self.replicas]  # type: ignore[arg-type]
+        self.connected = [FilteredLink(replica, self.server, self.links) for replica in self.replicas]
         self.born: set[str] = set()
 
     def run(self, step: tuple[Any, ...]) -> None:
@@ -279,7 +318,7 @@ class World:
 
     def reconnect(self, who: int) -> None:
         self.connected[who].close()
-        self.connected[who] = Link(self.replicas[who], self.server, self.links)  # type: ignore[arg-type]
+        self.connected[who] = FilteredLink(self.replicas[who], self.server, self.links)
 
     def sync(self, who: int) -> None:
         """One clean sync of one replica, on a connection of its own."""
@@ -291,21 +330,17 @@ class World:
             link.close()
         for _ in range(2):  # the first pass pushes everything, the second pulls it everywhere
             for replica in self.replicas:
-                link = Link(replica, self.server, self.links)  # type: ignore[arg-type]
+                link = FilteredLink(replica, self.server, self.links)
                 link.run_clean()
                 link.close()
 
 
-def assert_shapes_converged(world: World, *, exclude_known_bug: bool = True) -> None:
+def assert_shapes_converged(world: World) -> None:
     server = world.server
     for replica in world.replicas:
         assert all(progress.state == "live" for progress in replica.shapes.values())
         for key, shape in replica.filters.items():
             mine, theirs = replica.visible_in_shape(shape), server.visible_in_shape(shape)
-            if exclude_known_bug:  # only the rows of this replica's losing filter writes (see the xfail test)
-                skip = {i for site, i in server.lost_outside | server.left_out_own if site == replica.site}
-                mine = {i: v for i, v in mine.items() if i not in skip}
-                theirs = {i: v for i, v in theirs.items() if i not in skip}
             assert mine == theirs, (replica.site[0], key)
         assert replica.acked == len(replica.log)
     merged = server.merged_changes
@@ -363,8 +398,9 @@ STEPS = st.lists(
 
 # Replica 1 follows two filtered shapes and inserts task R1 at r2 before its
 # snapshot; its push merges, replica 0 moves R1 to r1, and replica 1's
-# snapshots (read during the final sync) leave R1 out: replica 1 keeps R1 at
-# r2, inside its shape (the second known bug; found by this property).
+# snapshots (read during the final sync) leave R1 out: replica 1 kept R1 at
+# r2, inside its shape, until it fetched the rows a chunk left out (found by
+# this property).
 @example(
     shapes=[[WHOLE], [COMPLETED, REPO_2_OPEN], [WHOLE]],
     schedule=[
@@ -386,19 +422,14 @@ def test_any_interleaving_of_filtered_shapes_converges_inside_each_shape(shapes,
     assert_shapes_converged(world)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a push whose filtered-column write loses on the server is never answered with the "
-    "winning cell when the row lies outside the writer's shapes (routing by the row's values after the entry)",
-)
-def test_a_losing_move_into_a_shape_leaves_the_row_in_the_writers_shape():
+def test_a_losing_move_into_a_shape_follows_the_winner_out_of_the_writers_shape():
     """A follows repository r1 and holds task R, which moved out to r2 (A got
     the move). Offline, A moves R back to r1; meanwhile C, with a newer
     clock, moves R on to r3. A's push loses on the server (R stays at r3),
     and nothing of R is routed to A: the winning r3 cell went out when R was
     outside A's shape, and the entry of A's push (a conflict record only)
-    is routed by R's indexed values after it, still r3. A's replica keeps R
-    at r1, inside its shape, while the server's r1 rows do not hold it."""
+    is routed by R's indexed values after it, still r3. The fetch after the
+    Ack brings the server's row: A's copy follows it to r3, out of A's shape."""
     world = World([[REPO_1], [WHOLE], [WHOLE]])
     a, b, c = range(3)
     world.write(b, [((TABLE, R1), {"title": "t", "status": "pending", "repository": "r1"})])
@@ -415,23 +446,18 @@ def test_a_losing_move_into_a_shape_leaves_the_row_in_the_writers_shape():
     world.sync(c)
     world.settle_everyone()
     assert world.server.visible_in_shape(sh.check_shape(WHOLE))[R1]["repository"] == "r3"
-    assert world.server.lost_outside == {(world.replicas[a].site, R1)}  # what the property leaves out
     assert world.replicas[a].visible_in_shape(sh.check_shape(REPO_1)) == world.server.visible_in_shape(
         sh.check_shape(REPO_1)
-    )  # A holds {R1: repository r1}; the server's r1 rows: {}
+    )
+    assert world.replicas[a].visible()[(TABLE, R1)]["repository"] == "r3"  # lingering, but current
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a filtered snapshot leaves out a row the replica pushed before it, moved out of the "
-    "shape since; the replica never learns of the move (snapshots ship tombstones for deletes, not moves)",
-)
 def test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape():
     """Fresh replica A follows repository r1 and inserts task R at r1 before
     its first sync. A's push merges (entry 1) while its snapshot waits; B
     moves R to r2 (entry 2); then A's snapshot is read at position 2: R does
-    not match, so it is left out, and the stream starts at 2. A keeps R at
-    r1, inside its shape; the server's r1 rows do not hold it."""
+    not match, so it is left out, and the stream starts at 2. A fetches the
+    rows of its own the chunk left out: R follows the move to r2."""
     world = World([[REPO_1], [WHOLE]])
     a, b = range(2)
     world.write(a, [((TABLE, R1), {"title": "t", "status": "pending", "repository": "r1"})])
@@ -447,24 +473,19 @@ def test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape()
     world.sync(b)  # entry 2: R moves out of A's shape
     link.run_clean()  # A's snapshot, read at position 2, leaves R out
     world.settle_everyone()
-    assert world.server.left_out_own == {(world.replicas[a].site, R1)}  # what the property leaves out
     assert world.replicas[a].visible_in_shape(sh.check_shape(REPO_1)) == world.server.visible_in_shape(
         sh.check_shape(REPO_1)
-    )  # A holds {R1: repository r1}; the server's r1 rows: {}
+    )
+    assert world.replicas[a].visible()[(TABLE, R1)]["repository"] == "r2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a push moving a row into the writer's shape while a concurrent change keeps it out on "
-    "the server is routed by the server's row only; the writer never gets the other change",
-)
-def test_a_move_into_a_shape_meeting_a_concurrent_move_out_stays_in_the_writers_shape():
+def test_a_move_into_a_shape_meeting_a_concurrent_move_out_leaves_the_writers_shape():
     """B follows repository r2 with status pending; task R is at r1, pending
     (outside B's shape; B inserted it). Offline, B moves R to r2 (inside, in
     B's copy); meanwhile A sets R's status to completed (R at r1: routed to
     nobody following r2). B's push merges: R is (r2, completed) on the server,
-    outside B's shape before and after, so nothing is routed to B, which
-    keeps R at (r2, pending), inside its shape."""
+    outside B's shape before and after, so nothing is routed to B; the fetch
+    after the Ack brings R as the server holds it, outside B's shape."""
     world = World([[WHOLE], [REPO_2_OPEN]])
     a, b = range(2)
     world.write(b, [((TABLE, R1), {"title": "t", "status": "pending", "repository": "r1"})])
@@ -478,7 +499,7 @@ def test_a_move_into_a_shape_meeting_a_concurrent_move_out_stays_in_the_writers_
     world.settle_everyone()
     on_server = world.server.visible_in_shape(sh.check_shape(WHOLE))[R1]
     assert on_server == {"title": "t", "status": "completed", "repository": "r2"}
-    assert world.server.lost_outside == {(world.replicas[b].site, R1)}  # what the property leaves out
     assert world.replicas[b].visible_in_shape(sh.check_shape(REPO_2_OPEN)) == world.server.visible_in_shape(
         sh.check_shape(REPO_2_OPEN)
-    )  # B holds {R1: status pending}; the server's rows of B's shape: {}
+    )
+    assert world.replicas[b].visible()[(TABLE, R1)] == on_server

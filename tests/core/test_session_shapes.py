@@ -189,3 +189,91 @@ def test_a_snapshot_finishing_after_the_stream_started_leaves_the_cursor():
     s.receive(p.Snapshot(rows=[], position=0, last=True, id="task_messages"))
     assert s.cursor == 1
     assert [e.cursor for e in s.events_received() if isinstance(e, cs.SnapshotChunk)] == [0, 1]
+
+
+# --- fetching rows (reconciling filtered shapes) ------------------------------------
+
+
+def test_a_fetch_asks_the_store_for_the_rows_and_answers_with_them():
+    s = ready()
+    s.receive(p.Fetch(id="f1", table="tasks", ids=["r2", "r1", "r2"]))
+    assert s.actions() == [ss.FetchRows("f1", "tasks", ["r2", "r1"])]  # each id once
+    s.rows_read("f1", [row("r1", title="x", _deleted=1)])
+    assert sent(s.actions()) == [p.Rows(id="f1", rows=[row("r1", title="x", _deleted=1)])]
+    with pytest.raises(ProtocolError):
+        s.rows_read("f1", [])  # answered already
+
+
+def test_fetches_of_unknown_tables_too_many_ids_or_a_name_in_use_are_refused_and_change_nothing():
+    s = ready()
+    for bad in (
+        p.Fetch(id="a", table="secrets", ids=["r1"]),
+        p.Fetch(id="b", table="tasks", ids=[f"r{i}" for i in range(p.MAX_FETCH_IDS + 1)]),
+        p.Fetch(id="c", table="tasks", ids=[1]),  # type: ignore[list-item]
+    ):
+        s.receive(bad)
+        (error,) = sent(s.actions())
+        assert error.code == "bad_fetch" and not error.fatal
+    s.receive(p.Fetch(id="d", table="tasks", ids=["r1"]))
+    s.actions()
+    s.receive(p.Fetch(id="d", table="tasks", ids=["r2"]))
+    (error,) = sent(s.actions())
+    assert error.code == "bad_fetch"
+    assert s.state is ss.State.READY
+
+
+def test_a_fetch_that_cannot_be_read_ends_the_session():
+    s = ready()
+    s.receive(p.Fetch(id="f", table="tasks", ids=["r1"]))
+    s.actions()
+    s.fetch_failed("unavailable", "down")
+    actions = s.actions()
+    assert sent(actions)[0].fatal and isinstance(actions[-1], ss.Close)
+
+
+def test_the_client_fetches_in_bounded_messages_and_settles_only_once_answered():
+    s = client(subscriptions=[cs.Subscription("live", [p.Shape("tasks")])])
+    s.messages_to_send()
+    s.receive(p.UpToDate(cursor=0))
+    assert s.settled
+    ids = [f"r{i:05}" for i in range(p.MAX_FETCH_IDS + 1)]
+    s.fetch("tasks", ids + ids[:3])
+    first, second = s.messages_to_send()
+    assert first == p.Fetch(id="f1", table="tasks", ids=ids[: p.MAX_FETCH_IDS])
+    assert second == p.Fetch(id="f2", table="tasks", ids=ids[p.MAX_FETCH_IDS :])
+    assert not s.settled and s.fetching == 2
+    s.receive(p.Rows(id="f2", rows=[row("r01000", title="x")]))
+    assert not s.settled
+    s.receive(p.Rows(id="f1", rows=[]))
+    assert s.settled and s.cursor == 0  # fetched rows never move the cursor
+    assert [e for e in s.events_received() if isinstance(e, cs.RowsFetched)] == [
+        cs.RowsFetched([row("r01000", title="x")]),
+        cs.RowsFetched([]),
+    ]
+    with pytest.raises(ProtocolError):
+        s.receive(p.Rows(id="f1", rows=[]))  # not asked for (any more)
+
+
+def test_the_client_refuses_to_fetch_what_it_cannot_ask_for():
+    s = client()
+    s.messages_to_send()
+    for table, ids in (("secrets", ["r1"]), ("tasks", [1])):
+        with pytest.raises(ProtocolError):
+            s.fetch(table, ids)
+    assert s.messages_to_send() == [] and s.fetching == 0
+    idle = cs.ClientSession(token="t", site=SITE, tables=TABLES)
+    with pytest.raises(ProtocolError):
+        idle.fetch("tasks", ["r1"])
+
+
+def test_a_refused_fetch_no_longer_holds_the_client_back():
+    s = client(subscriptions=[cs.Subscription("live", [p.Shape("tasks")])])
+    s.receive(p.UpToDate(cursor=0))
+    s.fetch("tasks", ["r1"])
+    s.receive(p.Error(code="bad_fetch", message="no", fatal=False))
+    assert s.settled
+
+
+def test_fetch_and_rows_round_trip_as_frames():
+    for message in (p.Fetch(id="f", table="tasks", ids=["a", "b"]), p.Rows(id="f", rows=[row("a", title="x")])):
+        assert p.decode(p.encode(message)) == message

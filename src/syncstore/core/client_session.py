@@ -125,7 +125,17 @@ class Resnapshot(NamedTuple):
     oldest: int
 
 
-Event = Union[Welcomed, Acked, RemoteTx, UpToDate, SessionError, ResolutionsDelivered, SnapshotChunk, Resnapshot]
+class RowsFetched(NamedTuple):
+    """Rows a :meth:`ClientSession.fetch` asked for, as the server holds them
+    now: merge them in one local transaction (the merge rule makes that safe
+    at any time; the cursor does not move)."""
+
+    rows: list[p.RowChange]
+
+
+Event = Union[
+    Welcomed, Acked, RemoteTx, UpToDate, SessionError, ResolutionsDelivered, SnapshotChunk, Resnapshot, RowsFetched
+]
 
 
 class Subscription(NamedTuple):
@@ -242,6 +252,8 @@ class ClientSession:
         self._in_flight: deque[int] = deque()  # last sequence of each unacked push
         self._nonce = 0
         self._awaiting_pong: dict[int, list[str]] = {}  # ping nonce -> resolutions sent before it
+        self._fetches: set[str] = set()  # Fetch ids sent and not answered
+        self._fetch_count = 0
         self._outgoing: list[p.Message] = []
         self._events: list[Event] = []
         self.subscriptions: list[Subscription] = (
@@ -288,8 +300,14 @@ class ClientSession:
             and self.up_to_date
             and not self._snapshots
             and not self._in_flight
+            and not self._fetches
             and self.cursor >= self.awaited_log_seq
         )
+
+    @property
+    def fetching(self) -> int:
+        """Fetches sent and not yet answered."""
+        return len(self._fetches)
 
     @property
     def snapshotting(self) -> bool:
@@ -343,6 +361,22 @@ class ClientSession:
             self._awaiting_pong[self._nonce] = list(conflict_ids)
             self._outgoing.append(p.Resolved(conflict_ids=list(conflict_ids)))
             self._outgoing.append(p.Ping(nonce=self._nonce))
+
+    def fetch(self, table: str, ids: Iterable[str]) -> None:
+        """Ask for these rows as the server holds them now (a RowsFetched
+        event each answer), in Fetches of at most ``MAX_FETCH_IDS`` ids."""
+        if self.state is not State.READY:
+            raise ProtocolError(f"cannot fetch rows now ({self.state.value})", code="state")
+        if table not in self.tables:
+            raise ProtocolError(f"{table!r} is not a synced table", code="state")
+        wanted = list(dict.fromkeys(ids))
+        if not all(isinstance(i, str) for i in wanted):
+            raise ProtocolError("row ids are strings", code="state")
+        for start in range(0, len(wanted), p.MAX_FETCH_IDS):
+            self._fetch_count += 1
+            fetch_id = f"f{self._fetch_count}"
+            self._fetches.add(fetch_id)
+            self._outgoing.append(p.Fetch(id=fetch_id, table=table, ids=wanted[start : start + p.MAX_FETCH_IDS]))
 
     def receive(self, message: p.Message) -> None:
         """Take one message from the server. Raises ProtocolError (and the
@@ -470,7 +504,18 @@ class ClientSession:
             )
         )
 
+    def _on_rows(self, msg: p.Rows) -> None:
+        self._require_ready(msg)
+        if msg.id not in self._fetches:
+            self._violation(f"Rows for {msg.id!r}, which was not fetched", code="unexpected_message")
+        self._fetches.discard(msg.id)
+        self._events.append(RowsFetched(list(msg.rows)))
+
     def _on_error(self, msg: p.Error) -> None:
+        if msg.code == "bad_fetch":
+            # A refused Fetch is never answered (the Error does not say which):
+            # settling must not wait for any of them.
+            self._fetches.clear()
         if msg.fatal:
             self.state = State.FAILED
         self._events.append(SessionError(msg.code, msg.message, msg.fatal))
@@ -490,6 +535,7 @@ class ClientSession:
         p.UpToDate: _on_up_to_date,
         p.MustResnapshot: _on_must_resnapshot,
         p.Snapshot: _on_snapshot,
+        p.Rows: _on_rows,
         p.Error: _on_error,
         p.Ping: _on_ping,
         p.Pong: _on_pong,

@@ -14,6 +14,8 @@ A session, from the client's side::
     -> Subscribe(shapes, cursor)                  what I want to receive
     <- Snapshot(...)* / Changes(txs)*             current rows, then the log
     <- UpToDate(cursor)                           caught up; live from here
+    -> Fetch(id, table, ids)                      these rows as the server holds them now
+    <- Rows(id, rows)                             every cell of each (absent ids: absent)
     <- Changes(txs, cursor)                       live, as they commit (cursor: and up to date there)
     <-> Ping / Pong                               keep-alive
 
@@ -31,6 +33,7 @@ import msgspec
 from syncstore.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
+MAX_FETCH_IDS = 1_000  # row ids in one Fetch
 
 
 class _Message(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
@@ -247,6 +250,24 @@ class Resolved(_Message, tag="resolved"):
     conflict_ids: list[str]
 
 
+class Fetch(_Message, tag="fetch"):
+    """Read these rows of the tenant's table as the server holds them now
+    (a replica following filtered shapes checks rows its own copy may hold
+    wrongly inside them). At most ``MAX_FETCH_IDS`` ids."""
+
+    id: str  # the client's name for this fetch, echoed back in Rows
+    table: str
+    ids: list[str]
+
+
+class Rows(_Message, tag="rows"):
+    """The rows a Fetch asked for: every cell with its clock, deleted rows as
+    tombstones with every cell; ids the server does not hold are left out."""
+
+    id: str
+    rows: list[RowChange]
+
+
 class Error(_Message, tag="error"):
     code: str
     message: str
@@ -273,6 +294,8 @@ Message = Union[
     UpToDate,
     MustResnapshot,
     Resolved,
+    Fetch,
+    Rows,
     Error,
     Ping,
     Pong,

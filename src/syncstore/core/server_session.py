@@ -27,6 +27,9 @@ Actions for the driver, in the order they are queued:
   :meth:`log_read`. At most one read is asked for at a time.
 - :class:`ReadSnapshot`: read one chunk of a shape's current rows (keyset
   pagination by id); then :meth:`snapshot_read`. At most one at a time.
+- :class:`FetchRows`: read these rows of the tenant, whole (deleted ones as
+  tombstones, absent ids left out); then :meth:`rows_read`. Fetches may run
+  side by side; each is answered with the Rows of its id.
 - :class:`Live`: the stream reached the end of the log: from now on the
   driver routes new entries matching these shapes to :meth:`deliver`
   (``shapes`` None: stop routing, the stream reads the log again).
@@ -159,6 +162,12 @@ def _row_id(row: p.RowChange) -> str:
     return row.id
 
 
+class FetchRows(NamedTuple):
+    id: str  # the client's name for the fetch, echoed in Rows
+    table: str
+    ids: list[str]
+
+
 class Live(NamedTuple):
     shapes: list[sh.ShapeFilter] | None  # None: stop routing to this session
     position: int  # entries after this one are owed
@@ -173,7 +182,7 @@ class Close(NamedTuple):
     reason: str
 
 
-Action = Union[Send, SendEncoded, Authenticate, Merge, ReadLog, ReadSnapshot, Live, Resolve, Close]
+Action = Union[Send, SendEncoded, Authenticate, Merge, ReadLog, ReadSnapshot, FetchRows, Live, Resolve, Close]
 
 
 def encode_changes(txs: list[p.ServerTx], *, cursor: int = 0, max_frame: int = 0) -> list[bytes]:
@@ -242,6 +251,17 @@ def parse_resume(key: str, shapes: int) -> tuple[int, str]:
     return int(index), after
 
 
+def _fetch_problem(msg: p.Fetch, tables: frozenset[str]) -> str:
+    """What is wrong with a Fetch ("" if nothing)."""
+    if msg.table not in tables:
+        return f"{msg.table!r} is not a synced table"
+    if len(msg.ids) > p.MAX_FETCH_IDS:
+        return f"at most {p.MAX_FETCH_IDS} ids in one Fetch, got {len(msg.ids)}"
+    if not all(isinstance(i, str) for i in msg.ids):
+        return "row ids are strings"
+    return ""
+
+
 class Identity(NamedTuple):
     """Who the token says the peer is."""
 
@@ -298,6 +318,7 @@ class ServerSession:
         self._draining = False
         self._resolving = 0  # Resolve actions not yet done
         self._held_pongs: list[int] = []  # Pings that came behind them
+        self._fetches: set[str] = set()  # FetchRows asked for and not yet read
         self._jobs: deque[_Job] = deque()
         self._job: _Job | None = None  # the snapshot whose chunk is being read
         self.changes_cursor = False  # the client reads Changes.cursor (its Hello said so)
@@ -532,6 +553,19 @@ class ServerSession:
             self._jobs.appendleft(job)
         self._next_snapshot()
 
+    def rows_read(self, fetch_id: str, rows: Sequence[p.RowChange]) -> None:
+        """The rows a FetchRows asked for, as the store holds them now."""
+        if fetch_id not in self._fetches:
+            raise ProtocolError(f"rows_read() for {fetch_id!r}, which is not being fetched", code="state")
+        self._fetches.discard(fetch_id)
+        if self.state is State.READY:
+            self._send(p.Rows(id=fetch_id, rows=list(rows)))
+
+    def fetch_failed(self, code: str, message: str) -> None:
+        """The rows could not be read: end the session (the client fetches again)."""
+        self._fetches.clear()
+        self._error(code, message, fatal=True, close_code=1011)
+
     def snapshot_failed(self, code: str, message: str) -> None:
         """The chunk could not be read: end the session (the client resumes)."""
         self._job = None
@@ -709,6 +743,19 @@ class ServerSession:
             self._resolving += 1
             self._actions.append(Resolve(list(msg.conflict_ids)))
 
+    def _on_fetch(self, msg: p.Fetch) -> None:
+        if not self._allowed(READ_SCOPES, "fetch rows"):
+            return
+        problem = _fetch_problem(msg, self.tables)
+        if problem:
+            self._error("bad_fetch", problem, fatal=False)
+            return
+        if msg.id in self._fetches:
+            self._error("bad_fetch", f"fetch {msg.id!r} is still being read: name each fetch apart", fatal=False)
+            return
+        self._fetches.add(msg.id)
+        self._actions.append(FetchRows(msg.id, msg.table, list(dict.fromkeys(msg.ids))))
+
     def _on_ping(self, msg: p.Ping) -> None:
         if self._resolving:
             self._held_pongs.append(msg.nonce)  # answered once what came before is recorded
@@ -724,6 +771,7 @@ class ServerSession:
         p.Subscribe: _on_subscribe,
         p.Unsubscribe: _on_unsubscribe,
         p.Resolved: _on_resolved,
+        p.Fetch: _on_fetch,
         p.Ping: _on_ping,
         p.Pong: _on_pong,
     }

@@ -18,6 +18,7 @@ import msgspec
 
 from syncstore.core import client_session as cs
 from syncstore.core import protocol as p
+from syncstore.core import shapes as sh
 from syncstore.errors import AuthError, ProtocolError, SyncError
 from syncstore.replica.store import Change, Replica
 from syncstore.sync.state import SyncState, synced_tables, whole_tables
@@ -88,6 +89,10 @@ class SyncConnection:
         # What to sync: every table whole unless shapes are given.
         self.shapes = list(shapes) if shapes is not None else whole_tables()
         self._resnapshot = False  # the server compacted our cursor away: rebuild when nothing is pending
+        # Filtered shapes, by key and by table: rows inside them are checked
+        # against the server (see _reconcile_acked and _reconcile_chunk).
+        self._filtered: dict[str, sh.ShapeFilter] = {}
+        self._chunk_after: dict[str, str] = {}  # per snapshot: the id its last chunk this session ended at
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -107,6 +112,9 @@ class SyncConnection:
             subscriptions = self.state.subscriptions(self.shapes)
         except ProtocolError as exc:
             raise fatal(f"not a shape this client can sync: {exc}", code="bad_shape") from None
+        checked = [sh.check_shape(shape) for shape in self.shapes]
+        self._filtered = {sh.shape_key(found): found for found in checked if not found.whole}
+        self._chunk_after = {}
         session = cs.ClientSession(
             token=self._token,
             site=self.replica.site_id,
@@ -135,6 +143,7 @@ class SyncConnection:
                     if self._resnapshot and not session.in_flight and self.state.reset_for_resnapshot(self.shapes):
                         self._resnapshot = False
                         session.cursor = 0
+                        self._chunk_after = {}
                         session.subscribe(self.state.subscriptions(self.shapes))
                     if not resolutions_sent:
                         session.resolved(self.state.unreported_resolutions())
@@ -228,9 +237,15 @@ class SyncConnection:
                 self.state.acked(event.upto_seq, event.rejected)
                 self._counts["pushed"] += max(0, event.upto_seq - before)
                 self._counts["rejected"] += len(event.rejected)
+                self._reconcile_acked(session, before, event.upto_seq)
             elif isinstance(event, cs.SnapshotChunk):
                 applied = self.state.apply_snapshot(event)
                 self._counts["snapshot_rows"] += event.count
+                if applied and self._notify is not None:
+                    self._notify(applied)
+                self._reconcile_chunk(session, event)
+            elif isinstance(event, cs.RowsFetched):
+                applied = self.state.apply_rows(event.rows)
                 if applied and self._notify is not None:
                     self._notify(applied)
             elif isinstance(event, cs.Resnapshot):
@@ -244,8 +259,51 @@ class SyncConnection:
                 self.state.reported(event.conflict_ids)
             elif isinstance(event, cs.Welcomed):
                 self._welcomed(event)
+                # Pushes merged on a connection that dropped before their Ack.
+                self._reconcile_acked(session, event.previous_acked, event.acked_seq)
             elif isinstance(event, cs.SessionError):
                 self._server_error(event)
+
+    # --- filtered shapes: rows the stream may never correct ---------------------
+
+    def _reconcile_acked(self, session: cs.ClientSession, before: int, upto: int) -> None:
+        """Fetch the rows whose filtered columns our changes in (before, upto]
+        wrote. Our copy may now lie inside a shape while the server's row lies
+        outside (our write lost, or met a concurrent move): the entry is then
+        routed to none of our shapes, and only the server's row tells."""
+        if not self._filtered or upto <= before:
+            return
+        columns: dict[str, set[str]] = {}
+        for found in self._filtered.values():
+            columns.setdefault(found.table, set()).update(column for column, _ in found.where)
+        wanted: dict[str, list[str]] = {}
+        for change in self.replica.changes(after=before, limit=upto - before):
+            if change.seq <= upto and columns.get(change.table, set()) & set(change.values):
+                wanted.setdefault(change.table, []).append(change.id)
+        for table, ids in wanted.items():
+            session.fetch(table, ids)
+
+    def _reconcile_chunk(self, session: cs.ClientSession, chunk: cs.SnapshotChunk) -> None:
+        """Fetch the local rows inside a filtered shape that its snapshot chunk
+        left out in the id range it covers (from the end of the last chunk of
+        this session, or the start): the server's row lies outside the shape
+        (or is not there yet), as for a row we pushed before the snapshot that
+        moved out since, and the stream starts after the move."""
+        found = self._filtered.get(chunk.id)
+        if found is None:
+            return
+        ids = [row.id for row in chunk.rows]
+        if chunk.columns is not None:
+            ids += chunk.columns.ids
+        if not ids and not chunk.last:
+            return
+        after = self._chunk_after.get(chunk.id, "")
+        upto = None if chunk.last else max(ids)
+        self._chunk_after[chunk.id] = upto or ""
+        sent = set(ids)
+        missing = [i for i in self.state.ids_in_shape(found, after, upto) if i not in sent]
+        if missing:
+            session.fetch(found.table, missing)
 
     def _welcomed(self, event: cs.Welcomed) -> None:
         known = self.state.tenant

@@ -132,6 +132,21 @@ def whole_tables() -> list[p.Shape]:
     return [p.Shape(table=name) for name in schema.TABLES]
 
 
+def _filter_sql(shape: sh.ShapeFilter) -> tuple[list[str], list[Any]]:
+    """SQLite conditions (and parameters) selecting a shape's local rows."""
+    tbl = schema.table(shape.table)
+    clauses, params = [], []
+    for column, allowed in shape.where:
+        name = tbl.column(column).name
+        values = [v for v in allowed if v is not None]
+        part = f"{name} in ({', '.join('?' * len(values))})" if values else "0"
+        if None in allowed:
+            part = f"({part} or {name} is null)"
+        clauses.append(part)
+        params.extend(values)
+    return clauses, params
+
+
 LIVE_SUBSCRIPTION = "live"  # the id of the subscription of every shape whose rows are here
 
 
@@ -425,6 +440,33 @@ class SyncState:
         )
         return found & set(ids)
 
+    def apply_rows(self, rows: Iterable[p.RowChange]) -> list[Change]:
+        """Merge rows fetched from the server (their current state), in one
+        transaction. The merge rule makes this safe at any time; the cursor
+        stays where it is."""
+        remote = [
+            RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
+            for rc in rows
+            if rc.cells
+        ]
+        if not remote:
+            return []
+        with self.replica.transaction():
+            return self.replica.apply_remote(remote)
+
+    def ids_in_shape(self, shape: sh.ShapeFilter, after: str, upto: str | None) -> list[str]:
+        """The ids of the live local rows matching ``shape`` with ``after`` <
+        id (<= ``upto`` unless None), by id."""
+        tbl = schema.table(shape.table)
+        clauses, params = _filter_sql(shape)
+        clauses.append("id > ?")
+        params.append(after)
+        if upto is not None:
+            clauses.append("id <= ?")
+            params.append(upto)
+        sql = f"select id from {tbl.name} where {' and '.join(clauses)} order by id"
+        return [row[0] for row in self._conn.execute(sql, params)]
+
     def snapshot_progress(self) -> dict[str, tuple[str, int, str]]:
         """Per shape key: (state, position, resume)."""
         return {
@@ -444,15 +486,7 @@ class SyncState:
             for shape in shapes:
                 found = sh.check_shape(shape)
                 tbl = schema.table(found.table)
-                clauses, params = [], []
-                for column, allowed in found.where:
-                    name = tbl.column(column).name
-                    values = [v for v in allowed if v is not None]
-                    part = f"{name} in ({', '.join('?' * len(values))})" if values else "0"
-                    if None in allowed:
-                        part = f"({part} or {name} is null)"
-                    clauses.append(part)
-                    params.extend(values)
+                clauses, params = _filter_sql(found)
                 where = f" where {' and '.join(clauses)}" if clauses else ""
                 self._conn.execute(f"delete from {tbl.name}{where}", params)
                 if found.whole:

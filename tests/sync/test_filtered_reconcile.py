@@ -1,0 +1,112 @@
+"""Replicas following filtered shapes fetch rows by id to reconcile with the
+server: after an Ack, the rows whose filtered columns their pushes wrote;
+after a snapshot chunk, the rows of theirs inside the shape that the chunk
+left out. A copy that lies inside a shape while the server's row lies
+outside it then follows the server's row out (docs/shapes-bootstrap-compaction.md)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from syncstore.core import protocol as p
+
+from .conftest import replica_rows, server_rows
+
+pytestmark = pytest.mark.postgres
+
+R1 = p.Shape("tasks", where={"repository": ["r1"]})
+ELSEWHERE = p.Shape("tasks", where={"repository": ["elsewhere"]})
+
+
+# A sync ends once the cursor reaches the log entry of the replica's last
+# push (Ack.log_seq). A push none of the replica's shapes selects never comes
+# back, so a round may wait for a later entry: each push here ends with a
+# transaction the replica's shapes select.
+
+
+def in_repository(rows: dict[str, dict], repository: str) -> dict[str, dict]:
+    return {i: values for i, values in rows.items() if values["repository"] == repository}
+
+
+def test_a_losing_move_into_the_shape_follows_the_winner_out(sync_server, tenant, replicas):
+    """A follows repository r1. B moves the row to r2 (A gets the move: the
+    row lingers at r2). Offline, A moves it back to r1; C, later, moves it to
+    r3 and syncs first. A's push loses, and its entry is routed to none of
+    A's shapes (the row is at r3 before and after): the fetch after the Ack
+    brings the server's row, and A's copy leaves r1."""
+    a, b, c = replicas("a"), replicas("b"), replicas("c")
+    url, token = sync_server.url, sync_server.token(tenant)
+    (row,) = b.insert_many("tasks", [{"title": "t", "repository": "r1"}])
+    b.sync(url, token=token)
+    a.sync(url, token=token, shapes=[R1])
+    c.sync(url, token=token)
+    assert a.tasks.get(row).repository == "r1"
+    time.sleep(0.005)  # clocks are milliseconds: each write newer than the one before, whatever the site
+    b.tasks.update(row, repository="r2")
+    b.sync(url, token=token)
+    a.sync(url, token=token, shapes=[R1])
+    assert a.tasks.get(row).repository == "r2"  # moved out: it lingers
+    time.sleep(0.005)
+    a.tasks.update(row, repository="r1")  # offline
+    (mine,) = a.insert_many("tasks", [{"title": "mine", "repository": "r1"}])  # comes back (see above)
+    time.sleep(0.005)
+    c.sync(url, token=token)
+    c.tasks.update(row, repository="r3")  # newer: wins
+    c.sync(url, token=token)
+    a.sync(url, token=token, shapes=[R1])
+    server = server_rows(sync_server.database_url, tenant)
+    assert server[row]["repository"] == "r3"
+    assert a.tasks.get(row).repository == "r3"
+    assert in_repository(replica_rows(a), "r1") == in_repository(server, "r1") == {mine: server[mine]}
+    assert replica_rows(a)[row] == server[row]
+
+
+def test_a_row_pushed_before_the_snapshot_and_moved_out_since_leaves_the_shape(sync_server, tenant, replicas):
+    """A pushes a task at r1 while following another shape; B moves it to r2;
+    then A follows r1. The snapshot leaves the row out (it is at r2) and the
+    log is followed from after the move: A fetches its rows inside the shape
+    that the snapshot left out, and the row follows the move."""
+    a, b = replicas("a"), replicas("b")
+    url, token = sync_server.url, sync_server.token(tenant)
+    (row,) = a.insert_many("tasks", [{"title": "t", "repository": "r1"}])
+    a.insert_many("tasks", [{"title": "marker", "repository": "elsewhere"}])  # comes back (see above)
+    a.sync(url, token=token, shapes=[ELSEWHERE])  # the task is pushed, outside A's shape
+    b.sync(url, token=token)
+    time.sleep(0.005)
+    b.tasks.update(row, repository="r2")
+    b.sync(url, token=token)
+    result = a.sync(url, token=token, shapes=[R1])
+    assert result.snapshot_rows == 0
+    server = server_rows(sync_server.database_url, tenant)
+    assert a.tasks.get(row).repository == "r2"
+    assert replica_rows(a)[row] == server[row]
+
+
+def test_a_row_lingering_from_another_shape_leaves_a_new_shape_it_matches_here(sync_server, tenant, replicas):
+    """A follows completed tasks. Its task moves out (pending: A gets the
+    move and keeps the row, at r1), then on to r2 (not routed to A). A then
+    also follows r1: its copy matches, the server's row does not; the chunk
+    reconciliation brings the row at r2."""
+    a, b = replicas("a"), replicas("b")
+    url, token = sync_server.url, sync_server.token(tenant)
+    done = p.Shape("tasks", where={"status": ["completed"]})
+    (row,) = b.insert_many("tasks", [{"title": "t", "status": "completed", "repository": "r1"}])
+    (other,) = b.insert_many("tasks", [{"title": "u", "status": "pending", "repository": "r1"}])
+    b.sync(url, token=token)
+    a.sync(url, token=token, shapes=[done])
+    time.sleep(0.005)
+    b.tasks.update(row, status="pending")
+    b.sync(url, token=token)
+    a.sync(url, token=token, shapes=[done])
+    assert a.tasks.get(row).status == "pending"  # lingering
+    time.sleep(0.005)
+    b.tasks.update(row, repository="r2")
+    b.sync(url, token=token)
+    a.sync(url, token=token, shapes=[done])
+    assert a.tasks.get(row).repository == "r1"  # not routed: outside A's shape before and after
+    a.sync(url, token=token, shapes=[done, R1])
+    server = server_rows(sync_server.database_url, tenant)
+    assert a.tasks.get(row).repository == "r2"
+    assert in_repository(replica_rows(a), "r1") == in_repository(server, "r1") == {other: server[other]}
