@@ -217,3 +217,33 @@ def test_a_bad_resume_key_is_refused(small_chunks):
             return await recv(ws)
 
     assert run(main()).code == "bad_subscribe"
+
+
+def test_fetched_rows_come_whole_with_tombstones_and_only_the_tenants_own(small_chunks, shared_database):
+    tenant, other = (f"snap-{uuid.uuid4().hex[:8]}" for _ in range(2))
+
+    async def main():
+        async with client(small_chunks, other, site(3)) as theirs:
+            (foreign,) = await seed(theirs, 1, stamp())
+        async with client(small_chunks, tenant, site(1)) as ws:
+            h = stamp()
+            live, gone = await seed(ws, 2, h)
+            await push(ws, [p.LocalTx(2, [p.LocalChange(3, "tasks", live, h + 10, {"title": "edited"}, None)])])
+            await push(ws, [p.LocalTx(3, [p.LocalChange(4, "tasks", gone, h + 20, {DELETED: 1}, None)])])
+            await ws.send(p.encode(p.Fetch(id="f", table="tasks", ids=[gone, live, new_id(), foreign])))
+            rows = await recv(ws)
+            await ws.send(p.encode(p.Fetch(id="g", table="nope", ids=[live])))
+            refused = await recv(ws)
+            await ws.send(p.encode(p.Fetch(id="h", table="tasks", ids=[live] * (p.MAX_FETCH_IDS + 1))))
+            too_many = await recv(ws)
+            return live, gone, rows, refused, too_many
+
+    live, gone, rows, refused, too_many = run(main())
+    assert isinstance(rows, p.Rows) and rows.id == "f"
+    assert [r.id for r in rows.rows] == sorted([live, gone])  # absent and other tenants' ids left out
+    by_id = {r.id: r for r in rows.rows}
+    assert by_id[live].cells["title"][0] == "edited" and by_id[live].cells["title"][2] == site(1)
+    assert by_id[live].cells["title"][1] > by_id[live].cells["status"][1]  # each cell with its own clock
+    assert by_id[gone].cells[DELETED][0] == 1 and set(by_id[gone].cells) == set(by_id[live].cells)
+    assert (refused.code, refused.fatal) == ("bad_fetch", False)
+    assert (too_many.code, too_many.fatal) == ("bad_fetch", False)
