@@ -19,6 +19,7 @@ import msgspec
 from syncstore.core import client_session as cs
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core.server_session import parse_resume
 from syncstore.errors import AuthError, ProtocolError, SyncError
 from syncstore.replica.store import Change, Replica
 from syncstore.sync.state import SyncState, synced_tables, whole_tables
@@ -114,7 +115,9 @@ class SyncConnection:
             raise fatal(f"not a shape this client can sync: {exc}", code="bad_shape") from None
         checked = [sh.check_shape(shape) for shape in self.shapes]
         self._filtered = {sh.shape_key(found): found for found in checked if not found.whole}
-        self._chunk_after = {}
+        # A resumed snapshot's rows before its resume key were checked by the
+        # connection that took their chunks: check from there on.
+        self._chunk_after = {sub.id: _resumed_after(sub) for sub in subscriptions if sub.snapshot and sub.resume}
         session = cs.ClientSession(
             token=self._token,
             site=self.replica.site_id,
@@ -343,3 +346,12 @@ class SyncConnection:
     def _changed(self, session: cs.ClientSession, *, connected: bool = True) -> None:
         if self._on_update is not None:
             self._on_update(session if connected else None)
+
+
+def _resumed_after(sub: cs.Subscription) -> str:
+    """The id a resumed snapshot continues after ("" if its key does not say:
+    then every row is checked again, which costs fetches, not correctness)."""
+    try:
+        return parse_resume(sub.resume, len(sub.shapes))[1]
+    except ProtocolError:
+        return ""
