@@ -7,10 +7,12 @@ outside it then follows the server's row out (docs/shapes-bootstrap-compaction.m
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from syncstore.core import protocol as p
+from syncstore.sync.transport import Received, Transport
 
 from .conftest import replica_rows, server_rows
 
@@ -20,10 +22,9 @@ R1 = p.Shape("tasks", where={"repository": ["r1"]})
 ELSEWHERE = p.Shape("tasks", where={"repository": ["elsewhere"]})
 
 
-# A sync ends once the cursor reaches the log entry of the replica's last
-# push (Ack.log_seq). A push none of the replica's shapes selects never comes
-# back, so a round may wait for a later entry: each push here ends with a
-# transaction the replica's shapes select.
+# Some pushes here end with a row the replica's shapes select, so that
+# entry comes back to it too (its cursor then passes the push's own entries
+# by the stream, not only by the UpToDate after the Ack).
 
 
 def in_repository(rows: dict[str, dict], repository: str) -> dict[str, dict]:
@@ -110,3 +111,42 @@ def test_a_row_lingering_from_another_shape_leaves_a_new_shape_it_matches_here(s
     server = server_rows(sync_server.database_url, tenant)
     assert a.tasks.get(row).repository == "r2"
     assert in_repository(replica_rows(a), "r1") == in_repository(server, "r1") == {other: server[other]}
+
+
+class PushWhenLive(Transport):
+    """Holds the round's pushes until the stream is up to date, as for a
+    replica that writes while connected: the stream is live, and the entry
+    the push adds comes back only if a shape selects it."""
+
+    def __init__(self, url: str, **kw: Any):
+        super().__init__(url, **kw)
+        self._held: list[p.Message] = []
+        self._live = False
+
+    def send(self, message: p.Message) -> None:
+        if isinstance(message, p.Push) and not self._live:
+            self._held.append(message)
+        else:
+            super().send(message)
+
+    def get(self, timeout: float | None) -> Any:
+        item = super().get(timeout)
+        if not self._live and isinstance(item, Received) and isinstance(item.message, (p.UpToDate, p.Changes)):
+            self._live = True
+            for message in self._held:
+                super().send(message)
+        return item
+
+
+def test_a_write_outside_every_shape_of_the_writer_ends_the_round(sync_server, tenant, replicas):
+    """The round waits until the cursor passes the entry the push added, which
+    none of the writer's shapes selects: the server reads its stream to the end
+    of the log after the Ack, and its UpToDate passes the entry."""
+    a = replicas("a")
+    url, token = sync_server.url, sync_server.token(tenant)
+    a.sync(url, token=token, shapes=[R1])
+    a.insert_many("tasks", [{"title": "elsewhere", "repository": "r2"}])
+    # Raises SyncError if the round never settles.
+    result = a.sync(url, token=token, shapes=[R1], timeout=15, transport_factory=PushWhenLive)
+    assert result.acked_seq == a.sync_status().last_seq
+    assert server_rows(sync_server.database_url, tenant) == replica_rows(a)

@@ -428,6 +428,12 @@ class ServerSession:
         if self.state is State.CLOSED:
             return
         self._send(p.Ack(upto_seq=self.acked_seq, rejected=list(rejected), log_seq=log_seq))
+        if log_seq > self.position and self.started and not self._draining and any(not s.whole for s in self.shapes):
+            # The client settles once its cursor passes what its push added, but
+            # a filtered stream is sent only the entries its shapes select: read
+            # to the end of the log, whose UpToDate passes that entry either way.
+            self._leave_live()
+            self._read_or_wake()
         self._next_merge()
 
     def merge_failed(self, code: str, message: str) -> None:
