@@ -391,10 +391,7 @@ class ConnectionHandler:
         try:
             found = await self.log_tail.read(identity.tenant, action.after, limit=self.limits.log_read_limit)
         except Exception as exc:
-            if isinstance(exc, psycopg.Error):
-                log.warning("log read failed for tenant %r: %s", identity.tenant, type(exc).__name__)
-            else:
-                log.exception("log read failed for tenant %r", identity.tenant)
+            _read_failed("log read", identity.tenant, exc)
             self.session.log_failed("unavailable", "the server could not read its change log; connect again")
             self._dispatch()
             return
@@ -421,10 +418,7 @@ class ConnectionHandler:
                 position=action.position,
             )
         except Exception as exc:
-            if isinstance(exc, psycopg.Error):
-                log.warning("snapshot read failed for tenant %r: %s", identity.tenant, type(exc).__name__)
-            else:
-                log.exception("snapshot read failed for tenant %r", identity.tenant)
+            _read_failed("snapshot read", identity.tenant, exc)
             self.session.snapshot_failed("unavailable", "the server could not read the snapshot; connect again")
             self._dispatch()
             return
@@ -437,10 +431,7 @@ class ConnectionHandler:
         try:
             rows = await self.store.read_rows(identity.tenant, action.table, action.ids)
         except Exception as exc:
-            if isinstance(exc, psycopg.Error):
-                log.warning("row fetch failed for tenant %r: %s", identity.tenant, type(exc).__name__)
-            else:
-                log.exception("row fetch failed for tenant %r", identity.tenant)
+            _read_failed("row fetch", identity.tenant, exc)
             self.session.fetch_failed("unavailable", "the server could not read the rows; connect again")
             self._dispatch()
             return
@@ -458,3 +449,12 @@ class ConnectionHandler:
         else:
             self.session.resolve_done(ok=True)
         self._dispatch()
+
+
+def _read_failed(what: str, tenant: str, exc: Exception) -> None:
+    """Log a failed read: a database error briefly (its type: the message may
+    quote values), anything else with its traceback."""
+    if isinstance(exc, psycopg.Error):
+        log.warning("%s failed for tenant %r: %s", what, tenant, type(exc).__name__)
+    else:
+        log.exception("%s failed for tenant %r", what, tenant)

@@ -147,6 +147,15 @@ def _filter_sql(shape: sh.ShapeFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
+def _remote(rows: Iterable[p.RowChange]) -> list[RemoteChange]:
+    """Server rows as the replica's merge takes them (rows with no cells left out)."""
+    return [
+        RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
+        for rc in rows
+        if rc.cells
+    ]
+
+
 LIVE_SUBSCRIPTION = "live"  # the id of the subscription of every shape whose rows are here
 
 
@@ -213,11 +222,7 @@ class SyncState:
 
     def apply(self, tx: p.ServerTx) -> list[Change]:
         """Apply one server transaction, its conflict records and the cursor, atomically."""
-        remote = [
-            RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
-            for rc in tx.changes
-            if rc.cells
-        ]
+        remote = _remote(tx.changes)
         with self.replica.transaction():
             applied = self.replica.apply_remote(remote) if remote else []
             if tx.conflicts:
@@ -444,11 +449,7 @@ class SyncState:
         """Merge rows fetched from the server (their current state), in one
         transaction. The merge rule makes this safe at any time; the cursor
         stays where it is."""
-        remote = [
-            RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
-            for rc in rows
-            if rc.cells
-        ]
+        remote = _remote(rows)
         if not remote:
             return []
         with self.replica.transaction():
