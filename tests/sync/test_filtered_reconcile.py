@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from syncstore.core import protocol as p
-from syncstore.sync.transport import Received, Transport
+from syncstore.errors import SyncError
+from syncstore.sync.transport import Closed, Received, Transport
 
 from .conftest import replica_rows, server_rows
 
@@ -150,3 +151,47 @@ def test_a_write_outside_every_shape_of_the_writer_ends_the_round(sync_server, t
     result = a.sync(url, token=token, shapes=[R1], timeout=15, transport_factory=PushWhenLive)
     assert result.acked_seq == a.sync_status().last_seq
     assert server_rows(sync_server.database_url, tenant) == replica_rows(a)
+
+
+class CutAfterAck(Transport):
+    """Drops the connection right after the first Ack: the fetch it starts is
+    never answered on this connection."""
+
+    def __init__(self, url: str, **kw: Any):
+        super().__init__(url, **kw)
+        self._acked = False
+
+    def get(self, timeout: float | None) -> Any:
+        if self._acked:
+            return Closed(SyncError("cut by the test"))
+        item = super().get(timeout)
+        if isinstance(item, Received) and isinstance(item.message, p.Ack):
+            self._acked = True
+        return item
+
+
+def test_a_fetch_cut_off_with_its_connection_is_asked_again_on_the_next(sync_server, tenant, replicas):
+    """A's move of a row into its shape loses on the server, and the
+    connection drops between the Ack and the fetch's answer. The replica keeps
+    how far its acked changes were reconciled, so the next connection fetches
+    that row again and A's copy follows the server's row out of the shape."""
+    a, b = replicas("a"), replicas("b")
+    url, token = sync_server.url, sync_server.token(tenant)
+    (row,) = b.insert_many("tasks", [{"title": "t", "repository": "r1"}])
+    b.sync(url, token=token)
+    a.sync(url, token=token, shapes=[R1])
+    time.sleep(0.005)  # clocks are milliseconds: each write newer than the one before, whatever the site
+    b.tasks.update(row, repository="r2")
+    b.sync(url, token=token)
+    a.sync(url, token=token, shapes=[R1])  # the move out reaches A: the row lingers at r2
+    time.sleep(0.005)
+    a.tasks.update(row, repository="r1")  # offline: back into A's shape
+    time.sleep(0.005)
+    b.tasks.update(row, repository="r3")  # newer: wins
+    b.sync(url, token=token)
+    with pytest.raises(SyncError):
+        a.sync(url, token=token, shapes=[R1], transport_factory=CutAfterAck)
+    assert a.sync_status().pending_changes == 0 and a.tasks.get(row).repository == "r1"  # acked, not reconciled
+    a.sync(url, token=token, shapes=[R1])
+    assert a.tasks.get(row).repository == "r3"
+    assert replica_rows(a)[row] == server_rows(sync_server.database_url, tenant)[row]

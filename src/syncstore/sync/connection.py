@@ -94,6 +94,7 @@ class SyncConnection:
         # against the server (see _reconcile_acked and _reconcile_chunk).
         self._filtered: dict[str, sh.ShapeFilter] = {}
         self._chunk_after: dict[str, str] = {}  # per snapshot: the id its last chunk this session ended at
+        self._fetch_upto = 0  # this connection asked for the rows of our changes up to here
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -118,6 +119,9 @@ class SyncConnection:
         # A resumed snapshot's rows before its resume key were checked by the
         # connection that took their chunks: check from there on.
         self._chunk_after = {sub.id: _resumed_after(sub) for sub in subscriptions if sub.snapshot and sub.resume}
+        self._fetch_upto = 0
+        if self._filtered:
+            self.state.start_reconciling()
         session = cs.ClientSession(
             token=self._token,
             site=self.replica.site_id,
@@ -240,7 +244,7 @@ class SyncConnection:
                 self.state.acked(event.upto_seq, event.rejected)
                 self._counts["pushed"] += max(0, event.upto_seq - before)
                 self._counts["rejected"] += len(event.rejected)
-                self._reconcile_acked(session, before, event.upto_seq)
+                self._reconcile_acked(session, event.upto_seq)
             elif isinstance(event, cs.SnapshotChunk):
                 applied = self.state.apply_snapshot(event)
                 self._counts["snapshot_rows"] += event.count
@@ -248,7 +252,9 @@ class SyncConnection:
                     self._notify(applied)
                 self._reconcile_chunk(session, event)
             elif isinstance(event, cs.RowsFetched):
-                applied = self.state.apply_rows(event.rows)
+                # Once every fetch is answered, the acked changes they were for are reconciled.
+                done = self._fetch_upto if not session.fetching else 0
+                applied = self.state.apply_rows(event.rows, reconciled_seq=done)
                 if applied and self._notify is not None:
                     self._notify(applied)
             elif isinstance(event, cs.Resnapshot):
@@ -262,29 +268,38 @@ class SyncConnection:
                 self.state.reported(event.conflict_ids)
             elif isinstance(event, cs.Welcomed):
                 self._welcomed(event)
-                # Pushes merged on a connection that dropped before their Ack.
-                self._reconcile_acked(session, event.previous_acked, event.acked_seq)
+                # Pushes merged on a connection that dropped before their Ack,
+                # or whose fetches were cut off with it.
+                self._reconcile_acked(session, event.acked_seq)
             elif isinstance(event, cs.SessionError):
                 self._server_error(event)
 
     # --- filtered shapes: rows the stream may never correct ---------------------
 
-    def _reconcile_acked(self, session: cs.ClientSession, before: int, upto: int) -> None:
-        """Fetch the rows whose filtered columns our changes in (before, upto]
-        wrote. Our copy may now lie inside a shape while the server's row lies
-        outside (our write lost, or met a concurrent move): the entry is then
-        routed to none of our shapes, and only the server's row tells."""
-        if not self._filtered or upto <= before:
+    def _reconcile_acked(self, session: cs.ClientSession, upto: int) -> None:
+        """Fetch the rows whose filtered columns our acked changes wrote, from
+        the reconciled sequence (kept in the replica: a fetch cut off with its
+        connection is asked again on the next) up to ``upto``. Our copy may lie
+        inside a shape while the server's row lies outside (our write lost, or
+        met a concurrent move): the entry is then routed to none of our
+        shapes, and only the server's row tells."""
+        if not self._filtered:
             return
+        start = max(self.state.reconciled_seq, self._fetch_upto)
+        if upto <= start:
+            return
+        self._fetch_upto = upto
         columns: dict[str, set[str]] = {}
         for found in self._filtered.values():
             columns.setdefault(found.table, set()).update(column for column, _ in found.where)
         wanted: dict[str, list[str]] = {}
-        for change in self.replica.changes(after=before, limit=upto - before):
+        for change in self.replica.changes(after=start, limit=upto - start):
             if change.seq <= upto and columns.get(change.table, set()) & set(change.values):
                 wanted.setdefault(change.table, []).append(change.id)
         for table, ids in wanted.items():
             session.fetch(table, ids)
+        if not session.fetching:
+            self.state.reconciled(upto)  # nothing to fetch back
 
     def _reconcile_chunk(self, session: cs.ClientSession, chunk: cs.SnapshotChunk) -> None:
         """Fetch the local rows inside a filtered shape that its snapshot chunk

@@ -115,6 +115,7 @@ _BULK = {name: _Bulk(tbl) for name, tbl in schema.TABLES.items()}
 
 ACKED = "sync.acked_seq"
 CURSOR = "sync.cursor"
+RECONCILED = "sync.reconciled_seq"  # local changes up to here had their rows fetched back (filtered shapes)
 TENANT = "sync.tenant"
 LAST_ERROR = "sync.last_error"
 LAST_ERROR_AT = "sync.last_error_at"
@@ -171,6 +172,26 @@ class SyncState:
     @property
     def acked_seq(self) -> int:
         return int(self.replica.meta_get(ACKED, 0))
+
+    @property
+    def reconciled_seq(self) -> int:
+        """Local changes up to this sequence had the rows whose filtered
+        columns they wrote fetched back and merged (a replica that never
+        followed a filtered shape owes nothing for what is acked)."""
+        found = self.replica.meta_get(RECONCILED)
+        return self.acked_seq if found is None else int(found)
+
+    def start_reconciling(self) -> None:
+        """Before following filtered shapes: what is acked by now owes nothing
+        (the reconciled sequence starts there, once)."""
+        if self.replica.meta_get(RECONCILED) is None:
+            with self.replica.transaction():
+                self._set(RECONCILED, self.acked_seq)
+
+    def reconciled(self, upto_seq: int) -> None:
+        with self.replica.transaction():
+            if upto_seq > self.reconciled_seq:
+                self._set(RECONCILED, upto_seq)
 
     @property
     def cursor(self) -> int:
@@ -445,15 +466,17 @@ class SyncState:
         )
         return found & set(ids)
 
-    def apply_rows(self, rows: Iterable[p.RowChange]) -> list[Change]:
-        """Merge rows fetched from the server (their current state), in one
-        transaction. The merge rule makes this safe at any time; the cursor
-        stays where it is."""
+    def apply_rows(self, rows: Iterable[p.RowChange], *, reconciled_seq: int = 0) -> list[Change]:
+        """Merge rows fetched from the server (their current state), and move
+        the reconciled sequence to ``reconciled_seq`` (when every fetch for
+        changes up to it is answered), in one transaction. The merge rule
+        makes this safe at any time; the cursor stays where it is."""
         remote = _remote(rows)
-        if not remote:
-            return []
         with self.replica.transaction():
-            return self.replica.apply_remote(remote)
+            applied = self.replica.apply_remote(remote) if remote else []
+            if reconciled_seq > self.reconciled_seq:
+                self._set(RECONCILED, reconciled_seq)
+        return applied
 
     def ids_in_shape(self, shape: sh.ShapeFilter, after: str, upto: str | None) -> list[str]:
         """The ids of the live local rows matching ``shape`` with ``after`` <
