@@ -71,6 +71,7 @@ from syncstore.core.merge import DELETED, Cell
 
 from .test_sessions_joined import FakeTime, ModelReplica
 from .test_snapshots_joined import CHUNK_ROWS, Link, ShapeProgress, SnapshotReplica, SnapshotServer, is_deleted, row_id
+from .test_snapshots_joined import World as BaseWorld
 
 TABLE = "tasks"
 COLUMNS = ("title", "status", "repository")
@@ -273,76 +274,24 @@ class FilteredLink(Link):
 # --- the world and its schedule ---------------------------------------------------------------------
 
 
-class World:
-    """A server and replicas, each always connected (a cut reconnects at once)."""
+class World(BaseWorld):
+    """A server and replicas following their shapes, each always connected
+    (a cut reconnects at once). Schedule steps name rows of ``tasks`` by id."""
+
+    link_class = FilteredLink
 
     def __init__(self, shapes: list[list[p.Shape]]):
-        self.time = FakeTime()
-        self.server = FilteredServer(self.time)
-        self.replicas = [FilteredReplica(bytes([i + 1]) * 16, self.time, s) for i, s in enumerate(shapes)]
-        self.links: list[Link] = []
-        self.connected = [FilteredLink(replica, self.server, self.links) for replica in self.replicas]
-        self.born: set[str] = set()
+        time = FakeTime()
+        self.start(FilteredServer(time), [FilteredReplica(bytes([i + 1]) * 16, time, s) for i, s in enumerate(shapes)])
 
-    def run(self, step: tuple[Any, ...]) -> None:
-        kind = step[0]
-        if kind == "deliver":
-            possible = [(who, action) for who, link in enumerate(self.connected) for action in link.steps_possible()]
-            if possible:
-                who, action = possible[step[1] % len(possible)]
-                action()
-                if step[2] and action.__name__ == "deliver_to_client":
-                    self.reconnect(who)  # the connection drops right after the client took a message
-        elif kind == "insert":
-            self.insert(step[1] % len(self.replicas), step[2], step[3])
+    def local(self, step: tuple[Any, ...]) -> None:
+        kind, who = step[0], step[1] % len(self.replicas)
+        if kind == "insert":
+            self.insert(who, (TABLE, step[2]), step[3])
         elif kind == "update":
-            who = step[1] % len(self.replicas)
-            held = self.replicas[who].visible()
-            writes = [((TABLE, i), values) for i, values in step[2] if (TABLE, i) in held]
-            if writes:
-                self.write(who, writes)
+            super().local((kind, who, [((TABLE, i), values) for i, values in step[2]]))
         elif kind == "delete":
-            who = step[1] % len(self.replicas)
-            if (TABLE, step[2]) in self.replicas[who].visible():
-                self.write(who, [((TABLE, step[2]), {DELETED: 1})])
-        elif kind == "cut":
-            self.reconnect(step[1] % len(self.replicas))
-        elif kind == "tick":
-            self.time.ms += 1
-        for who, link in enumerate(self.connected):
-            if not link.open:
-                self.reconnect(who)
-
-    def insert(self, who: int, i: str, values: dict[str, Any]) -> None:
-        """A new id (born once, where it is inserted), or a row deleted here inserted again."""
-        replica = self.replicas[who]
-        if i not in self.born:
-            self.born.add(i)
-            self.write(who, [((TABLE, i), values)])
-        elif (TABLE, i) in replica.rows and (TABLE, i) not in replica.visible():
-            self.write(who, [((TABLE, i), {**values, DELETED: 0})])
-
-    def write(self, who: int, writes: list[tuple[tuple[str, str], dict[str, Any]]]) -> None:
-        self.replicas[who].write_tx(writes)
-        self.connected[who].client_out()  # a local write wakes the sync client
-
-    def reconnect(self, who: int) -> None:
-        self.connected[who].close()
-        self.connected[who] = FilteredLink(self.replicas[who], self.server, self.links)
-
-    def sync(self, who: int) -> None:
-        """One clean sync of one replica, on a connection of its own."""
-        self.reconnect(who)
-        self.connected[who].run_clean()
-
-    def settle_everyone(self) -> None:
-        for link in self.connected:
-            link.close()
-        for _ in range(2):  # the first pass pushes everything, the second pulls it everywhere
-            for replica in self.replicas:
-                link = FilteredLink(replica, self.server, self.links)
-                link.run_clean()
-                link.close()
+            super().local((kind, who, (TABLE, step[2])))
 
 
 def assert_shapes_converged(world: World) -> None:

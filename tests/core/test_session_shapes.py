@@ -111,18 +111,24 @@ def test_a_catching_up_stream_selects_by_routing_keys_and_sends_a_moved_in_row_w
     assert up == p.UpToDate(cursor=4)
 
 
-def test_a_filtered_stream_reads_to_the_end_after_its_own_push_so_the_writer_can_settle():
-    """The client waits until its cursor passes the entry its push added
-    (Ack.log_seq); a filtered stream is routed only entries its shapes select,
-    so after the Ack it reads to the end of the log and says UpToDate there."""
+def live_then_pushed(shape: p.Shape) -> ss.ServerSession:
+    """A session live at 3 on ``shape``, whose push was merged as entry 4."""
     s = ready()
-    s.receive(p.Subscribe(shapes=[WEB], id="w"))
+    s.receive(p.Subscribe(shapes=[shape], id="w"))
     s.actions()
     s.log_read([], more=False, head=3)
     s.actions()
     s.receive(p.Push(txs=[p.LocalTx(1, [p.LocalChange(1, "tasks", "t9", 1, {"repository": "elsewhere"})])]))
     s.actions()
     s.merged(upto_seq=1, log_seq=4)
+    return s
+
+
+def test_a_filtered_stream_reads_to_the_end_after_its_own_push_so_the_writer_can_settle():
+    """The client waits until its cursor passes the entry its push added
+    (Ack.log_seq); a filtered stream is routed only entries its shapes select,
+    so after the Ack it reads to the end of the log and says UpToDate there."""
+    s = live_then_pushed(WEB)
     actions = s.actions()
     assert sent(actions) == [p.Ack(upto_seq=1, log_seq=4)]
     assert ss.Live(None, 3) in actions and ss.ReadLog(3) in actions
@@ -132,14 +138,7 @@ def test_a_filtered_stream_reads_to_the_end_after_its_own_push_so_the_writer_can
 
 
 def test_a_whole_table_stream_waits_for_the_router_after_a_push():
-    s = ready()
-    s.receive(p.Subscribe(shapes=[p.Shape("tasks")], id="all"))
-    s.actions()
-    s.log_read([], more=False, head=3)
-    s.actions()
-    s.receive(p.Push(txs=[p.LocalTx(1, [p.LocalChange(1, "tasks", "t9", 1, {"title": "x"})])]))
-    s.actions()
-    s.merged(upto_seq=1, log_seq=4)
+    s = live_then_pushed(p.Shape("tasks"))
     assert s.actions() == [ss.Send(p.Ack(upto_seq=1, log_seq=4))]  # entry 4 reaches it through the router
     assert s.live
 

@@ -293,12 +293,18 @@ class World:
     connection and the replica connects again at once, with what it persisted
     (being offline is the same as nothing delivered on its link)."""
 
+    link_class: type[Link] = Link
+
     def __init__(self, n: int):
-        self.time = FakeTime()
-        self.server = SnapshotServer(self.time)
-        self.replicas = [SnapshotReplica(bytes([i + 1]) * 16, self.time) for i in range(n)]
+        time = FakeTime()
+        self.start(SnapshotServer(time), [SnapshotReplica(bytes([i + 1]) * 16, time) for i in range(n)])
+
+    def start(self, server: SnapshotServer, replicas: list[SnapshotReplica]) -> None:
+        self.time = server.time
+        self.server = server
+        self.replicas = replicas
         self.links: list[Link] = []
-        self.connected = [Link(replica, self.server, self.links) for replica in self.replicas]
+        self.connected = [self.link_class(replica, server, self.links) for replica in replicas]
         self.born: set[tuple[str, str]] = set()
 
     def run(self, step: tuple[Any, ...]) -> None:
@@ -311,31 +317,39 @@ class World:
                 action()
                 if step[2] and action.__name__ == "deliver_to_client":
                     self.reconnect(who)  # the connection drops right after the client took a message
-        elif kind == "insert":
-            who, key = step[1] % len(self.replicas), step[2]
-            values = {column: step[3].get(column) for column in COLUMNS[key[0]]}
-            if key not in self.born:  # an id is born where the row is inserted (a UUIDv7)
-                self.born.add(key)
-                self.write(who, [(key, values)])
-            elif key in self.replicas[who].rows and key not in self.replicas[who].visible():
-                self.write(who, [(key, {**values, DELETED: 0})])  # a row deleted here, inserted again
+        elif kind == "cut":
+            self.reconnect(step[1] % len(self.replicas))
+        elif kind == "tick":
+            self.time.ms += 1
+        else:
+            self.local(step)
+        for who, link in enumerate(self.connected):
+            if not link.open:
+                self.reconnect(who)
+
+    def local(self, step: tuple[Any, ...]) -> None:
+        """A local write step: insert, update or delete."""
+        kind, who = step[0], step[1] % len(self.replicas)
+        if kind == "insert":
+            key = step[2]
+            self.insert(who, key, {column: step[3].get(column) for column in COLUMNS[key[0]]})
         elif kind == "update":
-            who = step[1] % len(self.replicas)
             held = self.replicas[who].visible()
             writes = [(key, values) for key, values in step[2] if key in held]
             if writes:
                 self.write(who, writes)
         elif kind == "delete":
-            who = step[1] % len(self.replicas)
             if step[2] in self.replicas[who].visible():
                 self.write(who, [(step[2], {DELETED: 1})])
-        elif kind == "cut":
-            self.reconnect(step[1] % len(self.replicas))
-        elif kind == "tick":
-            self.time.ms += 1
-        for who, link in enumerate(self.connected):
-            if not link.open:
-                self.reconnect(who)
+
+    def insert(self, who: int, key: tuple[str, str], values: dict[str, Any]) -> None:
+        """A new id (born where the row is inserted: a UUIDv7), or a row deleted here inserted again."""
+        replica = self.replicas[who]
+        if key not in self.born:
+            self.born.add(key)
+            self.write(who, [(key, values)])
+        elif key in replica.rows and key not in replica.visible():
+            self.write(who, [(key, {**values, DELETED: 0})])
 
     def write(self, who: int, writes: list[tuple[tuple[str, str], dict[str, Any]]]) -> None:
         """One local transaction (an insert writes every column, as the replica's does)."""
@@ -344,14 +358,19 @@ class World:
 
     def reconnect(self, who: int) -> None:
         self.connected[who].close()
-        self.connected[who] = Link(self.replicas[who], self.server, self.links)
+        self.connected[who] = self.link_class(self.replicas[who], self.server, self.links)
+
+    def sync(self, who: int) -> None:
+        """One clean sync of one replica, on a connection of its own."""
+        self.reconnect(who)
+        self.connected[who].run_clean()
 
     def settle_everyone(self) -> None:
         for link in self.connected:
             link.close()
         for _ in range(2):  # the first pass pushes everything, the second pulls it everywhere
             for replica in self.replicas:
-                link = Link(replica, self.server, self.links)
+                link = self.link_class(replica, self.server, self.links)
                 link.run_clean()
                 link.close()
 
@@ -448,12 +467,6 @@ def test_a_shape_read_before_a_merge_is_not_skipped_past():
     assert b.visible_in("tasks") == world.server.visible("tasks") == {row_id(1): {"title": "a", "status": None}}
 
 
-def sync(world: World, who: int) -> None:
-    """One clean sync of one replica, on a connection of its own."""
-    world.reconnect(who)
-    world.connected[who].run_clean()
-
-
 def test_a_row_inserted_again_after_a_snapshot_of_its_tombstone_has_every_cell():
     """An id inserted again after a delete (the newer insert brings the row
     back): the replica that bootstrapped while the row was deleted still ends
@@ -463,17 +476,17 @@ def test_a_row_inserted_again_after_a_snapshot_of_its_tombstone_has_every_cell()
     a, b, c, d = range(4)
     row = ("tasks", row_id(1))
     world.write(a, [(row, {"title": "a", "status": "open"})])
-    sync(world, a)
-    sync(world, c)  # c holds the row
+    world.sync(a)
+    world.sync(c)  # c holds the row
     world.write(a, [(row, {DELETED: 1})])
-    sync(world, a)
+    world.sync(a)
     world.time.ms += 1
     world.write(d, [(row, {"title": "d", "status": "new"})])  # d inserts the same id, after the delete
     world.time.ms += 1
     world.write(c, [(row, {"status": "late"})])  # c had not seen the delete: its edit is the newest status
-    sync(world, c)
-    sync(world, b)  # b bootstraps: the row is a tombstone, with every cell
-    sync(world, d)  # d's insert brings the row back; c's status still wins, so the log entry leaves it out
+    world.sync(c)
+    world.sync(b)  # b bootstraps: the row is a tombstone, with every cell
+    world.sync(d)  # d's insert brings the row back; c's status still wins, so the log entry leaves it out
     world.settle_everyone()
     assert world.server.visible("tasks") == {row_id(1): {"title": "d", "status": "late"}}
     assert world.replicas[b].visible_in("tasks") == world.server.visible("tasks")  # b: {"title": "d"}

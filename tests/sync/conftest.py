@@ -101,6 +101,16 @@ def sync_server(sync_database):
         running.close()
 
 
+@pytest.fixture(scope="module")
+def chunky(sync_database):
+    """A server sending small snapshot chunks (50 rows), so a bootstrap has many."""
+    running = RunningServer(sync_database, snapshot_rows=50)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
 @pytest.fixture
 def tenant() -> str:
     return f"t{uuid.uuid4().hex[:10]}"

@@ -18,19 +18,9 @@ import pytest
 import syncstore
 from syncstore.core import protocol as p
 
-from .conftest import RunningServer, replica_rows, server_rows
+from .conftest import replica_rows, server_rows
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def chunky(sync_database):
-    """A server sending small snapshot chunks (so a bootstrap has many)."""
-    running = RunningServer(sync_database, snapshot_rows=50)
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def seed(store, n: int, **values) -> list[str]:

@@ -11,19 +11,7 @@ import pytest
 from syncstore.core import protocol as p
 from syncstore.sync import list_conflicts, resolve_conflict
 
-from .conftest import RunningServer
-
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def chunky(sync_database):
-    """Small snapshot chunks, so the records fall in different chunks."""
-    running = RunningServer(sync_database, snapshot_rows=50)
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def server_conflicts(database_url: str, tenant: str) -> dict[str, tuple]:
