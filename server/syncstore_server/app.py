@@ -39,6 +39,7 @@ from syncstore_server.log_tail import LogTail
 from syncstore_server.metrics import Metrics
 from syncstore_server.notify import Notifier
 from syncstore_server.router import Router
+from syncstore_server.staging import DEFAULT_MAX_STAGED_CHANGES
 from syncstore_server.store import CONNECTION_OPTIONS, ChangeStore, load_catalog, prepare_connection
 from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES
 
@@ -62,6 +63,7 @@ class SyncServer:
         max_frame: int = DEFAULT_MAX_FRAME,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_tx_changes: int = DEFAULT_MAX_TX_CHANGES,
+        max_staged_changes: int = DEFAULT_MAX_STAGED_CHANGES,
         max_connections: int = 1000,
         hello_timeout_s: float = 10.0,
         idle_timeout_s: float = 120.0,
@@ -82,7 +84,8 @@ class SyncServer:
         self.requested_port = port
         self.max_frame = max_frame
         self.max_batch = max_batch
-        self.max_tx_changes = max_tx_changes
+        self.max_tx_changes = max_tx_changes  # changes of one pushed transaction, or of one part of a large one
+        self.max_staged_changes = max_staged_changes  # changes of one transaction pushed in parts
         self.max_connections = max_connections
         self.hello_timeout_s = hello_timeout_s
         self.idle_timeout_s = idle_timeout_s
@@ -141,7 +144,13 @@ class SyncServer:
         async with pool.connection() as conn:
             catalog = await load_catalog(conn)
         self.store = ChangeStore(
-            pool, catalog, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
+            pool,
+            catalog,
+            max_drift_ms=self.max_drift_ms,
+            max_tx_changes=self.max_tx_changes,
+            max_staged_changes=self.max_staged_changes,
+            # A log entry fits in a frame with room to spare; a larger transaction is logged as a group.
+            max_entry_bytes=max(16 * 1024, self.max_frame // 2),
         )
         self._log_tail = LogTail(self.store, router=Router())
         self._notifier = Notifier(self.database_url)

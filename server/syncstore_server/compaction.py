@@ -43,7 +43,7 @@ from syncstore.core import protocol as p
 from syncstore.core import shapes
 from syncstore.core.merge import DELETED
 
-from syncstore_server import background
+from syncstore_server import background, staging
 from syncstore_server.tables import SCHEMA
 
 log = logging.getLogger("syncstore.server.compaction")
@@ -127,7 +127,8 @@ class LogCompaction:
             return None
         rows = {(c.table, c.id) for c in changes} | {(c.table, c.row_id) for c in conflicts}
         kept_keys = None if entry.keys is None else [k for k in entry.keys if (k.table, k.id) in rows]
-        return shapes.LogEntry(entry.seq, p.ServerTx(seq=tx.seq, changes=changes, conflicts=conflicts), kept_keys)
+        kept = msgspec.structs.replace(tx, changes=changes, conflicts=conflicts)  # its group, if any, stays
+        return shapes.LogEntry(entry.seq, kept, kept_keys)
 
 
 def strip_rows(entry: shapes.LogEntry, rows: set[RowKey]) -> shapes.LogEntry | None:
@@ -140,7 +141,7 @@ def strip_rows(entry: shapes.LogEntry, rows: set[RowKey]) -> shapes.LogEntry | N
     if not changes and not conflicts:
         return None
     keys = None if entry.keys is None else [k for k in entry.keys if (k.table, k.id) not in rows]
-    return shapes.LogEntry(entry.seq, p.ServerTx(seq=tx.seq, changes=changes, conflicts=conflicts), keys)
+    return shapes.LogEntry(entry.seq, msgspec.structs.replace(tx, changes=changes, conflicts=conflicts), keys)
 
 
 def compact_entries(
@@ -306,13 +307,16 @@ async def tenants(store: Any) -> list[str]:
 async def compact(
     store: Any, *, tenant: str | None = None, retention_s: float = DEFAULT_RETENTION_S
 ) -> list[CompactionResult]:
-    """Compact one tenant's log, or every tenant's."""
+    """Compact one tenant's log, or every tenant's (and then drop the staged
+    parts of large transactions left unfinished longer than the retention)."""
     names = [tenant] if tenant is not None else await tenants(store)
     results = []
     for name in names:
         found = await compact_tenant(store, name, retention_s=retention_s)
         if found is not None:
             results.append(found)
+    if tenant is None:
+        await staging.forget_stale(store, older_than_s=retention_s)
     return results
 
 

@@ -95,6 +95,7 @@ class ConnectionHandler:
             max_frame=limits.max_frame,
             server_id=limits.server_id,
             schema=limits.schema,
+            max_staged=store.max_staged_changes,
         )
         self._out: asyncio.Queue[bytes | _Closing] = asyncio.Queue()
         self._queued = 0  # bytes waiting in _out
@@ -318,13 +319,13 @@ class ConnectionHandler:
             self._dispatch()
             return
         try:
-            acked = await self.store.acked_seq(identity.tenant, action.site)
+            acked, staged = await self.store.site_position(identity.tenant, action.site)
         except psycopg.Error as exc:
             log.warning("cannot read acks (%s)", type(exc).__name__)
             self.session.refuse("unavailable", "the server cannot reach its database; try again")
             self._dispatch()
             return
-        self.session.accept(identity, acked_seq=acked)
+        self.session.accept(identity, acked_seq=acked, staged_seq=staged)
         if self.session.state is ss.State.READY:
             # One notifier subscription per tenant and process wakes the shared
             # log tail, which routes new entries to the live streams.
@@ -380,7 +381,10 @@ class ConnectionHandler:
         metrics.conflicts.inc(result.conflicts)
         metrics.rejected.inc(len(result.rejected))
         self.session.merged(
-            upto_seq=result.upto_seq, rejected=result.rejected, log_seq=max(result.positions, default=0)
+            upto_seq=result.upto_seq,
+            rejected=result.rejected,
+            log_seq=max(result.positions, default=0),
+            staged_seq=result.staged_seq,
         )
         self._dispatch()
 

@@ -20,6 +20,10 @@ Two kinds of stream:
   with the router at ``head`` in the same step (no await between) is owed
   exactly the entries after it, which the next refreshes route to it.
 
+The cache holds at most ``keep`` entries and ``keep_changes`` row changes
+(the entries of a large transaction are large: the oldest go first), and each
+query reads a bounded number of bytes (``ChangeStore.read_entries``).
+
 Refreshes are started by the tenant's commits (:meth:`poke`, called on each
 NOTIFY of the tenant by one subscription per tenant, see :meth:`join`), never
 by polling. A poke while a refresh runs starts one more after it. (Entries of
@@ -54,6 +58,7 @@ class _Tail:
 
     __slots__ = (
         "low", "high", "entries", "started", "finished", "refresh", "reaches_end", "again", "oldest", "failures",
+        "changes",
     )  # fmt: skip
 
     def __init__(self, position: int, oldest: int):
@@ -67,6 +72,7 @@ class _Tail:
         self.again = False  # poked while a refresh ran
         self.oldest = oldest
         self.failures = 0  # refreshes failed in a row (the retry backs off)
+        self.changes = 0  # row changes in the cached entries
 
 
 class LogTail:
@@ -75,6 +81,7 @@ class LogTail:
         store: ChangeStore,
         *,
         keep: int = 2_000,
+        keep_changes: int = 20_000,
         fetch: int = 1_000,
         tenants: int = 10_000,
         router: Router | None = None,
@@ -85,6 +92,7 @@ class LogTail:
         self.retry_s = retry_s  # after a refresh failed, the first retry (then doubling)
         self.max_retry_s = max_retry_s
         self.keep = keep  # entries cached per tenant
+        self.keep_changes = keep_changes  # and row changes in them
         self.fetch = fetch  # most entries one refresh query reads
         self.max_tenants = tenants
         self.router = router if router is not None else Router()
@@ -193,10 +201,17 @@ class LogTail:
                 if found:
                     tail.entries.extend(found)
                     tail.high = found[-1].seq
-                    if len(tail.entries) > self.keep:
-                        dropped = len(tail.entries) - self.keep
-                        tail.low = tail.entries[dropped - 1].seq
-                        del tail.entries[:dropped]
+                    tail.changes += _changes(found)
+                    dropped = 0
+                    entries = tail.entries
+                    while dropped < len(entries) and (
+                        len(entries) - dropped > self.keep or tail.changes > self.keep_changes
+                    ):
+                        tail.changes -= len(entries[dropped].tx.changes)
+                        dropped += 1
+                    if dropped:
+                        tail.low = entries[dropped - 1].seq
+                        del entries[:dropped]
                     # In the same step as the cache grows: live streams get exactly what is new.
                     try:
                         self.router.route(tenant, found)
@@ -235,6 +250,10 @@ class LogTail:
             tail = self._tails[tenant]
             if not self.router.has_tenant(tenant) and tenant not in self._joined and tail.refresh is None:
                 del self._tails[tenant]
+
+
+def _changes(entries: list[LogEntry]) -> int:
+    return sum(len(entry.tx.changes) for entry in entries)
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:

@@ -27,6 +27,10 @@ so two pushes drawing 7 and 8 may commit 8 first, and a reader would pass over
 drawing and held until commit, makes a tenant's entries commit in sequence
 order: a reader that sees entry N sees every earlier one. (Readers only ever
 read one tenant's log.) It is held only for the last few statements of a push.
+
+A transaction's log entry larger than ``max_entry_bytes`` is logged as a group
+of entries (:mod:`syncstore_server.log_entries`); a transaction pushed in parts
+is staged and merged by :mod:`syncstore_server.staging`.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from syncstore.core import protocol as p
 from syncstore.core import server_session, shapes
 from syncstore.errors import SyncError, ValidationError
 
-from syncstore_server import clocks, merge_plan
+from syncstore_server import clocks, log_entries, merge_plan, staging
 from syncstore_server.merge_plan import Row, RowKey
 from syncstore_server.tables import SCHEMA, VECTOR_COLUMNS_QUERY, Catalog
 from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES, Checked, Refused, check_tx
@@ -59,6 +63,8 @@ log = logging.getLogger("syncstore.server.store")
 CHANNEL = "syncstore_changes"  # NOTIFY channel; the payload is the tenant
 LOG_LOCK_CLASS = 0x5353  # advisory lock key space ("SS"); the key is hashtext(tenant)
 MAX_ATTEMPTS = 8  # retries of a push after a deadlock or a concurrent insert
+DEFAULT_MAX_ENTRY_BYTES = 2 * 1024 * 1024  # a log entry's payload (larger: a group of entries)
+DEFAULT_LOG_READ_BYTES = 4 * 1024 * 1024  # payload one log read returns (at least one entry)
 # Marks a transaction as the server's own write: the direct-write triggers of
 # migration 0004 (syncstore_server.direct_writes) leave its rows alone. Any
 # server code that writes the synced tables runs this first in its transaction.
@@ -84,6 +90,7 @@ class MergeResult(NamedTuple):
     row_changes: int  # rows written
     conflicts: int
     positions: list[int]  # log positions written
+    staged_seq: int = 0  # a part of a transaction: staged up to here, not merged
 
 
 class _ConcurrentInsert(Exception):
@@ -119,12 +126,16 @@ class ChangeStore:
         *,
         max_drift_ms: int = hlc_mod.DEFAULT_MAX_DRIFT_MS,
         max_tx_changes: int = DEFAULT_MAX_TX_CHANGES,
+        max_staged_changes: int = staging.DEFAULT_MAX_STAGED_CHANGES,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
         now_ms: Callable[[], int] = hlc_mod.wall_ms,
     ):
         self.pool = pool
         self.catalog = catalog
         self.max_drift_ms = max_drift_ms
-        self.max_tx_changes = max_tx_changes
+        self.max_tx_changes = max_tx_changes  # changes of one push's transaction, or of one part
+        self.max_staged_changes = max_staged_changes  # changes of one transaction pushed in parts
+        self.max_entry_bytes = max_entry_bytes
         self._now_ms = now_ms
         # Snapshot chunks read ahead, by what the next read_snapshot will ask.
         self._read_ahead: dict[tuple[Any, ...], asyncio.Task[Any]] = {}
@@ -138,6 +149,19 @@ class ChangeStore:
             )
             found = await cur.fetchone()
         return found[0] if found else 0
+
+    async def site_position(self, tenant: str, site: bytes) -> tuple[int, int]:
+        """The site's acked sequence, and how far its next transaction is staged (0: none)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT (SELECT acked_seq FROM {SCHEMA}.site_acks WHERE tenant = %(t)s AND site = %(s)s), "
+                f"(SELECT staged_seq FROM {SCHEMA}.staged_transactions WHERE tenant = %(t)s AND site = %(s)s)",
+                {"t": tenant, "s": site},
+            )
+            found = await cur.fetchone()
+        acked, staged = found if found else (None, None)
+        acked = acked or 0
+        return acked, staged if staged is not None and staged > acked else 0
 
     # --- merging --------------------------------------------------------------
 
@@ -156,6 +180,10 @@ class ChangeStore:
         conflict resolved together with the value that resolves it).
         ``renumber`` gives the changes the site's next sequence numbers (for
         the server's own writes, which have no local log).
+
+        A part of a large transaction (``LocalTx.end_seq``) comes alone: it is
+        staged, and the last part merges the whole transaction
+        (:mod:`syncstore_server.staging`).
         """
         for attempt in range(MAX_ATTEMPTS):
             try:
@@ -175,6 +203,12 @@ class ChangeStore:
         raise SyncError(f"a push from tenant {tenant!r} kept conflicting with other pushes; it was not merged")
 
     async def _isolate(self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: psycopg.Error) -> MergeResult:
+        if txs[0].is_part:
+            # The whole staged transaction goes: its staged parts with it.
+            async with self.pool.connection() as conn, conn.transaction():
+                await self._lock_site(conn, tenant, site)
+                await staging._forget(conn, tenant, site)
+            return await self._refuse(tenant, site, txs[0], Refused("bad_value", _pg_message(exc)))
         if len(txs) == 1:
             return await self._refuse(tenant, site, txs[0], Refused("bad_value", _pg_message(exc)))
         results = [await self.merge(tenant, site, [tx]) for tx in txs]
@@ -191,10 +225,12 @@ class ChangeStore:
             acked = await self._lock_site(conn, tenant, site)
             fresh = [c for c in tx.changes if c.seq > acked]
             rejected = []
+            last = tx.end_seq or tx.changes[-1].seq  # a part: its whole transaction is refused
             if fresh:
-                rejected = await self._record_refusals(conn, tenant, site, [(p.LocalTx(tx.tx, fresh), refusal)])
-                await self._raise_ack(conn, tenant, site, fresh[-1].seq)
-            return MergeResult(max(acked, tx.changes[-1].seq), rejected, 0, 0, [])
+                refused = p.LocalTx(tx.tx, fresh, tx.end_seq, tx.total)
+                rejected = await self._record_refusals(conn, tenant, site, [(refused, refusal)])
+                await self._raise_ack(conn, tenant, site, last)
+            return MergeResult(max(acked, last), rejected, 0, 0, [])
 
     async def _merge(
         self,
@@ -205,6 +241,8 @@ class ChangeStore:
         also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None,
         renumber: bool = False,
     ) -> MergeResult:
+        if txs and txs[0].is_part and also is None and not renumber:
+            return await staging.stage_part(self, conn, tenant, site, txs[0])  # type: ignore[no-any-return]
         now_ms = self._now_ms()
         async with conn.transaction():
             await conn.execute(SERVER_WRITER)  # not a direct write (migration 0004)
@@ -343,42 +381,39 @@ class ChangeStore:
         site: bytes,
         keyed: list[tuple[merge_plan.PlannedTx, list[shapes.RowKeys]]],
     ) -> tuple[list[int], int]:
-        entries = [entry for entry, _ in keyed]
+        created_at = schema.now_iso()
+        # One entry per transaction, or a group of entries for one too large
+        # for a frame (log_entries): its entries get consecutive positions.
+        planned = []
+        for entry, keys in keyed:
+            records = [merge_plan.conflict_record(c, created_at=created_at) for c in entry.conflicts]
+            found = log_entries.pieces(entry.changes, records, keys, max_bytes=self.max_entry_bytes)
+            planned.append((entry.origin_tx, found))
         # The tenant's log lock, held to commit: entries commit in seq order.
         await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOG_LOCK_CLASS, tenant))
-        cur = await conn.execute(
-            f"SELECT nextval('{SCHEMA}.change_log_seq') FROM generate_series(1, %s)", (len(entries),)
-        )
+        count = sum(len(found) for _, found in planned)
+        cur = await conn.execute(f"SELECT nextval('{SCHEMA}.change_log_seq') FROM generate_series(1, %s)", (count,))
         seqs = sorted(row[0] for row in await cur.fetchall())
-        created_at = schema.now_iso()
-        conflicts = 0
+        positioned = []
+        at = 0
+        for origin_tx, found in planned:
+            group_end = seqs[at + len(found) - 1] if len(found) > 1 else 0
+            for piece in found:
+                positioned.append((seqs[at], group_end, origin_tx, piece))
+                at += 1
         async with conn.cursor() as cur:
             async with cur.copy(
                 f"COPY {SCHEMA}.change_log (seq, tenant, origin_site, origin_tx, tables, payload, created_at, routing) "
                 f"FROM STDIN"
             ) as copy:
-                for seq, (entry, keys) in zip(seqs, keyed):
-                    records = [merge_plan.conflict_record(c, created_at=created_at) for c in entry.conflicts]
-                    payload = _encode(p.ServerTx(seq=seq, changes=entry.changes, conflicts=records))
-                    await copy.write_row(
-                        (seq, tenant, site, entry.origin_tx, entry.tables, payload, created_at, shapes.encode_keys(keys))
-                    )
-            if any(entry.conflicts for entry in entries):
-                async with cur.copy(
-                    f"COPY {SCHEMA}.conflicts (id, tenant, seq, tbl, row_id, col, winner_value, winner_hlc, "
-                    f"winner_site, loser_value, loser_hlc, loser_site, incoming_won, created_at) FROM STDIN"
-                ) as copy:
-                    for seq, entry in zip(seqs, entries):
-                        for c in entry.conflicts:
-                            conflicts += 1
-                            await copy.write_row(
-                                (
-                                    c.id, tenant, seq, c.table, c.row_id, c.column,
-                                    _encode(c.winner.value), c.winner.hlc, c.winner.site,
-                                    _encode(c.loser.value), c.loser.hlc, c.loser.site,
-                                    c.incoming_won, created_at,
-                                )
-                            )  # fmt: skip
+                for seq, group_end, origin_tx, piece in positioned:
+                    payload = log_entries.with_position(piece.body, seq, group_end)
+                    routing = shapes.encode_keys(piece.keys)
+                    await copy.write_row((seq, tenant, site, origin_tx, piece.tables, payload, created_at, routing))
+        with_conflicts = [(seq, piece.conflicts) for seq, _, _, piece in positioned if piece.conflicts]
+        conflicts = sum(len(records) for _, records in with_conflicts)
+        if with_conflicts:
+            await write_conflicts(conn, tenant, with_conflicts, created_at)
         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, tenant))
         return seqs, conflicts
 
@@ -390,11 +425,14 @@ class ChangeStore:
         refused: list[tuple[p.LocalTx, Refused]],
     ) -> list[p.Rejection]:
         async with conn.cursor() as cur:
+            # A part of a large transaction stands for all of it (its changes
+            # are those of the part that was refused, or that came last).
             await cur.executemany(
                 f"INSERT INTO {SCHEMA}.rejections (tenant, site, tx, first_seq, last_seq, code, message, changes) "
                 f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (tenant, site, tx.tx, tx.changes[0].seq, tx.changes[-1].seq, r.code, r.message, _encode(tx))
+                    (tenant, site, tx.tx, tx.changes[0].seq, tx.end_seq or tx.changes[-1].seq, r.code, r.message,
+                     _encode(tx))
                     for tx, r in refused
                 ],
             )
@@ -410,26 +448,33 @@ class ChangeStore:
         return [(entry.seq, entry.tx) for entry in entries], more
 
     async def read_entries(
-        self, tenant: str, after: int, *, limit: int = 200
+        self, tenant: str, after: int, *, limit: int = 200, max_bytes: int = DEFAULT_LOG_READ_BYTES
     ) -> tuple[list[shapes.LogEntry], bool, int]:
         """The tenant's log entries after ``after``, oldest first; whether more
         follow; and the oldest position the log serves (read in one statement,
-        so a compaction that removed entries is seen with its new horizon)."""
+        so a compaction that removed entries is seen with its new horizon).
+        At most ``limit`` entries, and no more after the one whose payload
+        reaches ``max_bytes`` in all (the entries of a large transaction are
+        large: a read holds a few of them, never the whole group)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT coalesce((SELECT oldest FROM {SCHEMA}.log_horizon WHERE tenant = %(t)s), 0), "
-                f"l.seq, l.payload, l.routing FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
-                f"SELECT seq, payload, routing FROM {SCHEMA}.change_log WHERE tenant = %(t)s AND seq > %(a)s "
-                f"ORDER BY seq LIMIT %(n)s) AS l ON true",
-                {"t": tenant, "a": after, "n": limit + 1},
+                f"l.seq, l.payload, l.routing, l.upto FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+                f"SELECT seq, payload, routing, upto FROM ("
+                f"SELECT seq, payload, routing, sum(octet_length(payload)) OVER (ORDER BY seq) AS upto "
+                f"FROM {SCHEMA}.change_log WHERE tenant = %(t)s AND seq > %(a)s ORDER BY seq LIMIT %(n)s"
+                f") AS w WHERE upto - octet_length(payload) < %(b)s) AS l ON true",
+                {"t": tenant, "a": after, "n": limit + 1, "b": max_bytes},
             )
             found = await cur.fetchall()
         oldest = found[0][0] if found else 0
         found = [row for row in found if row[1] is not None]
-        more = len(found) > limit
+        # Cut at the limit, or at the entry that reached max_bytes (the next
+        # read goes on; it may find nothing more).
+        more = len(found) > limit or bool(found and found[-1][4] >= max_bytes)
         entries = [
             shapes.LogEntry(seq, _decode_tx(payload), shapes.decode_keys(routing))
-            for _, seq, payload, routing in found[:limit]
+            for _, seq, payload, routing, _ in found[:limit]
         ]
         return entries, more, oldest
 
@@ -821,6 +866,30 @@ async def open_store(database_url: str, *, pool_size: int = 2, **options: Any) -
         async with pool.connection() as conn:
             catalog = await load_catalog(conn)
         yield ChangeStore(pool, catalog, **options)
+
+
+async def write_conflicts(
+    conn: psycopg.AsyncConnection,
+    tenant: str,
+    entries: Sequence[tuple[int, Sequence[p.ConflictRecord]]],
+    created_at: str,
+) -> None:
+    """Keep the conflict records of these log entries ((position, records))."""
+    async with conn.cursor() as cur:
+        async with cur.copy(
+            f"COPY {SCHEMA}.conflicts (id, tenant, seq, tbl, row_id, col, winner_value, winner_hlc, "
+            f"winner_site, loser_value, loser_hlc, loser_site, incoming_won, created_at) FROM STDIN"
+        ) as copy:
+            for seq, records in entries:
+                for c in records:
+                    await copy.write_row(
+                        (
+                            c.id, tenant, seq, c.table, c.row_id, c.column,
+                            _encode(c.winner_value), c.winner_hlc, c.winner_site,
+                            _encode(c.loser_value), c.loser_hlc, c.loser_site,
+                            c.incoming_won, created_at,
+                        )
+                    )  # fmt: skip
 
 
 _PG_ARRAY = {"text": "text", "integer": "bigint", "real": "double precision", "boolean": "boolean",

@@ -26,6 +26,17 @@ In READY the client pushes its local transactions in sequence order (at most
 not buried under a long offline queue) and receives the server's log from its
 cursor on. A session lives as long as one connection: a reconnect starts a new
 session from the cursor and acked sequence the driver persisted.
+
+Large transactions, both ways. Up: a local transaction too large for one push
+goes as parts (:attr:`LocalTx.end_seq <syncstore.core.protocol.LocalTx>`), each
+acked as staged (``Ack.staged_seq``) until the last one's Ack says the whole
+transaction is merged; a new connection goes on after what the server has
+staged (``Welcome.staged_seq``). Down: a server transaction logged as a group
+of entries (``ServerTx.group_end``) comes as :class:`RemotePart` events, to be
+kept aside, then one :class:`RemoteGroup` event once the stream has passed the
+group's end: apply the parts kept in one local transaction. The cursor the
+session reports never passes into a group that is not applied, so a cut
+connection sends the whole group again.
 """
 
 from __future__ import annotations
@@ -54,12 +65,14 @@ class State(enum.Enum):
 
 class Welcomed(NamedTuple):
     """The server accepted us. ``acked_seq`` is its record of our merged changes;
-    ``previous_acked`` what we believed before (greater means the server forgot)."""
+    ``previous_acked`` what we believed before (greater means the server forgot);
+    ``staged_seq`` how far it has staged the parts of our next transaction (0: none)."""
 
     tenant: str
     acked_seq: int
     previous_acked: int
     server_id: str
+    staged_seq: int = 0
 
 
 class Acked(NamedTuple):
@@ -74,6 +87,23 @@ class RemoteTx(NamedTuple):
     """One server transaction to apply locally, in one local transaction."""
 
     tx: p.ServerTx
+
+
+class RemotePart(NamedTuple):
+    """One entry of a server transaction logged as a group: keep it aside
+    (durably, or in bounded memory) until :class:`RemoteGroup` says the group
+    is whole. Apply nothing of it yet, and keep the cursor where it is."""
+
+    tx: p.ServerTx
+
+
+class RemoteGroup(NamedTuple):
+    """The stream has passed the end of a group: apply every part kept with
+    ``first <= seq <= end`` in one local transaction, with the cursor at ``end``
+    (parts the stream did not send were not for our shapes)."""
+
+    first: int
+    end: int
 
 
 class UpToDate(NamedTuple):
@@ -134,7 +164,8 @@ class RowsFetched(NamedTuple):
 
 
 Event = Union[
-    Welcomed, Acked, RemoteTx, UpToDate, SessionError, ResolutionsDelivered, SnapshotChunk, Resnapshot, RowsFetched
+    Welcomed, Acked, RemoteTx, RemotePart, RemoteGroup, UpToDate, SessionError, ResolutionsDelivered,
+    SnapshotChunk, Resnapshot, RowsFetched,
 ]
 
 
@@ -205,6 +236,10 @@ def take_batch(txs: Sequence[p.LocalTx], max_changes: int) -> list[p.LocalTx]:
     return batch
 
 
+def _seq(tx: p.ServerTx) -> int:
+    return tx.seq
+
+
 # --- the session ----------------------------------------------------------------
 
 
@@ -248,6 +283,8 @@ class ClientSession:
         self._streaming = False
         self.pushed_seq = acked_seq  # the last sequence sent (or known merged)
         self.max_frame = 0  # largest frame the server accepts (0: not given)
+        self.max_staged = 0  # most changes of a transaction pushed in parts (0: the server takes none)
+        self._group: tuple[int, int] | None = None  # a group being received: (first part seen, end)
         self.awaited_log_seq = 0  # where the server logged our pushes (Ack.log_seq)
         self._in_flight: deque[int] = deque()  # last sequence of each unacked push
         self._nonce = 0
@@ -301,6 +338,7 @@ class ClientSession:
             and not self._snapshots
             and not self._in_flight
             and not self._fetches
+            and self._group is None
             and self.cursor >= self.awaited_log_seq
         )
 
@@ -331,13 +369,19 @@ class ClientSession:
         self.state = State.HELLO_SENT
 
     def push(self, txs: Sequence[p.LocalTx]) -> None:
-        """Send local transactions, which must follow the last ones sent."""
+        """Send local transactions, which must follow the last ones sent; or
+        one part of a transaction (alone, to a server that takes parts)."""
         if not self.can_push:
             raise ProtocolError(
                 f"cannot push now (state {self.state.value}, {len(self._in_flight)} pushes in flight)", code="state"
             )
         if not txs or any(not tx.changes for tx in txs):
             raise ProtocolError("a push carries whole, non-empty transactions", code="state")
+        if any(tx.is_part for tx in txs):
+            if len(txs) > 1 or not self.max_staged:
+                raise ProtocolError("a part of a transaction goes alone, to a server that takes parts", code="state")
+            if txs[0].end_seq < txs[0].changes[-1].seq:
+                raise ProtocolError("a part's end_seq is its transaction's last sequence", code="state")
         seqs = [c.seq for tx in txs for c in tx.changes]
         if seqs[0] <= self.pushed_seq or any(b <= a for a, b in zip(seqs, seqs[1:])):
             raise ProtocolError(
@@ -410,13 +454,17 @@ class ClientSession:
         # (a restored database), the changes after it are sent again; the
         # server applies each (site, seq) at most once, so nothing doubles.
         self.acked_seq = msg.acked_seq
-        self.pushed_seq = msg.acked_seq
+        # Parts of the next transaction the server staged on an earlier
+        # connection are not sent again (the driver may still start over).
+        self.pushed_seq = max(msg.acked_seq, msg.staged_seq)
         self.tenant = msg.tenant
         self.max_frame = msg.max_frame
+        self.max_staged = msg.max_staged
         if msg.max_batch > 0:
             self.max_batch = min(self.max_batch, msg.max_batch)
         self.state = State.READY
-        self._events.append(Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id))
+        staged = msg.staged_seq if msg.staged_seq > msg.acked_seq else 0
+        self._events.append(Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id, staged))
         self.subscribe(self.subscriptions)
 
     def subscribe(self, subscriptions: Sequence[Subscription]) -> None:
@@ -449,7 +497,8 @@ class ClientSession:
         # the same replica (a second process) may have pushed the rest.
         self.pushed_seq = max(self.pushed_seq, msg.upto_seq)
         self.awaited_log_seq = max(self.awaited_log_seq, msg.log_seq)
-        while self._in_flight and self._in_flight[0] <= msg.upto_seq:
+        answered = max(msg.upto_seq, msg.staged_seq)  # a part is answered once staged
+        while self._in_flight and self._in_flight[0] <= answered:
             self._in_flight.popleft()
         if msg.upto_seq > self.acked_seq or msg.rejected:
             self.acked_seq = max(self.acked_seq, msg.upto_seq)
@@ -457,20 +506,54 @@ class ClientSession:
 
     def _on_changes(self, msg: p.Changes) -> None:
         self._require_ready(msg)
-        for tx in msg.txs:
-            # Every transaction is handed on, even one at or below the cursor:
-            # the merge is idempotent and commutative, so a duplicate or late
-            # delivery is harmless, while skipping one could lose a change.
-            self._events.append(RemoteTx(tx))
-            self.cursor = max(self.cursor, tx.seq)
+        txs = msg.txs
+        if any(tx.group_end for tx in txs):
+            txs = sorted(txs, key=_seq)  # the log's order, which a group's parts rely on
+        for tx in txs:
+            self._take(tx)
         self._streaming = True
         if msg.cursor:
             # An UpToDate folded into the frame (servers that do not fold send it apart).
             self._on_up_to_date(p.UpToDate(cursor=msg.cursor))
 
+    def _take(self, tx: p.ServerTx) -> None:
+        group = self._group
+        if group is not None and tx.group_end != group[1]:
+            self._end_group()  # the stream has passed the group: what it did not send was not ours
+            group = None
+        if group is not None or (tx.continued and tx.group_end > self.cursor):
+            # A part of a group not applied yet: kept aside until the stream passes its end.
+            if group is None:
+                self._group = group = (tx.seq, tx.group_end)
+            self._events.append(RemotePart(tx))
+            if tx.seq >= group[1]:
+                self._end_group()
+            return
+        # Every transaction is handed on, even one at or below the cursor (a
+        # group applied before, sent again, comes part by part): the merge is
+        # idempotent and commutative, so a duplicate or late delivery is
+        # harmless, while skipping one could lose a change.
+        self._events.append(RemoteTx(tx))
+        self.cursor = max(self.cursor, tx.seq)
+
+    def _end_group(self) -> None:
+        assert self._group is not None
+        first, end = self._group
+        self._group = None
+        self._events.append(RemoteGroup(first, end))
+        self.cursor = max(self.cursor, end)
+
     def _on_up_to_date(self, msg: p.UpToDate) -> None:
         self._require_ready(msg)
-        self.cursor = max(self.cursor, msg.cursor)
+        cursor = msg.cursor
+        if self._group is not None:
+            if cursor >= self._group[1]:
+                self._end_group()
+            else:
+                # Up to date inside a group (a delivery cut between two of its
+                # parts): the cursor stays before it until it is applied.
+                cursor = min(cursor, self._group[0] - 1)
+        self.cursor = max(self.cursor, cursor)
         self.up_to_date = True
         self._streaming = True
         self._events.append(UpToDate(self.cursor))
@@ -479,6 +562,7 @@ class ClientSession:
         self._require_ready(msg)
         self.subscribed = False
         self.up_to_date = False
+        self._group = None  # its parts kept aside are dropped with the shapes' rows
         self._snapshots.clear()
         self._events.append(Resnapshot(msg.oldest))
 

@@ -11,6 +11,8 @@ A session, from the client's side::
     <- Welcome(tenant, acked_seq, ...)            what the server has of mine
     -> Push(txs)                                  my local transactions, in order
     <- Ack(upto_seq, rejected)                    durably merged up to here
+    -> Push([part]) ... Push([last part])         a transaction too large for one push
+    <- Ack(staged_seq) ... Ack(upto_seq)          each part staged; the last merges it whole
     -> Subscribe(shapes, cursor)                  what I want to receive
     <- Snapshot(...)* / Changes(txs)*             current rows, then the log
     <- UpToDate(cursor)                           caught up; live from here
@@ -60,10 +62,23 @@ class LocalChange(msgspec.Struct, frozen=True, array_like=True):
 
 
 class LocalTx(msgspec.Struct, frozen=True, array_like=True):
-    """Changes committed together on the client: applied together or not at all."""
+    """Changes committed together on the client: applied together or not at all.
+
+    A transaction too large for one push goes as parts, each alone in its
+    Push, in sequence order: ``end_seq`` is then the sequence number of the
+    transaction's last change and ``total`` its number of changes. The server
+    stages each part and merges the whole transaction, atomically, when the
+    part holding ``end_seq`` arrives. ``end_seq`` 0: the whole transaction.
+    """
 
     tx: int
     changes: list[LocalChange]
+    end_seq: int = 0
+    total: int = 0
+
+    @property
+    def is_part(self) -> bool:
+        return self.end_seq != 0
 
 
 class RowChange(msgspec.Struct, frozen=True, array_like=True):
@@ -120,11 +135,23 @@ class Columns(msgspec.Struct, frozen=True, array_like=True):
 
 class ServerTx(msgspec.Struct, frozen=True, array_like=True):
     """What one server transaction changed, at its position in the server's log,
-    and the conflicts it recorded (sent to the tenant's clients for their rows)."""
+    and the conflicts it recorded (sent to the tenant's clients for their rows).
+
+    A server transaction too large for one log entry is logged as a group of
+    consecutive entries, each with ``group_end``, the position of the group's
+    last entry: a client applies the whole group in one local transaction, and
+    its cursor passes none of it before. ``group_end`` 0 (or equal to ``seq``
+    on the last entry): nothing more belongs with this one."""
 
     seq: int
     changes: list[RowChange]
     conflicts: list[ConflictRecord] = []
+    group_end: int = 0
+
+    @property
+    def continued(self) -> bool:
+        """More entries of this transaction's group follow this one."""
+        return self.group_end > self.seq
 
 
 class Shape(msgspec.Struct, frozen=True):
@@ -167,6 +194,12 @@ class Welcome(_Message, tag="welcome"):
     server_time_ms: int = 0
     max_batch: int = 0  # most changes one Push may carry (0: no limit given)
     max_frame: int = 0  # largest frame in bytes the server accepts
+    # Most changes one transaction may carry when pushed in parts (LocalTx.end_seq);
+    # 0: this server takes no parts (an older one: a transaction goes whole).
+    max_staged: int = 0
+    # The last sequence of this site's next transaction already staged from
+    # parts pushed before (0: none): the client goes on after it.
+    staged_seq: int = 0
 
 
 class Push(_Message, tag="push"):
@@ -181,6 +214,9 @@ class Ack(_Message, tag="ack"):
     # (the merged cells, the conflict records it made) waits for its cursor
     # to reach it.
     log_seq: int = 0
+    # A part of a transaction is staged up to here (not merged: ``upto_seq``
+    # stays before the transaction until its last part is merged with the rest).
+    staged_seq: int = 0
 
 
 class Subscribe(_Message, tag="subscribe"):

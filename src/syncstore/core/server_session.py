@@ -22,7 +22,10 @@ Actions for the driver, in the order they are queued:
 - :class:`Authenticate`: check the token; then :meth:`accept` or :meth:`refuse`.
 - :class:`Merge`: merge these local transactions of the session's site, each
   atomically and at most once; then :meth:`merged` (or :meth:`merge_failed`).
-  At most one merge is asked for at a time, in the order the pushes came.
+  At most one merge is asked for at a time, in the order the pushes came. A
+  Merge may hold one part of a large transaction (``LocalTx.end_seq``, alone):
+  stage it, and merge the whole transaction with the part holding its last
+  change; :meth:`merged` then says how far it is staged (``staged_seq``).
 - :class:`ReadLog`: read the tenant's log after a position; then
   :meth:`log_read`. At most one read is asked for at a time.
 - :class:`ReadSnapshot`: read one chunk of a shape's current rows (keyset
@@ -262,6 +265,22 @@ def _fetch_problem(msg: p.Fetch, tables: frozenset[str]) -> str:
     return ""
 
 
+def _part_problem(txs: list[p.LocalTx], seqs: list[int], max_batch: int, max_staged: int) -> str:
+    """What is wrong with a Push holding a part of a transaction ("" if nothing)."""
+    part = txs[0]
+    if not max_staged:
+        return "this server takes no transactions in parts"
+    if len(txs) > 1:
+        return "a part of a transaction goes alone in its Push"
+    if not seqs[-1] <= part.end_seq <= MAX_INT64:
+        return f"a part's end_seq ({part.end_seq}) is the sequence of its transaction's last change"
+    if not len(seqs) <= part.total <= MAX_INT64:
+        return f"a part's total ({part.total}) counts every change of its transaction"
+    if len(seqs) > max_batch:
+        return f"a part carries at most {max_batch} changes, got {len(seqs)}"
+    return ""
+
+
 class Identity(NamedTuple):
     """Who the token says the peer is."""
 
@@ -289,11 +308,13 @@ class ServerSession:
         server_id: str = "",
         schema: int = 0,
         now_ms: Callable[[], int] = wall_ms,
+        max_staged: int = 0,
     ):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.tables = frozenset(tables)
         self.max_batch = max_batch
+        self.max_staged = max_staged  # most changes of a transaction pushed in parts (0: none taken)
         self.max_frame = max_frame
         self.server_id = server_id
         self.schema = schema
@@ -391,8 +412,9 @@ class ServerSession:
 
     # --- input: what the driver did -----------------------------------------
 
-    def accept(self, identity: Identity, *, acked_seq: int) -> None:
-        """The token is good; ``acked_seq`` is the server's record for this site."""
+    def accept(self, identity: Identity, *, acked_seq: int, staged_seq: int = 0) -> None:
+        """The token is good; ``acked_seq`` is the server's record for this
+        site, ``staged_seq`` how far the parts of its next transaction are staged."""
         if self.state is not State.AUTHENTICATING:
             raise ProtocolError(f"accept() in state {self.state.value}", code="state")
         self.identity = identity
@@ -409,6 +431,8 @@ class ServerSession:
                 server_time_ms=self._now_ms(),
                 max_batch=self.max_batch,
                 max_frame=self.max_frame,
+                max_staged=self.max_staged,
+                staged_seq=staged_seq if staged_seq > acked_seq else 0,
             )
         )
 
@@ -418,16 +442,20 @@ class ServerSession:
             raise ProtocolError(f"refuse() in state {self.state.value}", code="state")
         self._error(code, message, fatal=True, close_code=CLOSE_POLICY_VIOLATION)
 
-    def merged(self, *, upto_seq: int, rejected: Sequence[p.Rejection] = (), log_seq: int = 0) -> None:
+    def merged(
+        self, *, upto_seq: int, rejected: Sequence[p.Rejection] = (), log_seq: int = 0, staged_seq: int = 0
+    ) -> None:
         """The merge asked for last is durable up to ``upto_seq``; ``log_seq`` is
-        the log position of the last entry it added (0: none)."""
+        the log position of the last entry it added (0: none); ``staged_seq``
+        how far a part pushed is staged (0: nothing staged)."""
         if not self._merging:
             raise ProtocolError("merged() with no merge running", code="state")
         self._merging = False
         self.acked_seq = max(self.acked_seq, upto_seq)
         if self.state is State.CLOSED:
             return
-        self._send(p.Ack(upto_seq=self.acked_seq, rejected=list(rejected), log_seq=log_seq))
+        staged = staged_seq if staged_seq > self.acked_seq else 0
+        self._send(p.Ack(upto_seq=self.acked_seq, rejected=list(rejected), log_seq=log_seq, staged_seq=staged))
         if log_seq > self.position and self.started and not self._draining and any(not s.whole for s in self.shapes):
             # The client settles once its cursor passes what its push added, but
             # a filtered stream is sent only the entries its shapes select: read
@@ -670,6 +698,10 @@ class ServerSession:
             seqs.extend(change.seq for change in tx.changes)
         if any(b <= a for a, b in zip(seqs, seqs[1:])) or seqs[0] < 1 or seqs[-1] > MAX_INT64:
             self._error("bad_push", "changes must come in increasing sequence order, from 1", fatal=False)
+            return
+        problem = _part_problem(msg.txs, seqs, self.max_batch, self.max_staged) if any(t.is_part for t in msg.txs) else ""
+        if problem:
+            self._error("bad_push", problem, fatal=False)
             return
         if len(msg.txs) > 1 and len(seqs) > self.max_batch:
             # One transaction larger than the limit may come alone (it is never

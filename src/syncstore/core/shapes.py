@@ -203,7 +203,7 @@ def select(entry: LogEntry, shapes: Mapping[str, Sequence[ShapeFilter]]) -> p.Se
         return None
     if whole:
         return tx
-    return p.ServerTx(seq=tx.seq, changes=changes, conflicts=conflicts)
+    return p.ServerTx(seq=tx.seq, changes=changes, conflicts=conflicts, group_end=tx.group_end)
 
 
 def _match_any(filters: Sequence[ShapeFilter] | None, keys: RowKeys | None, change: p.RowChange | None) -> Match:
