@@ -91,7 +91,8 @@ class ConnectionHandler:
         self.limits = limits
         self.session = ss.ServerSession(
             tables=store.catalog.tables,
-            max_batch=limits.max_batch,
+            # A larger transaction comes in parts, each no larger than what one may hold.
+            max_batch=min(limits.max_batch, store.max_tx_changes),
             max_frame=limits.max_frame,
             server_id=limits.server_id,
             schema=limits.schema,

@@ -52,9 +52,9 @@ def test_acks_give_read_your_writes(sync_server, tenant, replicas):
 
 
 def test_a_rejected_push_is_kept_shown_and_blocks_nothing(sync_database, tenant, replicas):
-    # A server that takes at most 5 changes per transaction: a bigger local
-    # transaction is valid here and refused there, for good.
-    strict = RunningServer(sync_database, max_tx_changes=5)
+    # A server that takes at most 6 changes per transaction (in parts of 5): a
+    # bigger local transaction is valid here and refused there, for good.
+    strict = RunningServer(sync_database, max_tx_changes=5, max_staged_changes=6)
     try:
         a, b = replicas("a"), replicas("b")
         token = strict.token(tenant)
@@ -189,7 +189,14 @@ def test_pushes_stay_under_the_servers_frame_limit(sync_database, tenant, replic
         assert result.pushed == 12
         assert len(server_rows(sync_database, tenant)) == 12
 
-        a.insert_many("tasks", [{"title": f"big {i}", "description": "d" * 600} for i in range(10)])
+        # One local transaction larger than a frame goes in parts, merged whole.
+        big = a.insert_many("tasks", [{"title": f"big {i}", "description": "d" * 600} for i in range(10)])
+        result = a.sync(small.url, token=small.token(tenant))
+        assert result.pushed == 10 and result.rejected == 0
+        assert set(big) <= set(server_rows(sync_database, tenant))
+
+        # One change larger than a frame cannot be split: the client says so and stops.
+        a.tasks.create("huge", description="d" * 5000)
         with pytest.raises(SyncError) as exc:
             a.sync(small.url, token=small.token(tenant))
         assert exc.value.code == "too_large" and "cannot be split" in str(exc.value)

@@ -6,13 +6,20 @@ It joins three things that know nothing of each other: the protocol session
 (:mod:`syncstore.sync.state`). The change log is the offline queue: pushes are
 read from it after the last sequence the server has, so whatever was written
 while offline, or by another process on the same file, goes out in order.
+
+A local transaction of any size reaches the server: one too large for a push
+(more changes than ``max_batch``, or more bytes than the server's frame) goes
+in parts that the server stages and merges whole (when the server takes parts;
+see :mod:`syncstore_server.staging`), read from the log a part at a time. A
+server transaction logged as a group of entries is kept aside part by part in
+the replica and applied in one local transaction once whole.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import msgspec
 
@@ -22,7 +29,7 @@ from syncstore.core import shapes as sh
 from syncstore.core.server_session import parse_resume
 from syncstore.errors import AuthError, ProtocolError, SyncError
 from syncstore.replica.store import Change, Replica
-from syncstore.sync.state import SyncState, synced_tables, whole_tables
+from syncstore.sync.state import PAGE, SyncState, synced_tables, whole_tables
 from syncstore.sync.transport import DEFAULT_MAX_FRAME, DEFAULT_OPEN_TIMEOUT, Closed, Received, Transport
 
 # Codes of server errors that no retry can fix: the token, then the rest.
@@ -36,6 +43,14 @@ def fatal(message: str, *, code: str) -> SyncError:
     exc.code = code
     exc.retryable = False
     return exc
+
+
+class Extent(NamedTuple):
+    """Where a local transaction lies in the change log."""
+
+    first: int  # its first sequence number
+    end: int  # its last
+    count: int  # its changes
 
 
 class RoundResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,6 +110,7 @@ class SyncConnection:
         self._filtered: dict[str, sh.ShapeFilter] = {}
         self._chunk_after: dict[str, str] = {}  # per snapshot: the id its last chunk this session ended at
         self._fetch_upto = 0  # this connection asked for the rows of our changes up to here
+        self._extents: dict[int, Extent] = {}  # local transactions being pushed in parts
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -120,8 +136,12 @@ class SyncConnection:
         # connection that took their chunks: check from there on.
         self._chunk_after = {sub.id: _resumed_after(sub) for sub in subscriptions if sub.snapshot and sub.resume}
         self._fetch_upto = 0
+        self._extents = {}
         if self._filtered:
             self.state.start_reconciling()
+        # Parts of a group kept by a connection cut before its end: the cursor
+        # is before the group, so this connection receives it again whole.
+        self.state.drop_parts()
         session = cs.ClientSession(
             token=self._token,
             site=self.replica.site_id,
@@ -199,6 +219,11 @@ class SyncConnection:
         entries = self.replica.changes(after=session.pushed_seq, limit=limit + 1)
         if not entries:
             return []
+        if session.max_staged:
+            extent = self._extent(entries[0].tx)
+            if entries[0].seq > extent.first or extent.count > limit:
+                # Too large for one push, or being sent in parts already.
+                return [self._part(session, entries, extent)]
         txs = cs.group_transactions(entries)
         if len(entries) > limit:
             # The read stopped inside the log: its last transaction may go on.
@@ -212,6 +237,8 @@ class SyncConnection:
             while len(batch) > 1 and len(p.encode(p.Push(txs=batch))) > max_frame:
                 batch = batch[: len(batch) // 2]
             size = len(p.encode(p.Push(txs=batch)))
+            if size > max_frame and session.max_staged:
+                return [self._part(session, entries, self._extent(batch[0].tx))]
             if size > max_frame:
                 raise fatal(
                     f"local transaction {batch[0].tx} is {size} bytes as one push, more than the "
@@ -219,6 +246,37 @@ class SyncConnection:
                     code="too_large",
                 )
         return batch
+
+    def _part(self, session: cs.ClientSession, entries: list, extent: Extent) -> p.LocalTx:
+        """The next part of a transaction too large for one push: its next
+        changes (those read, at most ``max_batch``), under the frame limit."""
+        tx = entries[0].tx
+        changes = cs.group_transactions([e for e in entries[: session.max_batch] if e.tx == tx])[0].changes
+        part = p.LocalTx(tx, changes, extent.end, extent.count)
+        max_frame = session.max_frame
+        if max_frame > 0:
+            size = len(p.encode(p.Push(txs=[part])))
+            while size > max_frame and len(changes) > 1:
+                # Fewer changes, in proportion (with a margin), until it fits.
+                changes = changes[: max(1, min(len(changes) - 1, len(changes) * max_frame * 9 // (size * 10)))]
+                part = p.LocalTx(tx, changes, extent.end, extent.count)
+                size = len(p.encode(p.Push(txs=[part])))
+            if size > max_frame:
+                raise fatal(
+                    f"a change of local transaction {tx} is {size} bytes as one push, more than the "
+                    f"server accepts ({max_frame}); one change cannot be split",
+                    code="too_large",
+                )
+        return part
+
+    def _extent(self, tx: int) -> Extent:
+        found = self._extents.get(tx)
+        if found is None:
+            first, end, count = self.replica.connection.execute(
+                "select min(seq), max(seq), count(*) from _ss_changes where tx = ?", (tx,)
+            ).fetchone()
+            found = self._extents[tx] = Extent(first, end, count)
+        return found
 
     def _whole_tx(self, after: int, tx: int) -> list:
         entries = []
@@ -237,6 +295,14 @@ class SyncConnection:
                 applied = self.state.apply(event.tx)
                 self._counts["received"] += 1
                 self._counts["conflicts"] += len(event.tx.conflicts)
+                if applied and self._notify is not None:
+                    self._notify(applied)
+            elif isinstance(event, cs.RemotePart):
+                self.state.keep_part(event.tx)
+                self._counts["conflicts"] += len(event.tx.conflicts)
+            elif isinstance(event, cs.RemoteGroup):
+                applied = self.state.apply_group(event.first, event.end)
+                self._counts["received"] += 1
                 if applied and self._notify is not None:
                     self._notify(applied)
             elif isinstance(event, cs.Acked):
@@ -268,6 +334,7 @@ class SyncConnection:
                 self.state.reported(event.conflict_ids)
             elif isinstance(event, cs.Welcomed):
                 self._welcomed(event)
+                self._resume_staged(session, event)
                 # Pushes merged on a connection that dropped before their Ack,
                 # or whose fetches were cut off with it.
                 self._reconcile_acked(session, event.acked_seq)
@@ -293,9 +360,15 @@ class SyncConnection:
         for found in self._filtered.values():
             columns.setdefault(found.table, set()).update(column for column, _ in found.where)
         wanted: dict[str, list[str]] = {}
-        for change in self.replica.changes(after=start, limit=upto - start):
-            if change.seq <= upto and columns.get(change.table, set()) & set(change.values):
-                wanted.setdefault(change.table, []).append(change.id)
+        after = start
+        while after < upto:  # a page at a time: one acked transaction may hold any number of changes
+            page = self.replica.changes(after=after, limit=min(PAGE, upto - after))
+            if not page:
+                break
+            for change in page:
+                if change.seq <= upto and columns.get(change.table, set()) & set(change.values):
+                    wanted.setdefault(change.table, []).append(change.id)
+            after = page[-1].seq
         for table, ids in wanted.items():
             session.fetch(table, ids)
         if not session.fetching:
@@ -344,6 +417,17 @@ class SyncConnection:
                 code="site_reused",
             )
         self.state.welcomed(tenant=event.tenant, acked_seq=event.acked_seq)
+
+    def _resume_staged(self, session: cs.ClientSession, event: cs.Welcomed) -> None:
+        """The server staged parts of our next transaction on an earlier
+        connection: go on after them, if they lie inside that transaction
+        (else start it over; what is sent again replaces what was staged)."""
+        if not event.staged_seq:
+            return
+        following = self.replica.changes(after=event.acked_seq, limit=1)
+        extent = self._extent(following[0].tx) if following else None
+        if extent is None or not following[0].seq <= event.staged_seq < extent.end:
+            session.pushed_seq = session.acked_seq
 
     def _server_error(self, event: cs.SessionError) -> None:
         # Even an error the server calls non-fatal ends this connection: it

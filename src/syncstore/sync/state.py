@@ -3,7 +3,8 @@
 Positions and the last error are ``sync.*`` keys in ``_ss_meta``; rejected
 pushes and conflict records are the local-only tables of replica migration
 0003; the shapes synced, and where a cut-off snapshot continues, are
-``_ss_shapes`` (migration 0008). Every write that moves a position happens in the same SQLite
+``_ss_shapes`` (migration 0008); the parts of a server transaction logged as
+a group wait in ``_ss_group_parts`` (migration 0010) until it is whole. Every write that moves a position happens in the same SQLite
 transaction as the data it stands for, so a crash never leaves a cursor ahead
 of the rows it claims (nothing skipped) or an acked sequence ahead of the
 server (nothing left unsent).
@@ -123,6 +124,18 @@ LAST_CONNECTED_AT = "sync.last_connected_at"
 LAST_SYNCED_AT = "sync.last_synced_at"
 
 _encode = msgspec.msgpack.encode
+_decode_server_tx = msgspec.msgpack.Decoder(p.ServerTx).decode
+_encode_change = msgspec.msgpack.Encoder().encode
+PAGE = 5_000  # change log entries read at a time (a local transaction may hold any number)
+
+
+def _array_header(n: int) -> bytes:
+    """The MessagePack header of an array of ``n`` items."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def synced_tables() -> list[str]:
@@ -231,15 +244,27 @@ class SyncState:
                 self._set(ACKED, upto_seq)
 
     def _pushed_tx(self, tx: int) -> bytes:
-        """The refused transaction as it was pushed, read back from the change log."""
-        entries = [
-            LoggedChange(seq, txn, tbl, pk, hlc, clocks.decode_values(cols), clocks.decode_seen(seen))
-            for seq, txn, tbl, pk, hlc, cols, seen in self._conn.execute(
-                "select seq, tx, tbl, pk, hlc, cols, seen from _ss_changes where tx = ? order by seq", (tx,)
-            )
-        ]
-        txs = group_transactions(entries)
-        return _encode(txs[0] if txs else p.LocalTx(tx=tx, changes=[]))
+        """The refused transaction as it was pushed (a LocalTx, MessagePack),
+        read back from the change log a page at a time: a transaction of any
+        size is encoded without holding all its changes at once."""
+        count = self._conn.execute("select count(*) from _ss_changes where tx = ?", (tx,)).fetchone()[0]
+        parts = [_array_header(4), _encode(tx), _array_header(count)]
+        after = -1
+        while True:
+            page = [
+                LoggedChange(seq, txn, tbl, pk, hlc, clocks.decode_values(cols), clocks.decode_seen(seen))
+                for seq, txn, tbl, pk, hlc, cols, seen in self._conn.execute(
+                    "select seq, tx, tbl, pk, hlc, cols, seen from _ss_changes where tx = ? and seq > ? "
+                    "order by seq limit ?",
+                    (tx, after, PAGE),
+                )
+            ]
+            if not page:
+                break
+            parts.extend(map(_encode_change, group_transactions(page)[0].changes))
+            after = page[-1].seq
+        parts.append(_encode(0) + _encode(0))  # end_seq, total: the whole transaction
+        return b"".join(parts)
 
     def apply(self, tx: p.ServerTx) -> list[Change]:
         """Apply one server transaction, its conflict records and the cursor, atomically."""
@@ -268,6 +293,49 @@ class SyncState:
                 for c in records
             ],
         )
+
+    # --- a server transaction logged as a group of entries ---------------------
+
+    def keep_part(self, tx: p.ServerTx) -> None:
+        """Keep one part of a group until the group is whole (its own transaction;
+        the cursor does not move)."""
+        with self.replica.transaction():
+            self._conn.execute(
+                "insert or replace into _ss_group_parts (seq, group_end, tx) values (?, ?, ?)",
+                (tx.seq, tx.group_end, _encode(tx)),
+            )
+
+    def apply_group(self, first: int, end: int) -> list[Change]:
+        """Apply every part kept from ``first`` to ``end`` (a whole group), its
+        conflict records and the cursor, in one local transaction, a part at a
+        time; the parts go."""
+        applied: list[Change] = []
+        with self.replica.transaction():
+            seqs = [
+                row[0]
+                for row in self._conn.execute(
+                    "select seq from _ss_group_parts where seq between ? and ? order by seq", (first, end)
+                )
+            ]
+            for seq in seqs:
+                (blob,) = self._conn.execute("select tx from _ss_group_parts where seq = ?", (seq,)).fetchone()
+                tx = _decode_server_tx(blob)
+                remote = _remote(tx.changes)
+                if remote:
+                    applied.extend(self.replica.apply_remote(remote))
+                if tx.conflicts:
+                    self._store_conflicts(tx.conflicts, tx.seq)
+            self._conn.execute("delete from _ss_group_parts where seq <= ?", (end,))
+            if end > self.cursor:
+                self._set(CURSOR, end)
+        return applied
+
+    def drop_parts(self) -> None:
+        """Forget the parts kept of a group not applied (a new connection: the
+        cursor is before the group, which comes again whole)."""
+        if self._conn.execute("select 1 from _ss_group_parts limit 1").fetchone() is not None:
+            with self.replica.transaction():
+                self._conn.execute("delete from _ss_group_parts")
 
     def up_to_date(self, cursor: int) -> None:
         """Caught up: keep the cursor and clear the last error (the connection works)."""
@@ -516,5 +584,6 @@ class SyncState:
                 if found.whole:
                     self._conn.execute("delete from _ss_tombstones where tbl = ?", (tbl.name,))
             self._conn.execute("update _ss_shapes set state = 'snapshot', position = 0, resume = ''")
+            self._conn.execute("delete from _ss_group_parts")
             self._set(CURSOR, 0)
         return True
