@@ -525,8 +525,16 @@ class ServerSession:
     def deliver(self, entries: Sequence[tuple[int, p.ServerTx]]) -> None:
         """Live: new log entries the driver selected for this session's shapes.
         Each delivery ends up to date at its last entry: one Changes carrying
-        the cursor for a client that reads it, else Changes then UpToDate."""
+        the cursor for a client that reads it, else Changes then UpToDate.
+        Entries of a group (a large transaction) are read instead, paced."""
         if self.state is not State.READY or not self.live or not entries:
+            return
+        if any(tx.group_end for _, tx in entries):
+            # A large transaction's entries: read from the log at the client's
+            # pace (each read waits for the last to be sent) rather than queued
+            # whole for the socket; the stream goes live again at the end.
+            self._leave_live()
+            self._read_or_wake()
             return
         if isinstance(entries, Delivery) and entries[0][0] > self.position:
             # All of it is new to this stream (the usual case): the frames the
