@@ -10,6 +10,11 @@ parts, either way, resumes without doubling or losing anything.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import uuid
 from typing import Any
@@ -18,6 +23,7 @@ import apsw
 import msgspec
 import pytest
 
+import syncstore
 from syncstore.core import protocol as p
 from syncstore.errors import SyncError
 from syncstore.legacy import import_legacy
@@ -214,6 +220,51 @@ def test_a_push_cut_between_parts_resumes_after_what_is_staged(small, tenant, re
     found = pg(small.database_url, "select id from syncstore.task_messages where tenant = %s", tenant)
     assert sorted(row[0] for row in found) == sorted(ids)  # each exactly once
     assert staged(small.database_url, tenant) == (0, 0)
+
+
+PUSHER = textwrap.dedent(
+    """
+    import os, sys
+    import syncstore
+    store = syncstore.open(sys.argv[1])
+    # One part in flight at a time: a long push to kill in the middle of.
+    store.sync(sys.argv[2], token=os.environ["SYNCSTORE_TOKEN"], timeout=300, max_batch=50, max_in_flight=1)
+    """
+)
+
+
+def test_kill_9_of_the_client_between_parts_loses_nothing_and_doubles_nothing(small, tenant, tmp_path):
+    path = str(tmp_path / "pusher.db")
+    with syncstore.open(path) as store:
+        _, ids = write_large(store)
+        site = store.site_id
+    env = {**os.environ, "SYNCSTORE_TOKEN": small.token(tenant)}
+    proc = subprocess.Popen([sys.executable, "-c", PUSHER, path, small.url], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        while staged(small.database_url, tenant)[1] < 500 and proc.poll() is None:
+            pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    changes, at_kill = staged(small.database_url, tenant)
+    assert 500 <= at_kill < MESSAGES, "the kill must land between two parts"
+    assert pg_messages(small.database_url, tenant) == 0
+
+    with syncstore.open(path) as store:
+        Recording.sent = []
+        store.sync(small.url, token=small.token(tenant), transport_factory=Recording, timeout=WAIT)
+        first = next(m for m in Recording.sent if isinstance(m, p.Push)).txs[0]
+        assert first.changes[0].seq > at_kill - 200  # went on after (about) what was staged, not from the start
+        assert store.sync_status().pending_changes == 0
+    found = pg(small.database_url, "select id from syncstore.task_messages where tenant = %s", tenant)
+    assert sorted(row[0] for row in found) == sorted(ids)
+    entries = pg(
+        small.database_url,
+        "select count(distinct origin_tx) from syncstore.change_log where tenant = %s and origin_site = %s", tenant, site,
+    )  # fmt: skip
+    assert entries == [(1,)] and staged(small.database_url, tenant) == (0, 0)
 
 
 class CutInsideGroup(Transport):
