@@ -24,7 +24,9 @@ queue into change log entries:
   whole to its subscribers and one moving out still reaches the old shape's.
 - **Transactions stay whole**: the rows one direct transaction wrote become one
   server transaction (split only when it is larger than ``max_entry_rows`` rows
-  or ``max_entry_bytes``, so no client is sent a frame it cannot take).
+  or ``max_entry_bytes``, so no client is sent a frame it cannot take: then its
+  entries form a group, ``ServerTx.group_end``, which clients apply whole; a
+  transaction larger than a publishing batch goes in several groups).
 - **One publisher at a time** across instances (a transaction-level advisory
   lock: the others wait, then find what is left), so each queued write is
   published once, in queue order.
@@ -259,12 +261,26 @@ class DirectWrites:
                 f"COPY {SCHEMA}.change_log (seq, tenant, origin_site, origin_tx, tables, payload, created_at, routing) "
                 f"FROM STDIN"
             ) as copy:
-                for seq, (xid, changes, keys) in zip(seqs, entries):
-                    payload = _encode(p.ServerTx(seq=seq, changes=changes))
+                ends = _group_ends(seqs, [xid for xid, _, _ in entries])
+                for seq, group_end, (xid, changes, keys) in zip(seqs, ends, entries):
+                    payload = _encode(p.ServerTx(seq=seq, changes=changes, group_end=group_end))
                     tables = sorted({c.table for c in changes})
                     routing = shapes.encode_keys(keys)
                     await copy.write_row((seq, tenant, SQL_SITE, xid, tables, payload, created_at, routing))
         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, tenant))
+
+
+def _group_ends(seqs: list[int], xids: list[int]) -> list[int]:
+    """Per entry, the position of the last entry of its direct transaction when
+    it was split into several (its group), else 0."""
+    ends = [0] * len(seqs)
+    start = 0
+    for i in range(1, len(seqs) + 1):
+        if i == len(seqs) or xids[i] != xids[start]:
+            if i - start > 1:
+                ends[start:i] = [seqs[i - 1]] * (i - start)
+            start = i
+    return ends
 
 
 def _row_change(table: str, row_id: str, columns: set[str], held: dict[str, Any]) -> p.RowChange | None:

@@ -185,8 +185,10 @@ def test_one_direct_transaction_is_one_log_entry_and_a_large_one_is_split(migrat
     sql(migrated, ("UPDATE syncstore.tasks SET title = 'again' WHERE id = %s", (ids[0],)),
         ("UPDATE syncstore.tasks SET status = 'paused' WHERE id = %s", (ids[0],)))  # fmt: skip
     publish(migrated, max_entry_rows=10)
-    sizes = [len(tx.changes) for tx, _, _ in log_entries(migrated)]
-    assert sizes == [3, 10, 10, 2, 1]
+    entries = [tx for tx, _, _ in log_entries(migrated)]
+    assert [len(tx.changes) for tx in entries] == [3, 10, 10, 2, 1]
+    # The split one is a group that clients apply whole; the others stand alone.
+    assert [tx.group_end for tx in entries] == [0, entries[3].seq, entries[3].seq, entries[3].seq, 0]
     last = log_entries(migrated)[-1][0].changes[0]
     assert set(last.cells) == {"title", "status"}  # two updates of one row in one transaction: one change
 
