@@ -66,6 +66,8 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Largest websocket message accepted, in bytes."),
         click.option("--max-batch", type=click.IntRange(min=1), default=5000, show_default=True,
                      help="Most changes in one push of several transactions."),
+        click.option("--max-staged-changes", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+                     help="Most changes in one transaction pushed in parts (larger ones are refused)."),
         click.option("--max-connections", type=click.IntRange(min=1), default=1000, show_default=True),
         click.option("--idle-timeout", type=click.FloatRange(min=1), default=120.0, show_default=True,
                      help="Seconds without a message before a client is pinged, then dropped."),
