@@ -84,7 +84,7 @@ async def staged_seq(conn: psycopg.AsyncConnection, tenant: str, site: bytes) ->
 async def stage_part(store: Any, conn: psycopg.AsyncConnection, tenant: str, site: bytes, part: p.LocalTx) -> Any:
     """Stage one part; with the last, merge the whole transaction. Returns the
     store's MergeResult (``staged_seq`` set while the transaction is not whole)."""
-    from syncstore_server.store import SERVER_WRITER, MergeResult
+    from syncstore_server.store import SERVER_WRITER, MergeResult  # the store imports this module
 
     now_ms = store._now_ms()
     async with conn.transaction():
@@ -219,7 +219,8 @@ async def _merge_staged(
             written += await store._write_rows(conn, tenant, rows)
             # The connection's write-staging tables empty at commit: this
             # window's rows must not be written again with the next one's.
-            await conn.execute("; ".join(f"TRUNCATE {store.catalog.tables[t].stage}" for t in sorted(entry_tables(checked))))
+            tables = sorted({change.table for change in checked})
+            await conn.execute("; ".join(f"TRUNCATE {store.catalog.tables[name].stage}" for name in tables))
             if not entry.changes and not entry.conflicts:
                 continue
             records = [merge_plan.conflict_record(c, created_at=created_at) for c in entry.conflicts]
@@ -237,10 +238,6 @@ async def _merge_staged(
     await _forget(conn, tenant, site)
     log.info("merged a staged transaction of tenant %r: %d rows, %d log entries", tenant, written, pieces)
     return MergeResult(end_seq, [], written, conflicts, positions)
-
-
-def entry_tables(checked: list[Checked]) -> set[str]:
-    return {change.table for change in checked}
 
 
 async def _log_pieces(
@@ -261,7 +258,8 @@ async def _log_pieces(
         assert found is not None
         body, routing, tables, with_conflicts = found
         await conn.execute(
-            f"INSERT INTO {SCHEMA}.change_log (seq, tenant, origin_site, origin_tx, tables, payload, created_at, routing) "
+            f"INSERT INTO {SCHEMA}.change_log "
+            f"(seq, tenant, origin_site, origin_tx, tables, payload, created_at, routing) "
             f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (seq, tenant, site, tx, tables, log_entries.with_position(body, seq, group_end), created_at, routing),
         )

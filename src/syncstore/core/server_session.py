@@ -707,7 +707,9 @@ class ServerSession:
         if any(b <= a for a, b in zip(seqs, seqs[1:])) or seqs[0] < 1 or seqs[-1] > MAX_INT64:
             self._error("bad_push", "changes must come in increasing sequence order, from 1", fatal=False)
             return
-        problem = _part_problem(msg.txs, seqs, self.max_batch, self.max_staged) if any(t.is_part for t in msg.txs) else ""
+        problem = ""
+        if any(tx.is_part for tx in msg.txs):
+            problem = _part_problem(msg.txs, seqs, self.max_batch, self.max_staged)
         if problem:
             self._error("bad_push", problem, fatal=False)
             return

@@ -275,7 +275,8 @@ class SyncConnection:
             first, end, count = self.replica.connection.execute(
                 "select min(seq), max(seq), count(*) from _ss_changes where tx = ?", (tx,)
             ).fetchone()
-            found = self._extents[tx] = Extent(first, end, count)
+            self._extents = {tx: Extent(first, end, count)}  # the transaction being pushed, only
+            found = self._extents[tx]
         return found
 
     def _whole_tx(self, after: int, tx: int) -> list:

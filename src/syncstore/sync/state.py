@@ -4,8 +4,9 @@ Positions and the last error are ``sync.*`` keys in ``_ss_meta``; rejected
 pushes and conflict records are the local-only tables of replica migration
 0003; the shapes synced, and where a cut-off snapshot continues, are
 ``_ss_shapes`` (migration 0008); the parts of a server transaction logged as
-a group wait in ``_ss_group_parts`` (migration 0010) until it is whole. Every write that moves a position happens in the same SQLite
-transaction as the data it stands for, so a crash never leaves a cursor ahead
+a group wait in ``_ss_group_parts`` (migration 0010) until it is whole. Every
+write that moves a position happens in the same SQLite transaction as the
+data it stands for, so a crash never leaves a cursor ahead
 of the rows it claims (nothing skipped) or an acked sequence ahead of the
 server (nothing left unsent).
 """
