@@ -205,11 +205,19 @@ class Delivery(list):  # type: ignore[type-arg]
     Delivery to all of those streams, so its frames are built and encoded once
     per commit, not once per stream."""
 
-    __slots__ = ("_frames",)
+    __slots__ = ("_frames", "_grouped")
 
     def __init__(self, entries: Iterable[tuple[int, p.ServerTx]] = ()):
         super().__init__(entries)
         self._frames: dict[tuple[bool, int], tuple[bytes, ...]] = {}
+        self._grouped: bool | None = None
+
+    @property
+    def grouped(self) -> bool:
+        """Whether an entry belongs to a group (a large transaction's), asked once for every stream."""
+        if self._grouped is None:
+            self._grouped = _grouped(self)
+        return self._grouped
 
     def frames(self, *, folded: bool, max_frame: int) -> tuple[bytes, ...]:
         """The Changes frames, ending with the cursor (``folded``) or followed by an UpToDate."""
@@ -224,6 +232,10 @@ class Delivery(list):  # type: ignore[type-arg]
                 found = (*encode_changes(txs, max_frame=max_frame), p.encode(p.UpToDate(cursor=cursor)))
             self._frames[key] = found
         return found
+
+
+def _grouped(entries: Iterable[tuple[int, p.ServerTx]]) -> bool:
+    return any(tx.group_end for _, tx in entries)
 
 
 class _Job:
@@ -529,7 +541,7 @@ class ServerSession:
         Entries of a group (a large transaction) are read instead, paced."""
         if self.state is not State.READY or not self.live or not entries:
             return
-        if any(tx.group_end for _, tx in entries):
+        if entries.grouped if isinstance(entries, Delivery) else _grouped(entries):
             # A large transaction's entries: read from the log at the client's
             # pace (each read waits for the last to be sent) rather than queued
             # whole for the socket; the stream goes live again at the end.
