@@ -19,7 +19,7 @@ from syncstore.cli.output import emit_json, fail, table
 from syncstore.core.hlc import unpack
 from syncstore.sync import conflicts as cf
 
-_STATUS_FIELDS = ("connected", "pending_changes", "acked_seq", "cursor", "last_error")
+_STATUS_FIELDS = ("connected", "pending_changes", "pending_resolutions", "acked_seq", "cursor", "last_error")
 
 
 # --- sync -------------------------------------------------------------------------
@@ -103,10 +103,20 @@ def echo_status(status: dict[str, Any]) -> None:
     """The sync lines of ``syncstore status`` and ``syncstore sync status``."""
     tenant = status["tenant"] or "(never synced)"
     click.echo(f"sync      tenant {tenant}, {'connected' if status['connected'] else 'not connected'}")
+    if status.get("stopped"):
+        click.echo(f"          {status['stopped']}")
+    resolutions = status.get("pending_resolutions", 0)
     click.echo(
-        f"          {status['pending_changes']} changes pending, acked up to {status['acked_seq']} "
-        f"of {status['last_seq']}, cursor {status['cursor']}"
+        f"          {status['pending_changes']} changes pending"
+        + (f", {resolutions} conflict resolutions not yet reported" if resolutions else "")
+        + f", acked up to {status['acked_seq']} of {status['last_seq']}, cursor {status['cursor']}"
     )
+    if status.get("clock_ahead_ms"):
+        click.echo(
+            f"          clock {status['clock_ahead_ms'] / 1000:.1f} s ahead of the server's (it accepts "
+            f"{status['max_drift_ms'] / 1000:g} s): local writes are refused and pending changes wait; "
+            f"correct this machine's clock, then: syncstore sync restamp"
+        )
     if status["last_synced_at"]:
         click.echo(f"          last up to date {status['last_synced_at']}")
     if status["last_error"]:
