@@ -45,10 +45,12 @@ from syncstore.sync.transport import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_OPEN_TIMEOUT,
+    TRANSPORT_ERRORS,
     Closed,
     Received,
     Transport,
     Wake,
+    describe,
 )
 
 log = logging.getLogger("syncstore.sync")
@@ -75,6 +77,9 @@ def sync_error(exc: BaseException) -> SyncError:
         return exc
     if isinstance(exc, AuthError):
         converted: SyncError = SyncAuthError(str(exc))
+    elif isinstance(exc, TRANSPORT_ERRORS):
+        # From a transport that let it through (another transport_factory's).
+        converted = SyncError(f"the connection failed ({describe(exc)})")
     elif isinstance(exc, SyncstoreError):
         converted = SyncError(str(exc))
         converted.code = exc.code

@@ -36,8 +36,10 @@ DEFAULT_MAX_QUEUE = DEFAULT_MAX_MESSAGES  # decoded messages waiting for the syn
 DEFAULT_MAX_QUEUE_BYTES = DEFAULT_MAX_BYTES  # ... and their frames' bytes
 # Frames websockets buffers below our queue before it stops reading the socket.
 _WS_MAX_QUEUE = 4
-# What a peer, the network or the websocket layer can raise: a transport failure.
-_TRANSPORT_ERRORS = (WebSocketException, OSError, EOFError, TimeoutError, ValueError)
+# What a peer, the network, TLS or the websocket layer can raise: a transport
+# failure, never a bug of ours (ValueError: an IDNA host name too long, ...).
+TRANSPORT_ERRORS = (WebSocketException, OSError, EOFError, TimeoutError, UnicodeError)
+_TRANSPORT_ERRORS = (*TRANSPORT_ERRORS, ValueError)
 
 
 class Received(NamedTuple):
@@ -98,9 +100,9 @@ class Transport:
         except ConnectionClosed as exc:
             raise SyncError(f"cannot connect to {self.url}: the connection was lost during the handshake ({_why(exc)})") from None
         except _TRANSPORT_ERRORS as exc:
-            raise SyncError(f"cannot connect to {self.url}: {_describe(exc)}") from None
+            raise SyncError(f"cannot connect to {self.url}: {describe(exc)}") from None
         except Exception as exc:  # anything else the stack below may raise is still a failed connection
-            raise SyncError(f"cannot connect to {self.url}: {_describe(exc)}") from exc
+            raise SyncError(f"cannot connect to {self.url}: {describe(exc)}") from exc
         self._reader = threading.Thread(target=self._read, name="syncstore-sync-reader", daemon=True)
         self._reader.start()
 
@@ -128,7 +130,7 @@ class Transport:
             inbox.put_last(Closed(SyncError(f"{self.url}: connection lost ({_why(exc)})")))
             return
         except BaseException as exc:  # the reader must always report why it stopped
-            inbox.put_last(Closed(SyncError(f"{self.url}: connection failed ({_describe(exc)})")))
+            inbox.put_last(Closed(SyncError(f"{self.url}: connection failed ({describe(exc)})")))
             return
         inbox.put_last(Closed(SyncError(f"{self.url}: the server closed the connection ({_why(None, self._ws)})")))
 
@@ -138,9 +140,9 @@ class Transport:
         except ConnectionClosed as exc:
             raise SyncError(f"{self.url}: connection lost while sending ({_why(exc)})") from None
         except _TRANSPORT_ERRORS as exc:
-            raise SyncError(f"{self.url}: cannot send ({_describe(exc)})") from None
+            raise SyncError(f"{self.url}: cannot send ({describe(exc)})") from None
         except Exception as exc:
-            raise SyncError(f"{self.url}: cannot send ({_describe(exc)})") from exc
+            raise SyncError(f"{self.url}: cannot send ({describe(exc)})") from exc
 
     def get(self, timeout: float | None) -> Item | None:
         """The next item, or None when ``timeout`` seconds pass first."""
@@ -158,11 +160,11 @@ class Transport:
         try:
             self._stack.close()
         except Exception as exc:
-            log.debug("closing %s: %s", self.url, _describe(exc))
+            log.debug("closing %s: %s", self.url, describe(exc))
         self._reader.join(timeout=5.0)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
