@@ -352,6 +352,13 @@ class ClientSession:
         self._in_flight.append(seqs[-1])
         self.pushed_seq = seqs[-1]
 
+    def retract_pushes(self) -> None:
+        """The server dropped our pushes after its last Ack (it deferred one of
+        them, e.g. stamped ahead of its clock): forget those in flight, so the
+        next push starts right after the acknowledged sequence."""
+        self._in_flight.clear()
+        self.pushed_seq = self.acked_seq
+
     def resolved(self, conflict_ids: Sequence[str]) -> None:
         """Tell the server these conflict records were resolved here."""
         if self.state is not State.READY:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import msgspec
 
@@ -54,6 +54,8 @@ from syncstore.sync.transport import (
 )
 
 log = logging.getLogger("syncstore.sync")
+
+DRIFT_RETRY_S = 30.0  # most time between pushes the server deferred for its clock
 
 # Codes of server errors that no retry can fix: the token, then the rest.
 AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "token_revoked", "forbidden"})
@@ -90,13 +92,6 @@ def sync_error(exc: BaseException) -> SyncError:
     return converted
 
 
-class Held(NamedTuple):
-    """Local changes held back: stamped past what the server accepts now."""
-
-    tx: int  # the first transaction held (it and every later one wait)
-    stamp_ms: int  # its newest stamp
-    limit_ms: int  # the latest millisecond the server accepts, as estimated
-    max_drift_ms: int
 
 
 class RoundResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,7 +162,7 @@ class SyncConnection:
         self._server_clock: tuple[int, float] | None = None
         self._max_drift_ms = hlc.DEFAULT_MAX_DRIFT_MS
         self._keeps_server_time = False  # the replica keeps the server's time (our clock is past its cap)
-        self.held: Held | None = None  # local changes held back (clock ahead of the server's)
+        self.held: SyncClockDriftError | None = None  # why local changes are held back now
         self._look_again_at = 0.0  # when held: when to look at them again (monotonic)
         self._warned = False  # the hold was logged (once per connection)
 
@@ -258,7 +253,7 @@ class SyncConnection:
                 if until_settled and session.settled and session.acked_seq >= target:
                     break
                 if until_settled and session.settled and self.held is not None:
-                    raise self._held_error(self.held)
+                    raise self.held
                 wait = self._poll
                 if deadline is not None:
                     left = deadline - time.monotonic()
@@ -339,38 +334,39 @@ class SyncConnection:
         for index, tx in enumerate(batch):
             newest = max(change.hlc for change in tx.changes) >> hlc.COUNTER_BITS
             if newest > limit:
-                self._hold(Held(tx.tx, newest, limit, self._max_drift_ms))
+                self._hold(self._ahead_error(tx.tx, newest, server_now))
                 return batch[:index]
         return batch
 
-    def _hold(self, held: Held) -> None:
-        if not self._warned:
-            log.warning("%s", self._held_error(held))
-            self._warned = True
-        self.held = held
-        # Look again when the server's time will have caught up, or sooner
-        # (the changes may be re-stamped meanwhile).
-        wait_s = (held.stamp_ms - held.limit_ms) / 1000
-        self._look_again_at = time.monotonic() + max(0.05, min(wait_s, self._poll))
-        self._check_clock()
-
-    def _held_error(self, held: Held) -> SyncClockDriftError:
-        ahead = held.stamp_ms - (held.limit_ms - held.max_drift_ms)
-        pending = self.state.pending_changes()
+    def _ahead_error(self, tx: int, stamp_ms: int, server_now: int) -> SyncClockDriftError:
+        cap = self._max_drift_ms
+        ahead = stamp_ms - server_now
         exc = SyncClockDriftError(
-            stamp_ms=held.stamp_ms,
-            now_ms=held.limit_ms - held.max_drift_ms,
-            max_drift_ms=held.max_drift_ms,
+            stamp_ms=stamp_ms,
+            now_ms=server_now,
+            max_drift_ms=cap,
             message=(
-                f"{pending} local changes wait: from transaction {held.tx} on they are stamped "
-                f"{ahead / 1000:.1f} s ahead of the sync server's time, and it accepts "
-                f"{held.max_drift_ms / 1000:g} s. They go out once its time catches up (in about "
-                f"{(held.stamp_ms - held.limit_ms) / 1000:.0f} s); to send them sooner, correct this "
-                f"machine's clock and run `syncstore sync restamp`"
+                f"{self.state.pending_changes()} local changes wait: from transaction {tx} on they are "
+                f"stamped {ahead / 1000:.1f} s ahead of the sync server's time, and it accepts {cap / 1000:g} s. "
+                f"They go out once its time catches up (in about {(ahead - cap) / 1000:.0f} s); to send them "
+                f"sooner, correct this machine's clock and run `syncstore sync restamp`"
             ),
         )
-        exc.retry_after = max(0.0, (held.stamp_ms - held.limit_ms) / 1000)
+        exc.retry_after = (ahead - cap) / 1000
         return exc
+
+    def _hold(self, why: SyncClockDriftError, *, look_again_s: float | None = None) -> None:
+        """Push nothing more until the server's time has caught up, looking
+        again after ``look_again_s`` at the latest (default: the poll
+        interval; the changes may be re-stamped meanwhile)."""
+        if not self._warned:
+            log.warning("%s", why)
+            self._warned = True
+        self.held = why
+        wait_s = why.retry_after or 0.0
+        most = self._poll if look_again_s is None else look_again_s
+        self._look_again_at = time.monotonic() + max(0.05, min(wait_s, most))
+        self._check_clock()
 
     def _check_clock(self) -> None:
         """Keep the server's time in the replica while the replica's clock is
@@ -554,6 +550,22 @@ class SyncConnection:
             raise exc
         if event.code in FATAL_CODES:
             raise fatal(text, code=event.code)
+        if event.code == "clock_drift" and not event.fatal:
+            # The server merged what came before a push stamped past its cap
+            # and dropped the rest: hold them on this connection (downloads
+            # go on) and push again when its time has caught up.
+            session = self.session
+            assert session is not None
+            session.retract_pushes()
+            why = SyncClockDriftError(
+                stamp_ms=0, now_ms=0, max_drift_ms=self._max_drift_ms,
+                message=f"{self.state.pending_changes()} local changes wait: {text}",
+            )  # fmt: skip
+            why.retry_after = event.retry_after_ms / 1000
+            # Each try costs the server a merge: look again less often than
+            # our own estimate of its clock would.
+            self._hold(why, look_again_s=max(self._poll, DRIFT_RETRY_S))
+            return
         error = SyncError(text)
         error.code = event.code
         if event.retry_after_ms > 0:
