@@ -16,8 +16,10 @@ import msgspec
 import syncstore
 from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, fail, table
+from syncstore.core.hlc import from_ms as hlc_from_ms
 from syncstore.core.hlc import unpack
 from syncstore.sync import conflicts as cf
+from syncstore.sync.restamp import restamp_pending
 
 _STATUS_FIELDS = ("connected", "pending_changes", "pending_resolutions", "acked_seq", "cursor", "last_error")
 
@@ -125,6 +127,31 @@ def echo_status(status: dict[str, Any]) -> None:
         click.echo(f"          {status['rejected']} pushes rejected by the server: syncstore sync rejected")
     if status["open_conflicts"]:
         click.echo(f"          {status['open_conflicts']} open conflicts: syncstore conflicts list")
+
+
+@sync.command("restamp")
+@json_option
+@with_store
+def restamp(store: syncstore.Store, as_json: bool) -> None:
+    """Re-stamp the changes this replica stamped while its clock ran ahead.
+
+    Changes stamped further ahead of the sync server's time than it accepts
+    wait in the change log, and local writes are refused meanwhile. Correct
+    this machine's clock, then run this: those changes get new stamps from it
+    (rows, change log and conflict checks alike) and go out with the next sync.
+    """
+    done = restamp_pending(store)
+    if as_json:
+        emit_json(done)
+        return
+    if not done.changes:
+        click.echo(f"nothing to re-stamp: no change is stamped past {_when(hlc_from_ms(done.limit_ms))}")
+    else:
+        click.echo(
+            f"re-stamped {done.changes} changes ({done.pending} not yet synced) on {done.rows} rows; "
+            f"they go out with the next sync"
+        )
+    click.echo(f"clock {_when(done.clock_before)} -> {_when(done.clock_after)}")
 
 
 @sync.command("rejected")

@@ -10,7 +10,7 @@ Pieces, each in its own module: :mod:`~syncstore.sync.transport` (the
 websocket), :mod:`~syncstore.sync.connection` (one connection driven to a goal),
 :mod:`~syncstore.sync.background` (reconnecting thread), :mod:`~syncstore.sync.state`
 (what the replica remembers), :mod:`~syncstore.sync.status`,
-:mod:`~syncstore.sync.conflicts`. The protocol itself is
+:mod:`~syncstore.sync.conflicts`, :mod:`~syncstore.sync.restamp`. The protocol itself is
 :mod:`syncstore.core.client_session`, with no I/O.
 """
 
@@ -31,12 +31,14 @@ from syncstore.sync.conflicts import (
     resolve_conflict,
 )
 from syncstore.sync.connection import RoundResult, SyncConnection, sync_error
+from syncstore.sync.restamp import Restamped, restamp_pending
 from syncstore.sync.state import SyncState
 from syncstore.sync.status import SyncStatus, read_status
 
 __all__ = [
     "LocalConflict",
     "Rejected",
+    "Restamped",
     "RoundResult",
     "SyncHandle",
     "SyncStatus",
@@ -44,6 +46,7 @@ __all__ = [
     "list_conflicts",
     "list_rejected",
     "resolve_conflict",
+    "restamp_pending",
     "start_sync",
     "sync_once",
     "sync_status",
