@@ -86,7 +86,7 @@ def _watch(store: syncstore.Store, url: str, token: str, as_json: bool) -> None:
     else:
         click.echo(f"stopped: {final.pending_changes} changes pending, acked {final.acked_seq}, cursor {final.cursor}")
     if handle.error is not None:
-        fail(f"sync stopped: {handle.error}")
+        fail(handle.stopped or f"sync stopped: {handle.error}")
 
 
 @sync.command("status")
