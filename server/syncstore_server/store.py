@@ -149,6 +149,7 @@ class ChangeStore:
         *,
         also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
         renumber: bool = False,
+        client_schema: int | None = None,
     ) -> MergeResult:
         """Merge one push: each transaction atomically, each change at most once.
 
@@ -156,11 +157,13 @@ class ChangeStore:
         conflict resolved together with the value that resolves it).
         ``renumber`` gives the changes the site's next sequence numbers (for
         the server's own writes, which have no local log).
+        ``client_schema``: the pushing client's schema version, when older than
+        this server's (its inserts lack the newer columns, which take defaults).
         """
         for attempt in range(MAX_ATTEMPTS):
             try:
                 async with self.pool.connection() as conn:
-                    return await self._merge(conn, tenant, site, txs, also, renumber)
+                    return await self._merge(conn, tenant, site, txs, also, renumber, client_schema)
             except _RETRY as exc:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
@@ -171,13 +174,15 @@ class ChangeStore:
                 log.warning("push of tenant %r isolating a refused value: %s", tenant, _pg_message(exc))
                 # A value PostgreSQL refused that the schema check let pass:
                 # find the transaction at fault, refuse it, merge the rest.
-                return await self._isolate(tenant, site, txs, exc)
+                return await self._isolate(tenant, site, txs, exc, client_schema)
         raise SyncError(f"a push from tenant {tenant!r} kept conflicting with other pushes; it was not merged")
 
-    async def _isolate(self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: psycopg.Error) -> MergeResult:
+    async def _isolate(
+        self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: psycopg.Error, client_schema: int | None = None
+    ) -> MergeResult:
         if len(txs) == 1:
             return await self._refuse(tenant, site, txs[0], Refused("bad_value", _pg_message(exc)))
-        results = [await self.merge(tenant, site, [tx]) for tx in txs]
+        results = [await self.merge(tenant, site, [tx], client_schema=client_schema) for tx in txs]
         return MergeResult(
             max(r.upto_seq for r in results),
             [rej for r in results for rej in r.rejected],
@@ -204,6 +209,7 @@ class ChangeStore:
         txs: Sequence[p.LocalTx],
         also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None,
         renumber: bool = False,
+        client_schema: int | None = None,
     ) -> MergeResult:
         now_ms = self._now_ms()
         async with conn.transaction():
@@ -222,7 +228,8 @@ class ChangeStore:
                     tx = p.LocalTx(tx.tx, fresh)
                 try:
                     checked = check_tx(
-                        tx, now_ms=now_ms, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
+                        tx, now_ms=now_ms, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes,
+                        client_schema=client_schema,
                     )
                 except Refused as refusal:
                     refused.append((tx, refusal))

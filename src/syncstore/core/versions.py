@@ -173,5 +173,17 @@ def strip_push(txs: Sequence[p.LocalTx], known: Known) -> tuple[list[p.LocalTx],
     return out, held
 
 
+def needed_version(change: p.LocalChange) -> int:
+    """The schema version a server needs to take all of ``change``."""
+    tbl = schema.TABLES.get(change.table)
+    if tbl is None:
+        return schema.SCHEMA_VERSION
+    version = tbl.since
+    for column in tbl.columns:
+        if column.name in change.values:
+            version = max(version, column.since)
+    return version
+
+
 def knows_table(known: Known | None, table: str) -> bool:
     return known is None or table in known
