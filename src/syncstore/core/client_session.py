@@ -71,6 +71,9 @@ class Acked(NamedTuple):
 
     upto_seq: int
     rejected: list[p.Rejection]
+    # What the server merged up to (None: ``upto_seq``); ``upto_seq`` may reach
+    # past it, over changes that carried nothing an older server takes.
+    merged: int | None = None
 
 
 class RemoteTx(NamedTuple):
@@ -377,7 +380,7 @@ class ClientSession:
             self._in_flight[-1] = (sent, through)
         elif through > self.acked_seq:
             self.acked_seq = through
-            self._events.append(Acked(through, []))
+            self._events.append(Acked(through, [], 0))
 
     def resolved(self, conflict_ids: Sequence[str]) -> None:
         """Tell the server these conflict records were resolved here."""
@@ -500,7 +503,8 @@ class ClientSession:
             reach = max(reach, self._in_flight.popleft()[1])
         if reach > self.acked_seq or msg.rejected:
             self.acked_seq = max(self.acked_seq, reach)
-            self._events.append(Acked(self.acked_seq, list(msg.rejected)))
+            merged = None if reach == msg.upto_seq else msg.upto_seq
+            self._events.append(Acked(self.acked_seq, list(msg.rejected), merged))
 
     def _on_changes(self, msg: p.Changes) -> None:
         self._require_ready(msg)

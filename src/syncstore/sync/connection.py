@@ -273,7 +273,8 @@ class SyncConnection:
             elif isinstance(event, cs.Acked):
                 before = self.state.acked_seq
                 self.state.acked(event.upto_seq, event.rejected)
-                self._counts["pushed"] += max(0, event.upto_seq - before)
+                merged = event.upto_seq if event.merged is None else event.merged
+                self._counts["pushed"] += max(0, merged - before)
                 self._counts["rejected"] += len(event.rejected)
                 self._reconcile_acked(session, event.upto_seq)
                 if event.rejected:
