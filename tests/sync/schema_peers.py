@@ -1,11 +1,8 @@
 """Peers of two schema versions, each real syncstore code in a process of its own.
 
-Both versions are made here from the current schema (test-only versions):
-
-- "old": the current tables minus one column (:data:`COLUMN`) and one table
-  (:data:`TABLE`), at the current ``SCHEMA_VERSION``;
-- "new": the current tables, with that column and that table marked as added
-  in the next version, at ``SCHEMA_VERSION + 1``.
+Both versions are test-only versions made from the current schema (see
+``tests/schema_versions.py``): "old" lacks a column and a table that "new"
+marks as added in the next version.
 
 A process takes its version before anything reads the schema: a finder on
 ``sys.meta_path`` wraps the import of ``syncstore.schema`` and rewrites its
@@ -38,10 +35,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-COLUMN = ("tasks", "status_message")  # in "new" only (its default is NULL, as the database's)
-TABLE = "workflows"  # in "new" only
-VERSIONS = ("old", "new")
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent))  # the tests folder, when run as a script
+
+import schema_versions  # noqa: E402
+from schema_versions import COLUMN, TABLE  # noqa: E402,F401
+
+VERSIONS = ("old", "new")
 _LISTENING = re.compile(r"listening on [^:]+:(\d+)")
 
 
@@ -50,25 +50,7 @@ _LISTENING = re.compile(r"listening on [^:]+:(\d+)")
 
 def _rewrite(module: Any, which: str) -> None:
     """Make ``module`` (syncstore.schema, just run) the ``which`` version."""
-    import msgspec
-
-    replace = msgspec.structs.replace
-    base = module.SCHEMA_VERSION
-    table, column = COLUMN
-    tables = dict(module.TABLES)
-    if which == "old":
-        tables[table] = replace(tables[table], columns=tuple(c for c in tables[table].columns if c.name != column))
-        del tables[TABLE]
-        version = base
-    else:
-        version = base + 1
-        tables[table] = replace(
-            tables[table],
-            columns=tuple(replace(c, since=version) if c.name == column else c for c in tables[table].columns),
-        )
-        tables[TABLE] = replace(
-            tables[TABLE], since=version, columns=tuple(replace(c, since=version) for c in tables[TABLE].columns)
-        )
+    tables, version = schema_versions.make(module.TABLES, module.SCHEMA_VERSION, which)
     module._check_versions(tables, version)
     module.TABLES = tables
     module.SCHEMA_VERSION = version

@@ -14,15 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pytest
 
 from syncstore import schema
-from syncstore_server.clocks import overrides
 
-from pg_rows import tenant_rows
-
-from .conftest import server_log_count
+from .conftest import server_cells, server_log_count
 from .schema_peers import COLUMN, TABLE, Client, Server
 
 TABLE_OF_COLUMN, NEW_COLUMN = COLUMN
@@ -52,31 +48,6 @@ def peers(tmp_path, fresh_database):
     yield Peers()
     for peer in reversed(started):
         peer.close() if isinstance(peer, Client) else peer.stop()
-
-
-def pg_cells(database_url: str, tenant: str, table: str) -> dict[str, dict[str, list[Any]]]:
-    """The tenant's rows as PostgreSQL holds them, cell by cell with clocks (a
-    deleted row as its ``_deleted`` cell alone), in the form peers answer."""
-    tbl = schema.table(table)
-    out: dict[str, dict[str, list[Any]]] = {}
-    with psycopg.connect(database_url) as conn:
-        clocks = {
-            row_id: (hlc, bytes(site), blob)
-            for row_id, hlc, site, blob in conn.execute(
-                f"select id, _hlc, _site, _clocks from syncstore.{tbl.name} where tenant = %s", (tenant,)
-            )
-        }
-        for row_id, deleted, values in tenant_rows(conn, tbl, tenant):
-            if deleted:
-                out[row_id] = {"_deleted": [1]}
-                continue
-            hlc, site, blob = clocks[row_id]
-            extra = overrides(blob) if blob else {}
-            out[row_id] = {
-                name: [value, *(lambda c: (c[0], c[1].hex()))(extra.get(name, (hlc, site)))]
-                for name, value in {**values, "_deleted": 0}.items()
-            }
-    return out
 
 
 def only(rows: dict[str, dict[str, list[Any]]], names: set[str]) -> dict[str, dict[str, list[Any]]]:
@@ -128,14 +99,14 @@ def test_old_and_new_clients_converge_through_a_new_server(peers, tenant):
     old, new = peers.client("old", "old"), peers.client("new", "new")
     ids = write_both_ways(old, new, server, tenant)
 
-    held = pg_cells(peers.database_url, tenant, "tasks")
+    held = server_cells(peers.database_url, tenant, "tasks")
     assert held[ids["new_task"]][NEW_COLUMN][0] == "set by new"
     assert held[ids["old_task"]][NEW_COLUMN][0] == "added by new"
     assert held[ids["new_task"]]["status"][0] == "in_progress"
     # Each version holds exactly the server's cells of what it knows, clocks included.
     assert new.call("cells", table="tasks") == only(held, ALL_TASK_CELLS)
     assert old.call("cells", table="tasks") == only(held, OLD_TASK_CELLS)
-    assert new.call("cells", table=TABLE) == pg_cells(peers.database_url, tenant, TABLE)
+    assert new.call("cells", table=TABLE) == server_cells(peers.database_url, tenant, TABLE)
     assert new.call("status")["schema_notice"] is None
 
     # Fresh replicas of both versions bootstrap from the server's snapshot (an
@@ -144,7 +115,7 @@ def test_old_and_new_clients_converge_through_a_new_server(peers, tenant):
     for client in (fresh_old, fresh_new):
         sync_clean(client, server, tenant)
     assert fresh_new.call("cells", table="tasks") == only(held, ALL_TASK_CELLS)
-    assert fresh_new.call("cells", table=TABLE) == pg_cells(peers.database_url, tenant, TABLE)
+    assert fresh_new.call("cells", table=TABLE) == server_cells(peers.database_url, tenant, TABLE)
     assert fresh_old.call("cells", table="tasks") == only(held, OLD_TASK_CELLS)
     assert_nothing_loops([old, new, fresh_old, fresh_new], server, tenant)
 
@@ -154,7 +125,7 @@ def test_an_old_clients_insert_takes_the_new_columns_defaults_at_its_own_clock(p
     old = peers.client("old", "old")
     row_id = old.insert("tasks", title="from old")
     sync_clean(old, server, tenant)
-    cells = pg_cells(peers.database_url, tenant, "tasks")[row_id]
+    cells = server_cells(peers.database_url, tenant, "tasks")[row_id]
     default = schema.table("tasks").column(NEW_COLUMN).default
     assert cells[NEW_COLUMN][0] == default
     assert cells[NEW_COLUMN][1:] == cells["title"][1:]  # the insert's clock, never the zero clock
@@ -165,12 +136,12 @@ def test_old_and_new_clients_converge_through_an_old_server_and_the_new_parts_wa
     old, new = peers.client("old", "old"), peers.client("new", "new")
     ids = write_both_ways(old, new, server, tenant)
 
-    held = pg_cells(peers.database_url, tenant, "tasks")
+    held = server_cells(peers.database_url, tenant, "tasks")
     assert old.call("cells", table="tasks") == only(held, OLD_TASK_CELLS)
     assert only(new.call("cells", table="tasks"), OLD_TASK_CELLS) == only(held, OLD_TASK_CELLS)
     # The old server took none of the new column and table: the new client keeps them, and says so.
     assert all(cells.get(NEW_COLUMN, [None])[0] is None for cells in held.values())
-    assert pg_cells(peers.database_url, tenant, TABLE) == {}
+    assert server_cells(peers.database_url, tenant, TABLE) == {}
     assert new.call("cells", table="tasks")[ids["old_task"]][NEW_COLUMN][0] == "added by new"
     status = new.call("status")
     assert status["held_changes"] > 0 and status["server_schema"] == status["schema_version"] - 1
@@ -187,10 +158,10 @@ def test_old_and_new_clients_converge_through_an_old_server_and_the_new_parts_wa
     upgraded = peers.server("new")
     for client in (new, old, fresh_new, new, old, fresh_new):
         sync_clean(client, upgraded, tenant)
-    held = pg_cells(peers.database_url, tenant, "tasks")
+    held = server_cells(peers.database_url, tenant, "tasks")
     assert held[ids["old_task"]][NEW_COLUMN][0] == "added by new"
     assert held[ids["new_task"]][NEW_COLUMN][0] == "set by new"
-    workflows = pg_cells(peers.database_url, tenant, TABLE)
+    workflows = server_cells(peers.database_url, tenant, TABLE)
     assert workflows[ids["workflow"]]["description"][0] == "edited"
     for client in (new, fresh_new):
         assert client.call("cells", table="tasks") == only(held, ALL_TASK_CELLS)
@@ -213,8 +184,8 @@ def test_an_upgraded_client_takes_the_columns_it_did_not_know(peers, tenant):
 
     upgraded = peers.client("new", "old")  # the same replica file, now opened by the new version
     sync_clean(upgraded, server, tenant)
-    held = pg_cells(peers.database_url, tenant, "tasks")
+    held = server_cells(peers.database_url, tenant, "tasks")
     assert held[row_id][NEW_COLUMN][0] == "only new knows"
     assert upgraded.call("cells", table="tasks") == only(held, ALL_TASK_CELLS)
-    assert upgraded.call("cells", table=TABLE) == pg_cells(peers.database_url, tenant, TABLE)
+    assert upgraded.call("cells", table=TABLE) == server_cells(peers.database_url, tenant, TABLE)
     assert_nothing_loops([upgraded], server, tenant)
