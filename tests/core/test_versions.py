@@ -182,6 +182,22 @@ def test_a_client_subscribes_and_fetches_only_what_an_older_server_knows(old):
     assert s.fetch(TASKS, [ROW]) == ["f1"]
 
 
+def test_a_shape_filtering_on_a_column_an_older_server_lacks_waits(old):
+    shape = p.Shape(TASKS, where={NEW_COLUMN: ["x"]})
+    assert not versions.knows_shape(versions.known(old), shape)
+    assert versions.knows_shape(versions.known(old), p.Shape(TASKS, where={"status": ["pending"]}))
+    assert versions.knows_shape(None, shape)
+    s = cs.ClientSession(token="tok", site=SITE, tables=[TASKS], subscriptions=[cs.Subscription("f", [shape])])
+    s.start()
+    s.messages_to_send()
+    s.receive(p.Welcome(tenant="acme", acked_seq=0, synced_schema=old))
+    assert s.messages_to_send() == []  # nothing an older server would refuse, again and again
+    assert s.settled  # and nothing to wait for
+    s.push([p.LocalTx(1, [p.LocalChange(1, TASKS, ROW, 9, {"title": "t"})])])
+    s.receive(p.Ack(upto_seq=1, log_seq=5))
+    assert s.settled  # (no stream brings the entry back)
+
+
 def test_a_client_of_the_servers_version_subscribes_to_everything(old):
     s = client()
     s.receive(p.Welcome(tenant="acme", acked_seq=0, synced_schema=schema.SCHEMA_VERSION))

@@ -13,6 +13,12 @@ States::
     HELLO_SENT / READY --Error(fatal)--> FAILED
     any --a message that breaks the protocol--> FAILED (ProtocolError raised)
 
+Schema versions: the Hello says which version of the synced tables this
+client knows, the Welcome the server's. With an older server the session
+subscribes only to shapes it can serve and fetches only from tables it knows
+(the driver keeps back from pushes what it cannot take, and :meth:`skip`
+counts a run of changes left with nothing as acknowledged).
+
 Subscriptions: on Welcome the session sends one Subscribe per
 :class:`Subscription` it was given (by default one for every table, whole,
 from the cursor). A subscription with ``snapshot`` first receives its shapes'
@@ -308,15 +314,11 @@ class ClientSession:
         """Ready, caught up with the server, no push waiting for its Ack, and
         what our pushes added to the server's log received back (with the
         conflict records they made)."""
-        return (
-            self.state is State.READY
-            and self.subscribed
-            and self.up_to_date
-            and not self._snapshots
-            and not self._in_flight
-            and not self._fetches
-            and self.cursor >= self.awaited_log_seq
-        )
+        if not (self.state is State.READY and self.subscribed and not self._in_flight and not self._fetches):
+            return False
+        if not self.subscriptions:
+            return True  # nothing to follow (an older server knows none of our shapes)
+        return self.up_to_date and not self._snapshots and self.cursor >= self.awaited_log_seq
 
     @property
     def fetching(self) -> int:
@@ -466,11 +468,12 @@ class ClientSession:
         if self.state is not State.READY:
             raise ProtocolError(f"cannot subscribe now ({self.state.value})", code="state")
         if self.server_known is not None:
-            # An older server: the shapes of tables it does not know wait for a newer one.
+            # An older server: the shapes of tables (or filters on columns) it
+            # does not know wait for a newer one.
             subscriptions = [
                 sub._replace(shapes=shapes)
                 for sub in subscriptions
-                if (shapes := [s for s in sub.shapes if versions.knows_table(self.server_known, s.table)])
+                if (shapes := [s for s in sub.shapes if versions.knows_shape(self.server_known, s)])
             ]
         self.subscriptions = list(subscriptions)
         self._live = any(not sub.snapshot for sub in self.subscriptions)  # a shape follows the log from the cursor

@@ -59,6 +59,13 @@ through the stream and merges to the same rows.
 
 Compaction: a read that finds the stream's position older than the oldest
 position the log keeps answers MustResnapshot and ends every subscription.
+
+Schema versions: the Welcome says which version of the synced tables this
+server knows. A client of an older version (its Hello says which) is sent
+only the tables and columns of its version, in every message that carries
+rows (:func:`syncstore.core.versions.narrow`), and may subscribe to and fetch
+only those tables; the driver passes its version to the merge, which fills
+the newer columns of its inserts with their defaults.
 """
 
 from __future__ import annotations

@@ -187,3 +187,11 @@ def needed_version(change: p.LocalChange) -> int:
 
 def knows_table(known: Known | None, table: str) -> bool:
     return known is None or table in known
+
+
+def knows_shape(known: Known | None, shape: p.Shape) -> bool:
+    """Whether a server knowing ``known`` can serve ``shape`` (its table and filter columns)."""
+    if known is None:
+        return True
+    names = known.get(shape.table)
+    return names is not None and all(column in names for column in shape.where)
