@@ -143,7 +143,7 @@ def test_rewrite_of_a_deleted_row_writes_its_delete_again(store):
 
 def test_a_newer_library_marks_the_columns_it_adds_as_unwritten(replica_path, monkeypatch):
     with syncstore.open(replica_path) as store:
-        assert store.meta_get("schema_version") == schema.SCHEMA_VERSION
+        assert store.meta_get("synced_schema") == schema.SCHEMA_VERSION
         row_id = store.insert("tasks", {"title": "t", "branch": "written before"})
     import msgspec
 
@@ -156,13 +156,13 @@ def test_a_newer_library_marks_the_columns_it_adds_as_unwritten(replica_path, mo
         cells = store.cells("tasks", row_id)
         assert cells["branch"] == Cell("", *clocks.ZERO)  # the default, written by nobody
         assert cells["title"].value == "t" and cells["title"].hlc > 0
-        assert store.meta_get("schema_version") == version
+        assert store.meta_get("synced_schema") == version
     monkeypatch.undo()
     with syncstore.open(replica_path) as store:  # an older library never lowers it
-        assert store.meta_get("schema_version") == version
+        assert store.meta_get("synced_schema") == version
 
 
 def test_a_new_replica_marks_nothing(replica_path, monkeypatch):
     monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
     with syncstore.open(replica_path) as store:
-        assert store.meta_get("schema_version") == schema.SCHEMA_VERSION
+        assert store.meta_get("synced_schema") == schema.SCHEMA_VERSION

@@ -144,7 +144,7 @@ def test_old_and_new_clients_converge_through_an_old_server_and_the_new_parts_wa
     assert server_cells(peers.database_url, tenant, TABLE) == {}
     assert new.call("cells", table="tasks")[ids["old_task"]][NEW_COLUMN][0] == "added by new"
     status = new.call("status")
-    assert status["held_changes"] > 0 and status["server_schema"] == status["schema_version"] - 1
+    assert status["held_changes"] > 0 and status["server_schema"] == status["synced_schema"] - 1
     assert f"{TABLE_OF_COLUMN}.{NEW_COLUMN}" in status["schema_notice"] and TABLE in status["schema_notice"]
 
     fresh_new = peers.client("new", "fresh_new")

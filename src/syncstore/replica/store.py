@@ -37,7 +37,7 @@ from syncstore.errors import (
     SyncstoreError,
     ValidationError,
 )
-from syncstore.replica import clocks, migrations, rowcheck, schema_version
+from syncstore.replica import clocks, migrations, rowcheck, synced_schema
 from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS, connect, replica_error
 
 log = logging.getLogger("syncstore.replica")
@@ -287,7 +287,7 @@ class Replica:
                 )
             return
         migrations.migrate(conn, self.path)
-        schema_version.take(conn)  # cells of columns this library adds: unwritten, not written at insert
+        synced_schema.take(conn)  # cells of columns this library adds: unwritten, not written at insert
         # Only a new replica writes here: opening must not wait for another writer.
         if conn.execute("select 1 from _ss_meta where key = 'site_id'").fetchone() is None:
             conn.execute("insert or ignore into _ss_meta (key, value) values ('site_id', ?)", (new_site_id(),))

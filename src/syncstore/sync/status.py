@@ -25,7 +25,7 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
     rejected: int  # local transactions the server refused (see `syncstore sync rejected`)
     open_conflicts: int  # conflict records not yet resolved here
     reverting: int = 0  # refused transactions whose rows are not yet back to the server's state
-    schema_version: int = 0  # the version of the synced tables this library knows
+    synced_schema: int = 0  # the version of the synced tables this library knows
     server_schema: int | None = None  # ... and the last server met (None: never met)
     held_changes: int = 0  # local changes kept back from an older server (see schema_notice)
     schema_notice: str | None = None  # one line on what an older server cannot take
@@ -52,7 +52,7 @@ def read_status(replica: Replica, *, running: bool = False, connected: bool = Fa
         rejected=conn.execute("select count(*) from _ss_sync_rejected").fetchone()[0],
         open_conflicts=conn.execute("select count(*) from _ss_conflicts where resolved_at is null").fetchone()[0],
         reverting=conn.execute("select count(*) from _ss_sync_rejected where reverted_at is null").fetchone()[0],
-        schema_version=schema.SCHEMA_VERSION,
+        synced_schema=schema.SCHEMA_VERSION,
         server_schema=None if server_schema is None else int(server_schema),
         held_changes=held,
         schema_notice=_notice(held, needs, None if server_schema is None else int(server_schema)),

@@ -1,6 +1,6 @@
 """The version of the synced tables a replica file's rows were written with.
 
-``_ss_meta`` key ``schema_version`` records it (see
+``_ss_meta`` key ``synced_schema`` records it (see
 :data:`syncstore.schema.SCHEMA_VERSION`). A library of a newer version that
 opens the file knows columns the rows were written without: their cells are
 "nobody wrote this" (the column's default at the zero clock, as a replica
@@ -18,7 +18,7 @@ import apsw
 from syncstore import schema
 from syncstore.replica import clocks
 
-KEY = "schema_version"
+KEY = "synced_schema"
 
 
 def _recorded(conn: apsw.Connection) -> int | None:
