@@ -10,11 +10,16 @@ undone rows with origin "reverted", like a rolled-back optimistic update.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
 import syncstore
+from syncstore.core import protocol as p
 from syncstore.sync import list_rejected
 from syncstore.sync.connection import SyncConnection
+from syncstore.sync.transport import Received, Transport
 
 from .conftest import RunningServer, replica_cells, server_cells
 
@@ -95,3 +100,47 @@ def test_a_revert_cut_off_with_its_connection_is_done_by_the_next(strict, tenant
     assert a.count("tasks") == 0 and a.sync_status().reverting == 0
     assert list_rejected(a)[0].reverted_at is not None
     assert replica_cells(a) == server_cells(strict.database_url, tenant) == {}
+
+
+class RowsAfterAChange(Transport):
+    """Holds back the first Rows answer until a Changes has come after it, and
+    runs ``hook`` (another replica's round) once the Rows came: a server change
+    committed after the rows were read then reaches the replica before them."""
+
+    hook: Any = None
+
+    def __init__(self, url: str, **kw: Any):
+        super().__init__(url, **kw)
+        self._held: Any = None
+        self._next: Any = None
+        self._done = False
+
+    def get(self, timeout: float | None) -> Any:
+        if self._next is not None:
+            item, self._next = self._next, None
+            return item
+        item = super().get(timeout)
+        if not self._done and isinstance(item, Received) and isinstance(item.message, p.Rows):
+            self._held, self._done = item, True
+            type(self).hook()
+            return None
+        if self._held is not None and isinstance(item, Received) and isinstance(item.message, p.Changes):
+            self._next, self._held = self._held, None
+        return item
+
+
+def test_a_server_change_that_comes_before_the_rows_is_not_lost_by_the_revert(strict, tenant, replicas):
+    a, b = replicas("a"), replicas("b")
+    token = strict.token(tenant)
+    row_id = a.insert("tasks", {"title": "first"})
+    a.sync(strict.url, token=token)
+    b.sync(strict.url, token=token)
+    b.update("tasks", row_id, {"title": "from b"})  # older than A's refused write, merged after A's fetch
+    time.sleep(0.005)
+    with a.transaction():
+        a.update("tasks", row_id, {"title": "refused"})
+        a.insert_many("tasks", [{"title": f"refused {i}"} for i in range(6)])
+    RowsAfterAChange.hook = lambda: b.sync(strict.url, token=token)
+    assert a.sync(strict.url, token=token, transport_factory=RowsAfterAChange).rejected == 1
+    assert a.get("tasks", row_id)["title"] == "from b"
+    assert replica_cells(a) == server_cells(strict.database_url, tenant)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -114,6 +114,10 @@ class SyncConnection:
         self._reverts: dict[str, tuple[str, list[str]]] = {}
         self._revert_clocks: dict[tuple[str, str], set[tuple[int, bytes]]] = {}
         self._revert_waits: dict[int, set[str]] = {}
+        # Rows whose revert fetch is out, and those of them a server change
+        # reached meanwhile (fetched again once reverted: see _reverted).
+        self._reverting: set[tuple[str, str]] = set()
+        self._refetch: set[tuple[str, str]] = set()
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -140,6 +144,7 @@ class SyncConnection:
         self._chunk_after = {sub.id: _resumed_after(sub) for sub in subscriptions if sub.snapshot and sub.resume}
         self._fetch_upto = 0
         self._reverts, self._revert_clocks, self._revert_waits = {}, {}, {}
+        self._reverting, self._refetch = set(), set()
         if self._filtered:
             self.state.start_reconciling()
         session = cs.ClientSession(
@@ -265,6 +270,8 @@ class SyncConnection:
     def _handle(self, session: cs.ClientSession, events: list[cs.Event]) -> None:
         for event in events:
             if isinstance(event, cs.RemoteTx):
+                if self._reverting:
+                    self._reached(event.tx.changes)
                 applied = self.state.apply(event.tx)
                 self._counts["received"] += 1
                 self._counts["conflicts"] += len(event.tx.conflicts)
@@ -280,6 +287,10 @@ class SyncConnection:
                 if event.rejected:
                     self._start_reverts(session)
             elif isinstance(event, cs.SnapshotChunk):
+                if self._reverting:
+                    self._reached(event.rows)
+                    if event.columns is not None:
+                        self._reached(p.RowChange(event.columns.table, i, {}) for i in event.columns.ids)
                 applied = self.state.apply_snapshot(event)
                 self._counts["snapshot_rows"] += event.count
                 if applied and self._notify is not None:
@@ -289,7 +300,7 @@ class SyncConnection:
                 # Once every fetch is answered, the acked changes they were for are reconciled.
                 done = self._fetch_upto if not session.fetching else 0
                 if event.id in self._reverts:
-                    applied = self._reverted(event)
+                    applied = self._reverted(session, event)
                     if done and self._filtered:
                         self.state.reconciled(done)
                 else:
@@ -342,13 +353,14 @@ class SyncConnection:
                 self._reverts[fetch_id] = (table, asked)
                 for row_id in asked:
                     covers[(table, row_id)] = fetch_id
+                    self._reverting.add((table, row_id))
         for tx, keys in rows_of.items():
             if keys and all(key in covers for key in keys):
                 # (A table an older server lacks cannot be fetched: that
                 # refusal waits for a server that knows it.)
                 self._revert_waits[tx] = {covers[key] for key in keys}
 
-    def _reverted(self, event: cs.RowsFetched) -> list[Change]:
+    def _reverted(self, session: cs.ClientSession, event: cs.RowsFetched) -> list[Change]:
         table, ids = self._reverts.pop(event.id)
         server = {
             row.id: {name: Cell(*cell) for name, cell in row.cells.items()}
@@ -365,7 +377,26 @@ class SyncConnection:
             if not waits:
                 done.append(tx)
                 del self._revert_waits[tx]
-        return self.state.revert(rows, done=done)
+        applied = self.state.revert(rows, done=done)
+        again = []
+        for row_id in ids:
+            self._reverting.discard((table, row_id))
+            if (table, row_id) in self._refetch:
+                self._refetch.discard((table, row_id))
+                again.append(row_id)
+        if again:
+            # A server change of these rows came while their fetch was out: it
+            # may have lost, here, to a refused cell, and the rows may have
+            # been read before it. Read them again and merge (no revert).
+            session.fetch(table, again)
+        return applied
+
+    def _reached(self, rows: Iterable[p.RowChange]) -> None:
+        reverting = self._reverting
+        for row in rows:
+            key = (row.table, row.id)
+            if key in reverting:
+                self._refetch.add(key)
 
     # --- schema versions ----------------------------------------------------------
 
