@@ -4,10 +4,11 @@ Positions and the last error are ``sync.*`` keys in ``_ss_meta``; rejected
 pushes and conflict records are the local-only tables of replica migration
 0003; the shapes synced, and where a cut-off snapshot continues, are
 ``_ss_shapes`` (migration 0008); whether a rejected push was reverted, and
-the parts of changes an older server could not take, are migration 0011's. Every write that moves a position happens in the same SQLite
-transaction as the data it stands for, so a crash never leaves a cursor ahead
-of the rows it claims (nothing skipped) or an acked sequence ahead of the
-server (nothing left unsent).
+the parts of changes an older server could not take, are migration 0011's.
+Every write that moves a position happens in the same SQLite transaction as
+the data it stands for, so a crash never leaves a cursor ahead of the rows it
+claims (nothing skipped) or an acked sequence ahead of the server (nothing
+left unsent).
 """
 
 from __future__ import annotations
@@ -330,7 +331,8 @@ class SyncState:
                     written += self.replica.rewrite(table, row_id)
                     continue
                 cells = self.replica.cells(table, row_id) or {}
-                still = [n for n in names if n in cells and (cells[n].hlc, cells[n].site) in {(h, site) for h in stamps}]
+                held_at = {(stamp, site) for stamp in stamps}
+                still = [n for n in names if n in cells and (cells[n].hlc, cells[n].site) in held_at]
                 if still:
                     written += self.replica.rewrite(table, row_id, still)
             self._conn.execute("delete from _ss_held where since <= ?", (server_schema,))
