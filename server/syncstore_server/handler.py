@@ -96,6 +96,7 @@ class ConnectionHandler:
             max_frame=limits.max_frame,
             server_id=limits.server_id,
             schema=limits.schema,
+            max_drift_ms=store.max_drift_ms,
             max_staged=store.max_staged_changes,
         )
         self._out: asyncio.Queue[bytes | _Closing] = asyncio.Queue()
@@ -364,7 +365,9 @@ class ConnectionHandler:
         assert identity is not None and self.session.site is not None
         started = time.perf_counter()
         try:
-            result = await self.store.merge(identity.tenant, self.session.site, action.txs)
+            result = await self.store.merge(
+                identity.tenant, self.session.site, action.txs, client_schema=self.session.client_schema
+            )
         except (psycopg.Error, SyncError) as exc:
             log.warning("merge failed for tenant %r: %s", identity.tenant, type(exc).__name__)
             self.session.merge_failed("unavailable", "the server could not merge the push; connect again and retry")
@@ -381,12 +384,24 @@ class ConnectionHandler:
         metrics.changes_merged.inc(result.row_changes)
         metrics.conflicts.inc(result.conflicts)
         metrics.rejected.inc(len(result.rejected))
-        self.session.merged(
-            upto_seq=result.upto_seq,
-            rejected=result.rejected,
-            log_seq=max(result.positions, default=0),
-            staged_seq=result.staged_seq,
-        )
+        if result.deferred is not None:
+            deferred = result.deferred
+            self.session.merge_deferred(
+                upto_seq=result.upto_seq,
+                first_seq=deferred.first_seq,
+                code=deferred.code,
+                message=deferred.message,
+                retry_after_ms=deferred.retry_after_ms,
+                rejected=result.rejected,
+                log_seq=max(result.positions, default=0),
+            )
+        else:
+            self.session.merged(
+                upto_seq=result.upto_seq,
+                rejected=result.rejected,
+                log_seq=max(result.positions, default=0),
+                staged_seq=result.staged_seq,
+            )
         self._dispatch()
 
     async def _read_log(self, action: ss.ReadLog) -> None:

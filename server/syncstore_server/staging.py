@@ -26,7 +26,10 @@ part, and a connection cut between parts loses nothing:
   same commit: readers of PostgreSQL see the whole transaction or none of it.
 - **Refusals** are per transaction: a part that fails the checks, or a
   transaction larger than ``max_staged_changes``, refuses the whole
-  transaction for good (recorded, acked past, its staged rows deleted).
+  transaction for good (recorded, acked past, its staged rows deleted). A
+  part stamped too far ahead of the server's clock is deferred like any
+  transaction (``MergeResult.deferred``): not staged, not acked; the parts
+  before it stay staged and the client sends it again later.
 - **Leftovers**: staged rows of a transaction that was merged or of another
   transaction are deleted when the site stages again; :func:`forget_stale`
   (run by compaction) deletes those older than the retention window.
@@ -48,7 +51,7 @@ from syncstore.errors import SyncError
 
 from syncstore_server import log_entries, merge_plan
 from syncstore_server.tables import SCHEMA
-from syncstore_server.validate import Checked, Refused, check_tx
+from syncstore_server.validate import Checked, Deferred, Refused, check_tx
 
 log = logging.getLogger("syncstore.server.staging")
 
@@ -81,10 +84,19 @@ async def staged_seq(conn: psycopg.AsyncConnection, tenant: str, site: bytes) ->
     return found[0] if found else 0
 
 
-async def stage_part(store: Any, conn: psycopg.AsyncConnection, tenant: str, site: bytes, part: p.LocalTx) -> Any:
+async def stage_part(
+    store: Any,
+    conn: psycopg.AsyncConnection,
+    tenant: str,
+    site: bytes,
+    part: p.LocalTx,
+    *,
+    client_schema: int | None = None,
+) -> Any:
     """Stage one part; with the last, merge the whole transaction. Returns the
-    store's MergeResult (``staged_seq`` set while the transaction is not whole)."""
-    from syncstore_server.store import SERVER_WRITER, MergeResult  # the store imports this module
+    store's MergeResult (``staged_seq`` set while the transaction is not whole).
+    ``client_schema``: the pushing client's schema version (see ``check_tx``)."""
+    from syncstore_server.store import SERVER_WRITER, Deferral, MergeResult  # the store imports this module
 
     now_ms = store._now_ms()
     async with conn.transaction():
@@ -113,7 +125,13 @@ async def stage_part(store: Any, conn: psycopg.AsyncConnection, tenant: str, sit
                     now_ms=now_ms,
                     max_drift_ms=store.max_drift_ms,
                     max_tx_changes=store.max_tx_changes,
+                    client_schema=client_schema,
                 )
+            except Deferred as later:
+                # Stamped too far ahead of our clock: not now, not for good.
+                deferred = Deferral(part.tx, fresh[0].seq, later.code, later.message, later.retry_after_ms)
+                staged = progress.staged_seq if progress is not None else 0
+                return MergeResult(acked, [], 0, 0, [], deferred, staged_seq=staged)
             except Refused as found:
                 refusal = found
             else:

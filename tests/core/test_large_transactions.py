@@ -73,7 +73,7 @@ def test_a_new_connection_goes_on_after_what_the_server_staged():
     s.start()
     s.receive(p.Welcome(tenant="acme", acked_seq=4, max_staged=1_000, staged_seq=30))
     assert s.pushed_seq == 30 and s.acked_seq == 4 and s.max_staged == 1_000
-    assert s.events_received() == [cs.Welcomed("acme", 4, 4, "", 30)]
+    assert s.events_received() == [cs.Welcomed("acme", 4, 4, "", staged_seq=30)]
 
 
 def test_a_staged_position_not_past_the_acked_one_means_nothing_staged():
@@ -223,3 +223,16 @@ def test_a_live_stream_reads_a_group_at_the_clients_pace_instead_of_queueing_it(
     s.log_read(parts, more=False, head=14)
     sent, live_again = s.actions()[-2:]
     assert sent == ss.Send(p.UpToDate(cursor=14)) and live_again.position == 14 and s.live
+
+
+def test_pushes_retracted_after_a_deferral_go_on_after_the_parts_staged():
+    s = taking_parts(max_in_flight=3)
+    for seqs in (range(1, 4), range(4, 7), range(7, 10)):
+        s.push([part(1, seqs, end=12, total=12)])
+    s.receive(p.Ack(upto_seq=0, staged_seq=3))
+    # The second part was stamped too far ahead: deferred, the third dropped.
+    s.receive(p.Ack(upto_seq=0))
+    s.receive(p.Error(code="clock_drift", message="ahead", retry_after_ms=500))
+    s.events_received()
+    s.retract_pushes()
+    assert s.pushed_seq == 3 and s.in_flight == 0 and s.acked_seq == 0

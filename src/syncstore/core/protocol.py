@@ -183,17 +183,29 @@ class Hello(_Message, tag="hello"):
     # UpToDate that follows live changes into the Changes frame (one frame
     # per commit instead of two). Older clients leave it False and get both.
     changes_cursor: bool = False
+    # The version of the synced tables the client knows
+    # (``syncstore.schema.SCHEMA_VERSION``; 0: a client from before versions,
+    # which is version 1). The server sends it only those tables and columns.
+    synced_schema: int = 0
 
 
 class Welcome(_Message, tag="welcome"):
     tenant: str
     acked_seq: int  # the server's record of this site's highest merged sequence
     protocol: int = PROTOCOL_VERSION
-    schema: int = 0
+    schema: int = 0  # the server's database migration (for people reading logs)
     server_id: str = ""
     server_time_ms: int = 0
     max_batch: int = 0  # most changes one Push may carry (0: no limit given)
     max_frame: int = 0  # largest frame in bytes the server accepts
+    # How far ahead of ``server_time_ms`` a change may be stamped (0: not
+    # said; the default cap applies). A client holds back changes stamped
+    # further ahead, and refuses new local writes past it.
+    max_drift_ms: int = 0
+    # The version of the synced tables the server knows (0: a server from
+    # before versions, which is version 1). A newer client keeps back what
+    # an older server could not take.
+    synced_schema: int = 0
     # Most changes one transaction may carry when pushed in parts (LocalTx.end_seq);
     # 0: this server takes no parts (an older one: a transaction goes whole).
     max_staged: int = 0
@@ -308,6 +320,9 @@ class Error(_Message, tag="error"):
     code: str
     message: str
     fatal: bool = False
+    # Not 0: the same request may succeed after this many milliseconds (e.g.
+    # a push stamped ahead of the server's clock, ``clock_drift``).
+    retry_after_ms: int = 0
 
 
 class Ping(_Message, tag="ping"):

@@ -62,6 +62,13 @@ through the stream and merges to the same rows.
 
 Compaction: a read that finds the stream's position older than the oldest
 position the log keeps answers MustResnapshot and ends every subscription.
+
+Schema versions: the Welcome says which version of the synced tables this
+server knows. A client of an older version (its Hello says which) is sent
+only the tables and columns of its version, in every message that carries
+rows (:func:`syncstore.core.versions.narrow`), and may subscribe to and fetch
+only those tables; the driver passes its version to the merge, which fills
+the newer columns of its inserts with their defaults.
 """
 
 from __future__ import annotations
@@ -70,8 +77,10 @@ import enum
 from collections import deque
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
+from syncstore import schema as synced  # (``schema`` is also a parameter below)
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core import versions
 from syncstore.core.hlc import wall_ms
 from syncstore.errors import ProtocolError
 
@@ -209,7 +218,7 @@ class Delivery(list):  # type: ignore[type-arg]
 
     def __init__(self, entries: Iterable[tuple[int, p.ServerTx]] = ()):
         super().__init__(entries)
-        self._frames: dict[tuple[bool, int], tuple[bytes, ...]] = {}
+        self._frames: dict[tuple[bool, int, int | None], tuple[bytes, ...]] = {}
         self._grouped: bool | None = None
 
     @property
@@ -219,12 +228,14 @@ class Delivery(list):  # type: ignore[type-arg]
             self._grouped = _grouped(self)
         return self._grouped
 
-    def frames(self, *, folded: bool, max_frame: int) -> tuple[bytes, ...]:
-        """The Changes frames, ending with the cursor (``folded``) or followed by an UpToDate."""
-        key = (folded, max_frame)
+    def frames(self, *, folded: bool, max_frame: int, known: versions.Known | None = None) -> tuple[bytes, ...]:
+        """The Changes frames, ending with the cursor (``folded``) or followed
+        by an UpToDate; for a client of an older schema version, only what
+        ``known`` holds."""
+        key = (folded, max_frame, None if known is None else id(known))
         found = self._frames.get(key)
         if found is None:
-            txs = [tx for _, tx in self]
+            txs = [tx for _, tx in self] if known is None else [versions.narrow_tx(tx, known) for _, tx in self]
             cursor = self[-1][0]
             if folded:
                 found = tuple(encode_changes(txs, cursor=cursor, max_frame=max_frame))
@@ -320,6 +331,7 @@ class ServerSession:
         server_id: str = "",
         schema: int = 0,
         now_ms: Callable[[], int] = wall_ms,
+        max_drift_ms: int = 0,
         max_staged: int = 0,
     ):
         if max_batch < 1:
@@ -330,7 +342,11 @@ class ServerSession:
         self.max_frame = max_frame
         self.server_id = server_id
         self.schema = schema
+        self.max_drift_ms = max_drift_ms  # told the client in Welcome (0: not told)
         self._now_ms = now_ms
+        # A push deferred from this sequence on (merge_deferred): later pushes
+        # the client sent before it heard are dropped until it pushes from here again.
+        self._deferred_from: int | None = None
         self.state = State.AWAIT_HELLO
         self.site: bytes | None = None
         self.identity: Identity | None = None
@@ -355,6 +371,12 @@ class ServerSession:
         self._jobs: deque[_Job] = deque()
         self._job: _Job | None = None  # the snapshot whose chunk is being read
         self.changes_cursor = False  # the client reads Changes.cursor (its Hello said so)
+        # Schema versions: ours, the client's (from its Hello), and, for an
+        # older client, the tables and columns it knows (what it is sent).
+        self.synced_schema = synced.SCHEMA_VERSION
+        self.client_schema = 0
+        self._known: versions.Known | None = None
+        self._client_tables = self.tables
 
     def __repr__(self) -> str:  # never shows the token
         tenant = self.identity.tenant if self.identity else None
@@ -443,6 +465,8 @@ class ServerSession:
                 server_time_ms=self._now_ms(),
                 max_batch=self.max_batch,
                 max_frame=self.max_frame,
+                max_drift_ms=self.max_drift_ms,
+                synced_schema=self.synced_schema,
                 max_staged=self.max_staged,
                 staged_seq=staged_seq if staged_seq > acked_seq else 0,
             )
@@ -475,6 +499,29 @@ class ServerSession:
             self._leave_live()
             self._read_or_wake()
         self._next_merge()
+
+    def merge_deferred(
+        self,
+        *,
+        upto_seq: int,
+        first_seq: int,
+        code: str,
+        message: str,
+        retry_after_ms: int = 0,
+        rejected: Sequence[p.Rejection] = (),
+        log_seq: int = 0,
+    ) -> None:
+        """The merge asked for last stopped at a transaction that may merge
+        later (its first change ``first_seq``): Ack what came before, say why
+        with a non-fatal Error, and drop the pushes that follow it, queued or
+        still on their way, until the client pushes from ``first_seq`` again."""
+        if not self._merging:
+            raise ProtocolError("merge_deferred() with no merge running", code="state")
+        self._pushes.clear()
+        self._deferred_from = first_seq
+        self.merged(upto_seq=upto_seq, rejected=rejected, log_seq=log_seq)
+        if self.state is not State.CLOSED:
+            self._send(p.Error(code=code, message=message, fatal=False, retry_after_ms=retry_after_ms))
 
     def merge_failed(self, code: str, message: str) -> None:
         """The merge could not run (the database is away): nothing was merged.
@@ -552,7 +599,8 @@ class ServerSession:
             # All of it is new to this stream (the usual case): the frames the
             # other streams of these shapes get are exactly ours.
             self.position = entries[-1][0]
-            self._actions.append(SendEncoded(entries.frames(folded=self.changes_cursor, max_frame=self.max_frame)))
+            frames = entries.frames(folded=self.changes_cursor, max_frame=self.max_frame, known=self._known)
+            self._actions.append(SendEncoded(frames))
             return
         out = [tx for seq, tx in entries if seq > self.position]
         if not out:
@@ -698,6 +746,10 @@ class ServerSession:
             return
         self.site = bytes(msg.site)
         self.changes_cursor = msg.changes_cursor
+        self.client_schema = synced.peer_version(msg.synced_schema)
+        self._known = versions.known(self.client_schema)
+        if self._known is not None:
+            self._client_tables = self.tables & self._known.keys()
         self.state = State.AUTHENTICATING
         self._actions.append(Authenticate(msg.token, self.site, msg.cursor, msg.acked_seq))
 
@@ -725,6 +777,10 @@ class ServerSession:
         if problem:
             self._error("bad_push", problem, fatal=False)
             return
+        if self._deferred_from is not None:
+            if seqs[0] > self._deferred_from:
+                return  # sent before the client heard of the deferral: it pushes again from there
+            self._deferred_from = None
         if len(msg.txs) > 1 and len(seqs) > self.max_batch:
             # One transaction larger than the limit may come alone (it is never
             # split); several together must fit.
@@ -750,7 +806,7 @@ class ServerSession:
             self._error("bad_subscribe", f"at most {sh.MAX_SHAPES} shapes in one Subscribe", fatal=False)
             return
         try:
-            filters = [sh.check_shape(shape, self.tables) for shape in msg.shapes]
+            filters = [sh.check_shape(shape, self._client_tables) for shape in msg.shapes]
             start = (0, "")
             if msg.resume:
                 if not msg.snapshot:
@@ -806,7 +862,7 @@ class ServerSession:
     def _on_fetch(self, msg: p.Fetch) -> None:
         if not self._allowed(READ_SCOPES, "fetch rows"):
             return
-        problem = _fetch_problem(msg, self.tables)
+        problem = _fetch_problem(msg, self._client_tables)
         if problem:
             self._error("bad_fetch", problem, fatal=False)
             return
@@ -839,6 +895,8 @@ class ServerSession:
     # --- helpers ----------------------------------------------------------
 
     def _send(self, message: p.Message) -> None:
+        if self._known is not None:
+            message = versions.narrow(message, self._known)  # an older client: only what it knows
         self._actions.append(Send(message))
 
     def _error(self, code: str, message: str, *, fatal: bool, close_code: int = CLOSE_PROTOCOL_ERROR) -> None:

@@ -3,8 +3,9 @@
 A conflict record arrives with the server transaction that made it and is
 kept in ``_ss_conflicts``. Resolving one is an ordinary local write of the
 chosen value (so it syncs like any edit and wins over both versions, being
-newer), plus a local mark and a ``Resolved`` message to the server on the
-next connection.
+newer), plus a local mark and a ``Resolved`` message to the server: at once
+on an open background connection, else on the next connection. Until the
+server confirms it read it, it counts as pending (``pending_resolutions``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Rejected(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     message: str
     rejected_at: str
-    changes: list[p.LocalChange]
+    changes: list[p.LocalChange]  # as they were pushed, values and clocks
+    reverted_at: str | None = None  # when the rows went back to the server's state here (None: not yet)
 
 
 _COLUMNS = (
@@ -135,7 +137,14 @@ def resolve_conflict(replica: Replica, conflict_id: str, *, keep: str | None = N
             "update _ss_conflicts set resolved_at = ?, resolution = ?, reported = 0 where id = ?",
             (schema.now_iso(), keep or "value", record.id),
         )
-        return get_conflict(replica, record.id)
+        resolved = get_conflict(replica, record.id)
+    # A background sync of this store reports it on its open connection now
+    # (a resolution that wrote nothing, keeping a live row, commits no change
+    # that would wake it).
+    handle = getattr(replica, "_sync_handle", None)
+    if handle is not None:
+        handle.wake()
+    return resolved
 
 
 def _write(replica: Replica, record: LocalConflict, chosen: Any) -> None:
@@ -160,14 +169,15 @@ def _write(replica: Replica, record: LocalConflict, chosen: Any) -> None:
 
 
 def list_rejected(replica: Replica, *, limit: int | None = 100) -> list[Rejected]:
-    """Pushes the server refused for good, newest first, with what they carried."""
+    """Pushes the server refused for good, newest first, with what they carried
+    (the rows they wrote are returned to the server's state here)."""
     decode = msgspec.msgpack.Decoder(p.LocalTx).decode
-    sql = "select tx, code, message, rejected_at, changes from _ss_sync_rejected order by tx desc"
+    sql = "select tx, code, message, rejected_at, changes, reverted_at from _ss_sync_rejected order by tx desc"
     params: list[Any] = []
     if limit is not None:
         sql += " limit ?"
         params.append(limit)
     return [
-        Rejected(tx=tx, code=code, message=message, rejected_at=at, changes=decode(blob).changes)
-        for tx, code, message, at, blob in replica.connection.execute(sql, params)
+        Rejected(tx=tx, code=code, message=message, rejected_at=at, changes=decode(blob).changes, reverted_at=reverted)
+        for tx, code, message, at, blob, reverted in replica.connection.execute(sql, params)
     ]

@@ -7,6 +7,22 @@ It joins three things that know nothing of each other: the protocol session
 read from it after the last sequence the server has, so whatever was written
 while offline, or by another process on the same file, goes out in order.
 
+:meth:`SyncConnection.run` raises only :class:`~syncstore.errors.SyncError`
+(and its subclasses): whatever else goes wrong below it, a replica error or a
+bug, is converted at this boundary, with the original as its ``__cause__``.
+A failure is marked final (``retryable`` False) only for the conditions named
+in :data:`AUTH_CODES`, :data:`FATAL_CODES` and :func:`fatal`'s callers.
+
+A transaction the server refuses for good is undone here: the rows it wrote
+are fetched as the server holds them and each cell that still holds a refused
+write takes the server's (``Replica.revert``); subscribers hear of it with
+origin ``"reverted"``. Until that is done (a connection may drop first) the
+refusal stays marked unreverted and the next connection fetches again.
+
+With an older server (a lower schema version in its Welcome), the parts of
+pushes it cannot take are held in the replica and written again, as new
+changes, once a server that knows them is met.
+
 A local transaction of any size reaches the server: one too large for a push
 (more changes than ``max_batch``, or more bytes than the server's frame) goes
 in parts that the server stages and merges whole (when the server takes parts;
@@ -17,24 +33,53 @@ the replica and applied in one local transaction once whole.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import msgspec
 
+from syncstore import schema
 from syncstore.core import client_session as cs
+from syncstore.core import hlc
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core import versions
+from syncstore.core.merge import Cell
 from syncstore.core.server_session import parse_resume
-from syncstore.errors import AuthError, ProtocolError, SyncError
-from syncstore.replica.store import Change, Replica
+from syncstore.errors import (
+    AuthError,
+    NotAReplicaError,
+    ProtocolError,
+    SchemaVersionError,
+    SyncAuthError,
+    SyncClockDriftError,
+    SyncError,
+    SyncstoreError,
+)
+from syncstore.replica.store import Change, Replica, RevertRow
 from syncstore.sync.state import PAGE, SyncState, synced_tables, whole_tables
-from syncstore.sync.transport import DEFAULT_MAX_FRAME, DEFAULT_OPEN_TIMEOUT, Closed, Received, Transport
+from syncstore.sync.transport import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_OPEN_TIMEOUT,
+    TRANSPORT_ERRORS,
+    Closed,
+    Received,
+    Transport,
+    Wake,
+    describe,
+)
+
+log = logging.getLogger("syncstore.sync")
+
+DRIFT_RETRY_S = 30.0  # most time between pushes the server deferred for its clock
 
 # Codes of server errors that no retry can fix: the token, then the rest.
-AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "forbidden"})
-FATAL_CODES = frozenset({"protocol_version", "bad_site"})
+AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "token_revoked", "forbidden"})
+FATAL_CODES = frozenset({"protocol_version", "bad_site", "tenant_deleted"})
 
 
 def fatal(message: str, *, code: str) -> SyncError:
@@ -51,6 +96,28 @@ class Extent(NamedTuple):
     first: int  # its first sequence number
     end: int  # its last
     count: int  # its changes
+
+
+def sync_error(exc: BaseException) -> SyncError:
+    """Any failure of a sync round as a SyncError (raise it ``from exc``).
+    A replica file that is not a replica, or was made by a newer syncstore,
+    is final; anything else may pass (a locked file, a full disk, a bug
+    that a later connection does not hit)."""
+    if isinstance(exc, SyncError):
+        return exc
+    if isinstance(exc, AuthError):
+        converted: SyncError = SyncAuthError(str(exc))
+    elif isinstance(exc, TRANSPORT_ERRORS):
+        # From a transport that let it through (another transport_factory's).
+        converted = SyncError(f"the connection failed ({describe(exc)})")
+    elif isinstance(exc, SyncstoreError):
+        converted = SyncError(str(exc))
+        converted.code = exc.code
+        converted.retryable = not isinstance(exc, (NotAReplicaError, SchemaVersionError))
+    else:
+        converted = SyncError(f"the sync client failed unexpectedly ({type(exc).__name__}: {exc})")
+        converted.code = "internal"
+    return converted
 
 
 class RoundResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +153,8 @@ class SyncConnection:
         poll_interval: float = 1.0,
         transport_factory: Callable[..., Transport] = Transport,
         shapes: Sequence[p.Shape] | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     ):
         self.replica = replica
         self.url = url
@@ -111,6 +180,28 @@ class SyncConnection:
         self._chunk_after: dict[str, str] = {}  # per snapshot: the id its last chunk this session ended at
         self._fetch_upto = 0  # this connection asked for the rows of our changes up to here
         self._extents: dict[int, Extent] = {}  # local transactions being pushed in parts
+        self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
+        # Resolutions: the ones sent on this connection, and whether to look for new ones.
+        self._resolutions_sent: set[str] = set()
+        self._look_for_resolutions = True
+        # The server's clock, from its Welcome: (its time then, our monotonic time then).
+        self._server_clock: tuple[int, float] | None = None
+        self._max_drift_ms = hlc.DEFAULT_MAX_DRIFT_MS
+        self._keeps_server_time = False  # the replica keeps the server's time (our clock is past its cap)
+        self.held: SyncClockDriftError | None = None  # why local changes are held back now
+        self._look_again_at = 0.0  # when held: when to look at them again (monotonic)
+        self._warned = False  # the hold was logged (once per connection)
+        # Refused transactions being undone on this connection: per fetch, the
+        # rows it asked for; per row, the clocks of the refused writes; per
+        # transaction, the fetches it still waits for.
+        self._reverts: dict[str, tuple[str, list[str]]] = {}
+        self._revert_clocks: dict[tuple[str, str], set[tuple[int, bytes]]] = {}
+        self._revert_waits: dict[int, set[str]] = {}
+        # Rows whose revert fetch is out, and those of them a server change
+        # reached meanwhile (fetched again once reverted: see _reverted).
+        self._reverting: set[tuple[str, str]] = set()
+        self._refetch: set[tuple[str, str]] = set()
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -125,6 +216,22 @@ class SyncConnection:
         timeout: float | None = None,
         stop: threading.Event | None = None,
     ) -> RoundResult:
+        """Connect and sync until ``stop`` is set or, with ``until_settled``,
+        until settled. Raises only SyncError (see :func:`sync_error`)."""
+        try:
+            return self._run(until_settled=until_settled, timeout=timeout, stop=stop)
+        except SyncError:
+            raise
+        except Exception as exc:
+            raise sync_error(exc) from exc
+
+    def _run(
+        self,
+        *,
+        until_settled: bool,
+        timeout: float | None,
+        stop: threading.Event | None,
+    ) -> RoundResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             subscriptions = self.state.subscriptions(self.shapes)
@@ -137,6 +244,8 @@ class SyncConnection:
         self._chunk_after = {sub.id: _resumed_after(sub) for sub in subscriptions if sub.snapshot and sub.resume}
         self._fetch_upto = 0
         self._extents = {}
+        self._reverts, self._revert_clocks, self._revert_waits = {}, {}, {}
+        self._reverting, self._refetch = set(), set()
         if self._filtered:
             self.state.start_reconciling()
         # Parts of a group kept by a connection cut before its end: the cursor
@@ -156,12 +265,17 @@ class SyncConnection:
         open_timeout = self._open_timeout
         if deadline is not None:
             open_timeout = max(0.1, min(open_timeout, deadline - time.monotonic()))
-        transport = self._transport_factory(self.url, open_timeout=open_timeout, max_frame=self._max_frame)
+        transport = self._transport_factory(
+            self.url,
+            open_timeout=open_timeout,
+            max_frame=self._max_frame,
+            max_queue=self._max_queue,
+            max_queue_bytes=self._max_queue_bytes,
+        )
         self._transport = transport
         try:
             target = self.replica.last_seq()
             session.start()
-            resolutions_sent = False
             while True:
                 if stop is not None and stop.is_set():
                     break
@@ -172,9 +286,8 @@ class SyncConnection:
                         session.cursor = 0
                         self._chunk_after = {}
                         session.subscribe(self.state.subscriptions(self.shapes))
-                    if not resolutions_sent:
-                        session.resolved(self.state.unreported_resolutions())
-                        resolutions_sent = True
+                    if self._look_for_resolutions:
+                        self._report_resolutions(session)
                 for message in session.messages_to_send():
                     transport.send(message)
                 self._changed(session)
@@ -182,6 +295,8 @@ class SyncConnection:
                 # a writer that never pauses must not keep the round going.
                 if until_settled and session.settled and session.acked_seq >= target:
                     break
+                if until_settled and session.settled and self.held is not None:
+                    raise self.held
                 wait = self._poll
                 if deadline is not None:
                     left = deadline - time.monotonic()
@@ -191,12 +306,18 @@ class SyncConnection:
                             f"(acked {session.acked_seq} of {target}, up to date: {session.up_to_date})"
                         )
                     wait = min(wait, left)
+                if self.held is not None:
+                    wait = max(0.0, min(wait, self._look_again_at - time.monotonic()))
                 item = transport.get(wait)
                 if isinstance(item, Received):
                     session.receive(item.message)
                     self._handle(session, session.events_received())
                 elif isinstance(item, Closed):
                     raise item.error
+                else:
+                    # Woken by a local commit (a resolution among them?), or
+                    # idle for a poll interval (another process's?).
+                    self._look_for_resolutions = True
         except ProtocolError as exc:
             raise SyncError(f"{transport.url}: the server broke the protocol ({exc})") from None
         finally:
@@ -208,18 +329,124 @@ class SyncConnection:
     # --- pushing --------------------------------------------------------------
 
     def _fill_pushes(self, session: cs.ClientSession) -> None:
+        held = self.held
+        if held is not None:
+            if time.monotonic() < self._look_again_at:
+                return
+            self.held = None  # look again: _within_drift holds them again if need be
         while session.can_push:
             batch = self._next_batch(session)
             if not batch:
-                return
-            session.push(batch)
+                break
+            batch = self._within_drift(batch)
+            if not batch:
+                break
+            through = batch[-1].changes[-1].seq
+            known = session.server_known
+            if known is not None:
+                # An older server: keep back what it cannot take (it would
+                # refuse it for good), push the rest.
+                batch, kept = versions.strip_push(batch, known)
+                if kept:
+                    self.state.hold(kept)
+            if batch:
+                session.push(batch, through=through)
+            else:
+                session.skip(through)
+        if held is not None and self.held is None:
+            log.info("local changes held back for the server's clock go out now")
+            self._check_clock()
+
+    # --- resolutions ------------------------------------------------------------
+
+    def _report_resolutions(self, session: cs.ClientSession) -> None:
+        """Send the resolutions made here that the server was not told of and
+        this connection has not sent yet (a resolution made while connected
+        goes out at once: its commit wakes the loop)."""
+        self._look_for_resolutions = False
+        fresh = [i for i in self.state.unreported_resolutions() if i not in self._resolutions_sent]
+        if fresh:
+            session.resolved(fresh)
+            self._resolutions_sent.update(fresh)
+
+    # --- the server's clock -------------------------------------------------------
+
+    def _server_now_ms(self) -> int | None:
+        if self._server_clock is None:
+            return None
+        server_ms, at = self._server_clock
+        return server_ms + int((time.monotonic() - at) * 1000)
+
+    def _within_drift(self, batch: list[p.LocalTx]) -> list[p.LocalTx]:
+        """The leading transactions of ``batch`` the server accepts now; from
+        the first stamped past its cap on, every change waits (they are pushed
+        in order), and :attr:`held` says why."""
+        server_now = self._server_now_ms()
+        if server_now is None:
+            return batch
+        limit = server_now + self._max_drift_ms
+        for index, tx in enumerate(batch):
+            newest = max(change.hlc for change in tx.changes) >> hlc.COUNTER_BITS
+            if newest > limit:
+                self._hold(self._ahead_error(tx.tx, newest, server_now))
+                return batch[:index]
+        return batch
+
+    def _ahead_error(self, tx: int, stamp_ms: int, server_now: int) -> SyncClockDriftError:
+        cap = self._max_drift_ms
+        ahead = stamp_ms - server_now
+        exc = SyncClockDriftError(
+            stamp_ms=stamp_ms,
+            now_ms=server_now,
+            max_drift_ms=cap,
+            message=(
+                f"{self.state.pending_changes()} local changes wait: from transaction {tx} on they are "
+                f"stamped {ahead / 1000:.1f} s ahead of the sync server's time, and it accepts {cap / 1000:g} s. "
+                f"They go out once its time catches up (in about {(ahead - cap) / 1000:.0f} s); to send them "
+                f"sooner, correct this machine's clock and run `syncstore sync restamp`"
+            ),
+        )
+        exc.retry_after = (ahead - cap) / 1000
+        return exc
+
+    def _hold(self, why: SyncClockDriftError, *, look_again_s: float | None = None) -> None:
+        """Push nothing more until the server's time has caught up, looking
+        again after ``look_again_s`` at the latest (default: the poll
+        interval; the changes may be re-stamped meanwhile)."""
+        if not self._warned:
+            log.warning("%s", why)
+            self._warned = True
+        self.held = why
+        wait_s = why.retry_after or 0.0
+        most = self._poll if look_again_s is None else look_again_s
+        self._look_again_at = time.monotonic() + max(0.05, min(wait_s, most))
+        self._check_clock()
+
+    def _check_clock(self) -> None:
+        """Keep the server's time in the replica while the replica's clock is
+        past the server's cap (every connection to the file then refuses
+        local writes the server would refuse), and forget it once it is not."""
+        server_now = self._server_now_ms()
+        if server_now is None:
+            return
+        ahead_ms = (self.replica.last_stamp() >> hlc.COUNTER_BITS) - server_now
+        if ahead_ms > self._max_drift_ms:
+            self.state.keep_server_time(hlc.ServerTime(server_now, hlc.wall_ms(), self._max_drift_ms))
+            self._keeps_server_time = True
+        elif self._keeps_server_time:
+            self.state.keep_server_time(None)
+            self._keeps_server_time = False
 
     def _next_batch(self, session: cs.ClientSession) -> list[p.LocalTx]:
         limit = session.max_batch
         entries = self.replica.changes(after=session.pushed_seq, limit=limit + 1)
         if not entries:
             return []
-        if session.max_staged:
+        # Parts only to a server of our schema version: to an older one, what
+        # it cannot take is kept back change by change, which a part's count
+        # and end cannot say in advance (a transaction goes whole, as before).
+        parts = session.max_staged > 0 and session.server_known is None
+        if parts:
             extent = self._extent(entries[0].tx)
             if entries[0].seq > extent.first or extent.count > limit:
                 # Too large for one push, or being sent in parts already.
@@ -237,7 +464,7 @@ class SyncConnection:
             while len(batch) > 1 and len(p.encode(p.Push(txs=batch))) > max_frame:
                 batch = batch[: len(batch) // 2]
             size = len(p.encode(p.Push(txs=batch)))
-            if size > max_frame and session.max_staged:
+            if size > max_frame and parts:
                 return [self._part(session, entries, self._extent(batch[0].tx))]
             if size > max_frame:
                 raise fatal(
@@ -293,6 +520,8 @@ class SyncConnection:
     def _handle(self, session: cs.ClientSession, events: list[cs.Event]) -> None:
         for event in events:
             if isinstance(event, cs.RemoteTx):
+                if self._reverting:
+                    self._reached(event.tx.changes)
                 applied = self.state.apply(event.tx)
                 self._counts["received"] += 1
                 self._counts["conflicts"] += len(event.tx.conflicts)
@@ -309,10 +538,17 @@ class SyncConnection:
             elif isinstance(event, cs.Acked):
                 before = self.state.acked_seq
                 self.state.acked(event.upto_seq, event.rejected)
-                self._counts["pushed"] += max(0, event.upto_seq - before)
+                merged = event.upto_seq if event.merged is None else event.merged
+                self._counts["pushed"] += max(0, merged - before)
                 self._counts["rejected"] += len(event.rejected)
                 self._reconcile_acked(session, event.upto_seq)
+                if event.rejected:
+                    self._start_reverts(session)
             elif isinstance(event, cs.SnapshotChunk):
+                if self._reverting:
+                    self._reached(event.rows)
+                    if event.columns is not None:
+                        self._reached(p.RowChange(event.columns.table, i, {}) for i in event.columns.ids)
                 applied = self.state.apply_snapshot(event)
                 self._counts["snapshot_rows"] += event.count
                 if applied and self._notify is not None:
@@ -321,7 +557,12 @@ class SyncConnection:
             elif isinstance(event, cs.RowsFetched):
                 # Once every fetch is answered, the acked changes they were for are reconciled.
                 done = self._fetch_upto if not session.fetching else 0
-                applied = self.state.apply_rows(event.rows, reconciled_seq=done)
+                if event.id in self._reverts:
+                    applied = self._reverted(session, event)
+                    if done and self._filtered:
+                        self.state.reconciled(done)
+                else:
+                    applied = self.state.apply_rows(event.rows, reconciled_seq=done)
                 if applied and self._notify is not None:
                     self._notify(applied)
             elif isinstance(event, cs.Resnapshot):
@@ -335,12 +576,95 @@ class SyncConnection:
                 self.state.reported(event.conflict_ids)
             elif isinstance(event, cs.Welcomed):
                 self._welcomed(event)
+                self._schema_met(session, event.server_schema)
                 self._resume_staged(session, event)
                 # Pushes merged on a connection that dropped before their Ack,
                 # or whose fetches were cut off with it.
                 self._reconcile_acked(session, event.acked_seq)
+                self._start_reverts(session)  # refusals an earlier connection did not finish undoing
             elif isinstance(event, cs.SessionError):
                 self._server_error(event)
+
+    # --- rejected pushes: back to the server's state -----------------------------
+
+    def _start_reverts(self, session: cs.ClientSession) -> None:
+        """Fetch the rows of the refused transactions not yet undone (and not
+        being undone on this connection), to return them to the server's state."""
+        site = self.replica.site_id
+        txs = [tx for tx in self.state.unreverted() if tx.tx not in self._revert_waits]
+        if not txs:
+            return
+        wanted: dict[str, list[str]] = {}
+        rows_of: dict[int, set[tuple[str, str]]] = {}
+        for tx in txs:
+            keys = rows_of.setdefault(tx.tx, set())
+            for change in tx.changes:
+                key = (change.table, change.id)
+                self._revert_clocks.setdefault(key, set()).add((change.hlc, site))
+                if key not in keys:
+                    keys.add(key)
+                    wanted.setdefault(change.table, []).append(change.id)
+        covers: dict[tuple[str, str], str] = {}
+        for table, ids in wanted.items():
+            ids = list(dict.fromkeys(ids))
+            for k, fetch_id in enumerate(session.fetch(table, ids)):
+                asked = ids[k * p.MAX_FETCH_IDS : (k + 1) * p.MAX_FETCH_IDS]  # fetch() splits them so
+                self._reverts[fetch_id] = (table, asked)
+                for row_id in asked:
+                    covers[(table, row_id)] = fetch_id
+                    self._reverting.add((table, row_id))
+        for tx, keys in rows_of.items():
+            if keys and all(key in covers for key in keys):
+                # (A table an older server lacks cannot be fetched: that
+                # refusal waits for a server that knows it.)
+                self._revert_waits[tx] = {covers[key] for key in keys}
+
+    def _reverted(self, session: cs.ClientSession, event: cs.RowsFetched) -> list[Change]:
+        table, ids = self._reverts.pop(event.id)
+        server = {
+            row.id: {name: Cell(*cell) for name, cell in row.cells.items()}
+            for row in event.rows
+            if row.table == table and row.cells
+        }
+        rows = [
+            RevertRow(table, row_id, server.get(row_id), frozenset(self._revert_clocks.get((table, row_id), ())))
+            for row_id in ids
+        ]
+        done = []
+        for tx, waits in list(self._revert_waits.items()):
+            waits.discard(event.id)
+            if not waits:
+                done.append(tx)
+                del self._revert_waits[tx]
+        applied = self.state.revert(rows, done=done)
+        again = []
+        for row_id in ids:
+            self._reverting.discard((table, row_id))
+            if (table, row_id) in self._refetch:
+                self._refetch.discard((table, row_id))
+                again.append(row_id)
+        if again:
+            # A server change of these rows came while their fetch was out: it
+            # may have lost, here, to a refused cell, and the rows may have
+            # been read before it. Read them again and merge (no revert).
+            session.fetch(table, again)
+        return applied
+
+    def _reached(self, rows: Iterable[p.RowChange]) -> None:
+        reverting = self._reverting
+        for row in rows:
+            key = (row.table, row.id)
+            if key in reverting:
+                self._refetch.add(key)
+
+    # --- schema versions ----------------------------------------------------------
+
+    def _schema_met(self, session: cs.ClientSession, server_schema: int) -> None:
+        """Shapes whose rows miss columns a server now sends are taken again by
+        snapshot; changes held for a server of this version are written again."""
+        if self.state.schema_met(server_schema):
+            session.subscribe(self.state.subscriptions(self.shapes))
+        self.state.release_held(min(server_schema, schema.SCHEMA_VERSION))
 
     # --- filtered shapes: rows the stream may never correct ---------------------
 
@@ -418,6 +742,11 @@ class SyncConnection:
                 code="site_reused",
             )
         self.state.welcomed(tenant=event.tenant, acked_seq=event.acked_seq)
+        if event.server_time_ms > 0:
+            self._server_clock = (event.server_time_ms, time.monotonic())
+            self._max_drift_ms = event.max_drift_ms or hlc.DEFAULT_MAX_DRIFT_MS
+            self._keeps_server_time = self.state.server_time is not None
+            self._check_clock()
 
     def _resume_staged(self, session: cs.ClientSession, event: cs.Welcomed) -> None:
         """The server staged parts of our next transaction on an earlier
@@ -436,12 +765,32 @@ class SyncConnection:
         # or served, so waiting on would hang. The next connection starts clean.
         text = f"server error {event.code}: {event.message}"
         if event.code in AUTH_CODES:
-            exc = AuthError(text)
+            exc = SyncAuthError(text)
             exc.code = event.code
             raise exc
         if event.code in FATAL_CODES:
             raise fatal(text, code=event.code)
-        raise SyncError(text)
+        if event.code == "clock_drift" and not event.fatal:
+            # The server merged what came before a push stamped past its cap
+            # and dropped the rest: hold them on this connection (downloads
+            # go on) and push again when its time has caught up.
+            session = self.session
+            assert session is not None
+            session.retract_pushes()
+            why = SyncClockDriftError(
+                stamp_ms=0, now_ms=0, max_drift_ms=self._max_drift_ms,
+                message=f"{self.state.pending_changes()} local changes wait: {text}",
+            )  # fmt: skip
+            why.retry_after = event.retry_after_ms / 1000
+            # Each try costs the server a merge: look again less often than
+            # our own estimate of its clock would.
+            self._hold(why, look_again_s=max(self._poll, DRIFT_RETRY_S))
+            return
+        error = SyncError(text)
+        error.code = event.code
+        if event.retry_after_ms > 0:
+            error.retry_after = event.retry_after_ms / 1000
+        raise error
 
     def _changed(self, session: cs.ClientSession, *, connected: bool = True) -> None:
         if self._on_update is not None:
