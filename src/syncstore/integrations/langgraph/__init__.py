@@ -21,5 +21,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from syncstore.integrations.langgraph.checkpointer import SyncstoreSaver
+from syncstore.integrations.langgraph.store import SyncstoreStore
 
-__all__ = ["SyncstoreSaver"]
+__all__ = ["SyncstoreSaver", "SyncstoreStore"]
