@@ -291,11 +291,13 @@ TABLES: dict[str, Table] = {
             timestamps=False,
         ),
         # LangGraph's durable state (syncstore.integrations.langgraph, replica
-        # migration 0012). Row ids are UUIDv5 of the LangGraph key (thread,
-        # namespace, checkpoint, ...), so two replicas that write one checkpoint
-        # write one row, and two checkpoints never share a row: replicas of one
-        # tenant never conflict on them. Rows are written once (a write with a
-        # special index may be replaced) and deleted by delete_thread/prune.
+        # migration 0012). Row ids are made from the LangGraph key (thread,
+        # namespace, checkpoint, ...; see integrations/langgraph/keys.py), so two
+        # replicas that write one checkpoint write one row, and two checkpoints
+        # never share a row: replicas of one tenant never conflict on them. Rows
+        # are written once (a write with a special index may be replaced) and
+        # deleted by delete_thread/prune. A thread's rows are a range of the
+        # primary key, so only the lookups of every read have an index.
         Table(
             "langgraph_checkpoints",
             (
@@ -310,7 +312,7 @@ TABLES: dict[str, Table] = {
                 C("metadata", "json", default="{}", shape="object"),
                 C("created_at", "timestamp"),
             ),
-            indexes=("thread_id", "run_id"),
+            indexes=("thread_id",),  # a thread's latest checkpoint
             timestamps=False,
         ),
         Table(
@@ -326,8 +328,7 @@ TABLES: dict[str, Table] = {
                 C("type", "text"),
                 C("blob", "blob"),
             ),
-            indexes=("thread_id",),
-            timestamps=False,
+            timestamps=False,  # read by id only
         ),
         Table(
             "langgraph_checkpoint_writes",
@@ -343,7 +344,7 @@ TABLES: dict[str, Table] = {
                 C("type", "text"),
                 C("blob", "blob"),
             ),
-            indexes=("thread_id",),
+            indexes=("thread_id",),  # a checkpoint's pending writes
             timestamps=False,
         ),
         Table(

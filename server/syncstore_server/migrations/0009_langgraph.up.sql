@@ -1,7 +1,8 @@
 -- LangGraph's checkpoints, channel values, pending writes and long-term memory store
 -- (syncstore.integrations.langgraph): synced tables like the others (see 0001 for the
--- hidden columns, 0004 for direct writes). Their row ids are UUIDv5 of LangGraph's own
--- keys, so replicas of one tenant writing one checkpoint write one row.
+-- hidden columns, 0004 for direct writes). Their row ids are made from LangGraph's own
+-- keys (syncstore/integrations/langgraph/keys.py), so replicas of one tenant writing
+-- one checkpoint write one row.
 
 -- langgraph_checkpoints: per-column merge (rows written once, ids from LangGraph's keys)
 CREATE TABLE syncstore.langgraph_checkpoints (
@@ -23,7 +24,6 @@ CREATE TABLE syncstore.langgraph_checkpoints (
     PRIMARY KEY (tenant, id)
 );
 CREATE INDEX langgraph_checkpoints_thread_id_idx ON syncstore.langgraph_checkpoints (tenant, thread_id, checkpoint_ns, checkpoint_id);
-CREATE INDEX langgraph_checkpoints_run_id_idx ON syncstore.langgraph_checkpoints (tenant, run_id);
 
 -- langgraph_checkpoint_blobs: per-column merge (rows written once, ids from LangGraph's keys)
 CREATE TABLE syncstore.langgraph_checkpoint_blobs (
@@ -41,7 +41,6 @@ CREATE TABLE syncstore.langgraph_checkpoint_blobs (
     _clocks bytea,
     PRIMARY KEY (tenant, id)
 );
-CREATE INDEX langgraph_checkpoint_blobs_thread_id_idx ON syncstore.langgraph_checkpoint_blobs (tenant, thread_id, checkpoint_ns);
 
 -- langgraph_checkpoint_writes: per-column merge (rows written once, ids from LangGraph's keys)
 CREATE TABLE syncstore.langgraph_checkpoint_writes (
@@ -94,12 +93,12 @@ INSERT INTO syncstore.direct_write_rules (tbl, col, kind, required, choices, min
     ('langgraph_checkpoints', 'checkpoint_ns', 'text', false, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoints', 'checkpoint_id', 'text', true, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoints', 'parent_checkpoint_id', 'text', false, NULL, NULL, NULL, NULL, false),
-    ('langgraph_checkpoints', 'run_id', 'text', false, NULL, NULL, NULL, NULL, true),
+    ('langgraph_checkpoints', 'run_id', 'text', false, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoints', 'type', 'text', false, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoints', 'checkpoint', 'blob', false, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoints', 'metadata', 'json', false, NULL, NULL, NULL, 'object', false),
     ('langgraph_checkpoints', 'created_at', 'timestamp', false, NULL, NULL, NULL, NULL, false),
-    ('langgraph_checkpoint_blobs', 'thread_id', 'text', true, NULL, NULL, NULL, NULL, true),
+    ('langgraph_checkpoint_blobs', 'thread_id', 'text', true, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoint_blobs', 'checkpoint_ns', 'text', false, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoint_blobs', 'channel', 'text', true, NULL, NULL, NULL, NULL, false),
     ('langgraph_checkpoint_blobs', 'version', 'text', true, NULL, NULL, NULL, NULL, false),

@@ -12,8 +12,8 @@ history (and forks from it) spans both.
 Storage follows LangGraph's own savers: a checkpoint row holds the checkpoint
 without its channel values; each channel value is stored once per channel
 version (``langgraph_checkpoint_blobs``) and shared by every checkpoint that
-names that version; pending writes are rows of their own. Row ids are UUIDv5
-of LangGraph's keys (:mod:`.keys`), and channel versions carry a random part
+names that version; pending writes are rows of their own. Row ids are made
+from LangGraph's keys (:mod:`.keys`), and channel versions carry a random part
 (as InMemorySaver's and PostgresSaver's do), so checkpoints written on two
 replicas never share a row: they never conflict.
 
@@ -61,6 +61,7 @@ _PAGE = 100  # checkpoints read per query when listing
 _decode_json = msgspec.json.decode
 _CHECKPOINT_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
 _STRATEGIES = ("keep_latest", "delete")
+_IN_THREAD = "id >= ? and id < ? and thread_id = ?"  # a thread's rows: a range of the primary key
 
 
 class SyncstoreSaver(BaseCheckpointSaver[str]):
@@ -117,9 +118,11 @@ class SyncstoreSaver(BaseCheckpointSaver[str]):
                 }
             )
         with self.store.transaction():
-            self._upsert(CHECKPOINTS, [row])
-            if blobs:
-                # A channel version names one value: a blob already there is that value.
+            # The common case first: a new checkpoint and new versions, inserted.
+            if not self._inserted(CHECKPOINTS, [row]):
+                self._upsert(CHECKPOINTS, [row])
+            # A channel version names one value: a blob already there is that value.
+            if blobs and not self._inserted(BLOBS, blobs):
                 self._insert_missing(BLOBS, blobs)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": checkpoint["id"]}}
 
@@ -173,6 +176,16 @@ class SyncstoreSaver(BaseCheckpointSaver[str]):
                 f"select id from {table} where id in (select value from json_each(?))", (schema.encode_json(ids),)
             )
         return {row["id"] for row in found}
+
+    def _inserted(self, table: str, rows: list[dict[str, Any]]) -> bool:
+        """Insert the rows; False (and nothing written) when one of them exists."""
+        try:
+            self.store.insert_many(table, rows)
+        except ValidationError as exc:
+            if exc.field != "id":
+                raise
+            return False
+        return True
 
     def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -263,7 +276,7 @@ class SyncstoreSaver(BaseCheckpointSaver[str]):
         thread_id = str(thread_id)
         with self.store.transaction():
             for table in (WRITES, BLOBS, CHECKPOINTS):
-                self._delete(table, "thread_id = ?", (thread_id,))
+                self._delete(table, _IN_THREAD, (*keys.thread_range(thread_id), thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints the given runs made, their writes, and the channel
@@ -292,7 +305,9 @@ class SyncstoreSaver(BaseCheckpointSaver[str]):
                 (WRITES, lambda r: keys.write_id(target, r["checkpoint_ns"], r["checkpoint_id"], r["task_id"], r["idx"])),
             ):
                 names = schema.table(table).column_names
-                rows = self.store.query(f"select {', '.join(names)} from {table} where thread_id = ?", (source,))
+                rows = self.store.query(
+                    f"select {', '.join(names)} from {table} where {_IN_THREAD}", (*keys.thread_range(source), source)
+                )
                 copies = []
                 for row in rows:
                     row = dict(row, thread_id=target)
@@ -349,7 +364,8 @@ class SyncstoreSaver(BaseCheckpointSaver[str]):
                     for channel, version in (body.get("channel_versions") or {}).items()
                 )
             for row in self.store.query(
-                f"select id from {BLOBS} where thread_id = ? and checkpoint_ns = ?", (thread_id, checkpoint_ns)
+                f"select id from {BLOBS} where {_IN_THREAD} and checkpoint_ns = ?",
+                (*keys.thread_range(thread_id), thread_id, checkpoint_ns),
             ):
                 if row["id"] not in named:
                     self.store.delete(BLOBS, row["id"])

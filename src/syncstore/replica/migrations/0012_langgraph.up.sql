@@ -19,7 +19,6 @@ CREATE TABLE langgraph_checkpoints (
 );
 -- A thread's latest checkpoint (and its history, newest first) is one seek.
 CREATE INDEX langgraph_checkpoints_thread_id_idx ON langgraph_checkpoints (thread_id, checkpoint_ns, checkpoint_id);
-CREATE INDEX langgraph_checkpoints_run_id_idx ON langgraph_checkpoints (run_id);
 
 CREATE TABLE langgraph_checkpoint_blobs (
     id TEXT PRIMARY KEY NOT NULL,
@@ -33,7 +32,6 @@ CREATE TABLE langgraph_checkpoint_blobs (
     _site BLOB NOT NULL,
     _clocks BLOB
 );
-CREATE INDEX langgraph_checkpoint_blobs_thread_id_idx ON langgraph_checkpoint_blobs (thread_id, checkpoint_ns);
 
 CREATE TABLE langgraph_checkpoint_writes (
     id TEXT PRIMARY KEY NOT NULL,
