@@ -159,7 +159,7 @@ class SyncstoreSaver(BaseCheckpointSaver[str]):
             )
             if index < 0:
                 replace.add(row_id)
-        if not rows:
+        if not rows or self._inserted(WRITES, rows):  # the common case: none stored yet
             return
         with self.store.transaction():
             existing = self._existing(WRITES, [row["id"] for row in rows])
