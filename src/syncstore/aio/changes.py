@@ -22,6 +22,9 @@ from typing import Any, Callable
 from syncstore.replica.store import Change, Replica
 
 
+_BURST = 100  # changes handed out before the iterator yields to the loop once
+
+
 class Changes:
     """An async iterator of :class:`~syncstore.Change`, one per row a commit touched."""
 
@@ -30,6 +33,7 @@ class Changes:
         self._pending: collections.deque[Change] = collections.deque()
         self._arrived = asyncio.Event()
         self._closed = False
+        self._served = 0
         self.table = table
         self._unsubscribe: Callable[[], None] = replica.subscribe(table, _listener(weakref.ref(self)))
 
@@ -54,6 +58,9 @@ class Changes:
         return self
 
     async def __anext__(self) -> Change:
+        self._served += 1
+        if self._served % _BURST == 0:
+            await asyncio.sleep(0)  # a burst of thousands of changes lets other tasks run between
         while not self._pending:
             if self._closed:
                 raise StopAsyncIteration

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Mapping, S
 from syncstore.aio.changes import Changes
 from syncstore.aio.facades import AsyncEvents, AsyncExecutions, Facade
 from syncstore.aio.worker import Worker, worker_for
+from syncstore.errors import SyncstoreError
 from syncstore.store import Store
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class AsyncStore:
     def __init__(self, store: Store):
         self.store = store
         self.worker: Worker = worker_for(store)
+        # The domain APIs' modules take a while to import: import them in the worker
+        # now rather than on the loop when a facade is first used.
+        self.worker.submit(_import_domains)
 
     # --- the domain APIs, awaitable (see syncstore.aio.facades) -----------------
 
@@ -201,7 +205,7 @@ class AsyncStore:
     async def close(self) -> None:
         """Close the store (in its worker, after the calls queued before this)."""
         if not self.worker.closed:
-            await self.worker.run(self.store.close)
+            await self.worker.run(_close, self.store)
 
     async def __aenter__(self) -> AsyncStore:
         return self
@@ -279,6 +283,33 @@ class AsyncSyncHandle:
         await asyncio.to_thread(self.handle.stop, timeout)
 
 
+def _close(store: Store) -> None:
+    # Closing the last connection copies the WAL into the database file while
+    # holding the GIL, which would stall the event loop's thread for as long: copy
+    # it first with a statement (apsw lets go of the GIL while one runs).
+    if not store.readonly:
+        try:
+            store.query("pragma wal_checkpoint(PASSIVE)")
+        except SyncstoreError:  # busy or odd: close copies what is left
+            pass
+    store.close()
+
+
+def _import_domains() -> None:
+    import syncstore.environments  # noqa: F401
+    import syncstore.events  # noqa: F401
+    import syncstore.executions  # noqa: F401
+    import syncstore.memory  # noqa: F401
+    import syncstore.tasks  # noqa: F401
+    import syncstore.workflows  # noqa: F401
+
+
+def _open_store(path: str | os.PathLike[str], options: dict[str, Any]) -> Store:
+    store = Store(path, **options)
+    _import_domains()
+    return store
+
+
 class _Opening:
     """What :func:`open` returns: await it, or use it with ``async with``."""
 
@@ -289,7 +320,7 @@ class _Opening:
 
     async def _open(self) -> AsyncStore:
         # Opening migrates and may wait for another writer: not on the loop.
-        store = await asyncio.to_thread(Store, self._path, **self._options)
+        store = await asyncio.to_thread(_open_store, self._path, self._options)
         return AsyncStore(store)
 
     def __await__(self) -> Generator[Any, None, AsyncStore]:
