@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import numpy as np
 import pytest
@@ -71,6 +72,7 @@ def test_a_key_written_on_two_replicas_is_one_item_and_the_last_write_wins(repli
     url, token = sync_server.url, sync_server.token(tenant)
     a, b = SyncstoreStore(replicas("a")), SyncstoreStore(replicas("b"))
     a.put(("prefs",), "theme", {"value": "dark"})
+    time.sleep(0.005)  # a later millisecond: two writes in one tie on the clock, and the site decides
     b.put(("prefs",), "theme", {"value": "light"})  # later, offline
     for store in (a, b, a):
         store.store.sync(url, token=token)
