@@ -42,7 +42,7 @@ MAX_TEXT = 1_000_000  # characters in one text value
 # The version of the synced tables (see the module docstring). Version 1 is
 # every table and column with no ``since`` of its own; a peer that does not
 # say its version (it predates versions) is of version 1.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the LangGraph tables
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 
 
@@ -88,6 +88,12 @@ def C(name: str, type_: str, **kw: Any) -> Column:
     assert type_ in TYPES and _IDENT.match(name), (name, type_)
     assert kw.get("shape") in (None, "object", "array") and (type_ == "json" or "shape" not in kw), (name, kw)
     return Column(name, type_, **kw)
+
+
+def added_in(version: int, tbl: Table) -> Table:
+    """``tbl`` as a table that came in schema ``version``, every column with it."""
+    columns = tuple(msgspec.structs.replace(c, since=max(c.since, version)) for c in tbl.columns)
+    return msgspec.structs.replace(tbl, since=version, columns=columns)
 
 
 TASK_STATUSES = ("pending", "in_progress", "paused", "completed", "merged", "cancelled", "failed")
@@ -314,7 +320,7 @@ TABLES: dict[str, Table] = {
         # are written once (a write with a special index may be replaced) and
         # deleted by delete_thread/prune. A thread's rows are a range of the
         # primary key, so only the lookups of every read have an index.
-        Table(
+        added_in(2, Table(
             "langgraph_checkpoints",
             (
                 C("id", "text", required=True),
@@ -330,8 +336,8 @@ TABLES: dict[str, Table] = {
             ),
             indexes=("thread_id",),  # a thread's latest checkpoint
             timestamps=False,
-        ),
-        Table(
+        )),
+        added_in(2, Table(
             # One channel value per (thread, namespace, channel, version): stored once,
             # shared by every checkpoint whose channel_versions name that version.
             "langgraph_checkpoint_blobs",
@@ -345,8 +351,8 @@ TABLES: dict[str, Table] = {
                 C("blob", "blob"),
             ),
             timestamps=False,  # read by id only
-        ),
-        Table(
+        )),
+        added_in(2, Table(
             "langgraph_checkpoint_writes",
             (
                 C("id", "text", required=True),
@@ -362,8 +368,8 @@ TABLES: dict[str, Table] = {
             ),
             indexes=("thread_id",),  # a checkpoint's pending writes
             timestamps=False,
-        ),
-        Table(
+        )),
+        added_in(2, Table(
             # LangGraph's long-term memory (BaseStore): one row per (namespace, key),
             # its id a UUIDv5 of both, so a key written on two replicas is one row
             # whose columns merge last-write-wins. ``namespace`` is the JSON array
@@ -383,7 +389,7 @@ TABLES: dict[str, Table] = {
                 *_TIMES,
             ),
             indexes=("namespace", "expires_at"),
-        ),
+        )),
     )
 }
 
