@@ -1,10 +1,7 @@
 """Versioned server schema migrations with a recorded history.
 
 Each migration is a pair of SQL files in ``migrations/``: ``NNNN_name.up.sql``
-and, where the change can be undone, ``NNNN_name.down.sql``. Versions need not
-be contiguous, only increasing (numbers are reserved for work under way, which
-lands in any order); a pending version below the newest applied one is applied
-like any other. Applied ones are
+and, where the change can be undone, ``NNNN_name.down.sql``. Applied ones are
 recorded in ``syncstore.schema_migrations`` with a checksum of the up file.
 On start the server checks the history: a database migrated by a newer server,
 or a migration whose file changed after it ran, stops it with a clear error.
@@ -82,8 +79,10 @@ def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         else:
             downs[version] = path.read_text()
     versions = sorted(ups)
-    if versions and versions[0] < 1:
-        raise SchemaVersionError(f"server migrations are numbered from 1, found {versions}")
+    # Versions only increase; numbers may be skipped (work in progress elsewhere
+    # reserves its own), as the replica's migrations allow.
+    if any(v < 1 for v in versions) or len(versions) != len(set(versions)) or set(downs) - set(ups):
+        raise SchemaVersionError(f"server migrations must be numbered 1, 2, ... once each with an up file, found {versions}")
     return [Migration(v, ups[v][0], ups[v][1], downs.get(v)) for v in versions]
 
 
@@ -109,7 +108,7 @@ def status(conn: psycopg.Connection, *, known: list[Migration] | None = None) ->
         if migration is None:
             raise SchemaVersionError(
                 f"the database has server schema version {row.version} ({row.name}), newer than this "
-                f"server knows ({_latest(known)}): upgrade syncstore"
+                f"server knows (up to {max((m.version for m in known), default=0)}): upgrade syncstore"
             )
         if migration.checksum != row.checksum:
             raise SchemaVersionError(
@@ -119,17 +118,13 @@ def status(conn: psycopg.Connection, *, known: list[Migration] | None = None) ->
     done = {row.version for row in applied}
     pending = [m for m in known if m.version not in done]
     current = max(done, default=0)
-    return Status(current, _latest(known), applied, pending)
-
-
-def _latest(known: list[Migration]) -> int:
-    return max((m.version for m in known), default=0)
+    return Status(current, max((m.version for m in known), default=0), applied, pending)
 
 
 def migrate(conn: psycopg.Connection, *, target: int | None = None) -> list[Migration]:
     """Apply pending migrations up to ``target`` (all by default); return those applied."""
     known = available()
-    target = _latest(known) if target is None else target
+    target = known[-1].version if target is None and known else (target or 0)
     done: list[Migration] = []
     conn.autocommit = True
     with conn.transaction():
