@@ -231,6 +231,10 @@ class ChangeStore:
             rows = await self._lock_rows(conn, tenant, work)
             entries: list[tuple[merge_plan.PlannedTx, list[shapes.RowKeys]]] = []
             for tx, checked in work:
+                unborn = merge_plan.unborn(checked, rows)
+                if unborn is not None:
+                    refused.append((tx, Refused("bad_value", unborn)))
+                    continue
                 before = {}
                 for change in checked:
                     key = (change.table, change.id)
@@ -631,7 +635,7 @@ class ChangeStore:
                     name: (value, *extra[name]) if name in extra else (value, *base)
                     for name, value in zip(names, row_values)
                 }
-                rows.append(p.RowChange(table_name, ids[k], cells))
+                rows.append(p.RowChange(table_name, ids[k], _written(cells)))
             keep = sorted(set(range(taken)) - set(mixed))
             ids = [ids[k] for k in keep]
             values = [[column[k] for k in keep] for column in values]
@@ -672,7 +676,7 @@ class ChangeStore:
         for record in records:
             row_id, row = view.row_from_db(record)
             cells = {name: (cell.value, cell.hlc, bytes(cell.site)) for name, cell in row.cells.items()}
-            out.append(p.RowChange(table, row_id, cells))
+            out.append(p.RowChange(table, row_id, _written(cells)))
         return out
 
     async def cells(self, tenant: str, table: str, row_id: str) -> dict[str, Any] | None:
@@ -771,6 +775,16 @@ def _retrieved(task: asyncio.Task[Any]) -> None:
     """A read ahead that failed or was dropped: its error is the reader's, if one asks."""
     if not task.cancelled():
         task.exception()
+
+
+def _written(cells: dict[str, tuple[Any, int, bytes]]) -> dict[str, tuple[Any, int, bytes]]:
+    """A row's cells without those nobody wrote (at the zero clock, which a row
+    merged before partial inserts were completed may hold): a replica fills
+    them itself with the same default at the same zero clock, and takes no
+    cell at that clock from the server."""
+    if all(cell[1] for cell in cells.values()):
+        return cells
+    return {name: cell for name, cell in cells.items() if cell[1]}
 
 
 def _value_size(view: Any, columns: Sequence[Sequence[Any]]) -> int:
