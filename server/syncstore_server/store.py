@@ -91,10 +91,16 @@ class _ConcurrentInsert(Exception):
 
 
 _RETRY = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _ConcurrentInsert)
-# What PostgreSQL says of a value it will never take (a character the database's
-# encoding lacks, a vector over pgvector's size limit, JSON nested too deep):
-# the transaction carrying it is refused for good instead of failing the push.
-_REFUSED_VALUE = (pg_errors.DataError, pg_errors.ProgramLimitExceeded)
+
+
+def never_storable(exc: psycopg.Error) -> bool:
+    """Whether PostgreSQL said it will never take a value of the statement:
+    a data exception (SQLSTATE class 22: a character the database's encoding
+    lacks, a number out of range) or a program limit (class 54: a value too
+    large for an index or a vector, JSON nested past the stack depth limit).
+    The transaction carrying it is refused for good instead of failing the
+    push, which the client would retry for ever."""
+    return (exc.sqlstate or "").startswith(("22", "54"))
 
 
 async def load_catalog(conn: psycopg.AsyncConnection) -> Catalog:
@@ -164,7 +170,9 @@ class ChangeStore:
             except _RETRY as exc:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
-            except _REFUSED_VALUE as exc:
+            except psycopg.Error as exc:
+                if not never_storable(exc):
+                    raise
                 if also is not None or renumber:
                     # The server's own write (a resolution): say so to whoever asked.
                     raise ValidationError(f"PostgreSQL refused the value: {_pg_message(exc)}") from None
