@@ -12,6 +12,7 @@ server (nothing left unsent).
 from __future__ import annotations
 
 import itertools
+import logging
 import operator
 from typing import Any, Iterable
 
@@ -22,6 +23,7 @@ from syncstore.core import merge
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
 from syncstore.core.client_session import SnapshotChunk, Subscription, group_transactions
+from syncstore.errors import ValidationError
 from syncstore.replica import clocks
 from syncstore.replica.store import Change, LoggedChange, RemoteChange, Replica
 
@@ -123,6 +125,7 @@ LAST_CONNECTED_AT = "sync.last_connected_at"
 LAST_SYNCED_AT = "sync.last_synced_at"
 
 _encode = msgspec.msgpack.encode
+log = logging.getLogger("syncstore.sync")
 
 
 def synced_tables() -> list[str]:
@@ -146,6 +149,10 @@ def _filter_sql(shape: sh.ShapeFilter) -> tuple[list[str], list[Any]]:
         clauses.append(part)
         params.extend(values)
     return clauses, params
+
+
+def _as_remote(rc: p.RowChange) -> RemoteChange:
+    return RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
 
 
 def _remote(rows: Iterable[p.RowChange]) -> list[RemoteChange]:
@@ -382,10 +389,7 @@ class SyncState:
                 if params:
                     self._conn.executemany(bulk.insert, params)
             if slow:
-                applied = self.replica.apply_remote(
-                    RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
-                    for rc in slow
-                )
+                applied = self._apply_or_skip(slow)
             if chunk.conflicts:
                 # The chunk does not say at which log position each record was
                 # made: the snapshot's position stands for it.
@@ -405,6 +409,34 @@ class SyncState:
                     (chunk.position, chunk.resume, chunk.id),
                 )
         return fresh + applied
+
+    def _apply_or_skip(self, rows: list[p.RowChange]) -> list[Change]:
+        """Merge snapshot rows (in the caller's transaction). A row this replica
+        cannot take (a value its schema refuses, a column it does not know) is
+        kept in ``_ss_sync_skipped`` and logged, not applied: failing the chunk
+        would fail every later sync too, for good. Checking happens before
+        anything is written, so the good rows are merged as one batch either way."""
+        try:
+            return self.replica.apply_remote(_as_remote(rc) for rc in rows)
+        except (ValidationError, TypeError, ValueError):
+            pass  # find the rows at fault
+        applied: list[Change] = []
+        now = schema.now_iso()
+        for rc in rows:
+            try:
+                applied += self.replica.apply_remote([_as_remote(rc)])
+            except (ValidationError, TypeError, ValueError) as exc:
+                log.warning("the server's %s row %s cannot be stored here, skipped: %s", rc.table, rc.id, exc)
+                self._conn.execute(
+                    "insert or replace into _ss_sync_skipped (tbl, pk, problem, cells, skipped_at) "
+                    "values (?, ?, ?, ?, ?)",
+                    (str(rc.table), str(rc.id), str(exc), _encode(rc.cells), now),
+                )
+        return applied
+
+    def skipped_rows(self) -> int:
+        """Server rows a snapshot sent that this replica could not take (see ``_ss_sync_skipped``)."""
+        return self._conn.execute("select count(*) from _ss_sync_skipped").fetchone()[0]
 
     def _insert_columns(self, chunk: p.Columns, fresh: list[Change]) -> list[p.RowChange]:
         """Insert the rows of a columnar chunk this replica does not hold (in

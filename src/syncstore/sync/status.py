@@ -22,6 +22,7 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
     last_synced_at: str | None  # when this replica last caught up with the server
     rejected: int  # local transactions the server refused (see `syncstore sync rejected`)
     open_conflicts: int  # conflict records not yet resolved here
+    skipped_rows: int = 0  # server rows a snapshot sent that this replica could not take (_ss_sync_skipped)
 
 
 def read_status(replica: Replica, *, running: bool = False, connected: bool = False) -> SyncStatus:
@@ -42,4 +43,5 @@ def read_status(replica: Replica, *, running: bool = False, connected: bool = Fa
         last_synced_at=meta(st.LAST_SYNCED_AT),
         rejected=conn.execute("select count(*) from _ss_sync_rejected").fetchone()[0],
         open_conflicts=conn.execute("select count(*) from _ss_conflicts where resolved_at is null").fetchone()[0],
+        skipped_rows=state.skipped_rows(),
     )
