@@ -13,7 +13,10 @@ Two kinds of stream:
   cache. A read must see every entry committed before it was asked for: a
   refresh reads the database from the newest entry cached, and a read may use
   a refresh only if that refresh *started* after the read asked. A burst of
-  reads costs at most two queries.
+  reads costs at most two queries. A database read continues with the cache
+  only where the cache holds every entry after the read's end; when the cache
+  moved past it meanwhile (created further on by another first read, or
+  trimmed), it says "more" and the stream reads again from its end.
 - **Live** (a stream that reached the end): each refresh hands the entries
   it fetched to the router in the same step that adds them to the cache, and
   a read that reaches the end says where (``head``): a stream that registers

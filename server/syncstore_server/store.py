@@ -45,6 +45,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncstore import schema
 from syncstore.core import hlc as hlc_mod
+from syncstore.core.fingerprint import change_fingerprint
 from syncstore.core import protocol as p
 from syncstore.core import server_session, shapes
 from syncstore.errors import SyncError, ValidationError
@@ -88,6 +89,16 @@ class MergeResult(NamedTuple):
 
 class _ConcurrentInsert(Exception):
     """A row this push took for new was inserted by another push meanwhile."""
+
+
+class SiteReused(Exception):
+    """The push's change at the site's acked sequence is not the one merged
+    there: it comes from another copy of the replica file (same site id,
+    another history). Nothing was merged; the client takes a new site id."""
+
+
+def _fingerprint(change: p.LocalChange) -> bytes:
+    return change_fingerprint(change.hlc, change.table, change.id)
 
 
 _RETRY = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _ConcurrentInsert)
@@ -138,12 +149,18 @@ class ChangeStore:
     # --- acks -----------------------------------------------------------------
 
     async def acked_seq(self, tenant: str, site: bytes) -> int:
+        return (await self.site_ack(tenant, site))[0]
+
+    async def site_ack(self, tenant: str, site: bytes) -> tuple[int, bytes]:
+        """How far this site is merged, and the fingerprint of its change there
+        (b"": none, or merged before fingerprints were kept)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT acked_seq FROM {SCHEMA}.site_acks WHERE tenant = %s AND site = %s", (tenant, site)
+                f"SELECT acked_seq, acked_fingerprint FROM {SCHEMA}.site_acks WHERE tenant = %s AND site = %s",
+                (tenant, site),
             )
             found = await cur.fetchone()
-        return found[0] if found else 0
+        return (found[0], bytes(found[1] or b"")) if found else (0, b"")
 
     # --- merging --------------------------------------------------------------
 
@@ -196,12 +213,13 @@ class ChangeStore:
 
     async def _refuse(self, tenant: str, site: bytes, tx: p.LocalTx, refusal: Refused) -> MergeResult:
         async with self.pool.connection() as conn, conn.transaction():
-            acked = await self._lock_site(conn, tenant, site)
+            acked, known = await self._lock_site(conn, tenant, site)
+            _same_history([tx], acked, known)
             fresh = [c for c in tx.changes if c.seq > acked]
             rejected = []
             if fresh:
                 rejected = await self._record_refusals(conn, tenant, site, [(p.LocalTx(tx.tx, fresh), refusal)])
-                await self._raise_ack(conn, tenant, site, fresh[-1].seq)
+                await self._raise_ack(conn, tenant, site, fresh[-1].seq, _fingerprint(fresh[-1]))
             return MergeResult(max(acked, tx.changes[-1].seq), rejected, 0, 0, [])
 
     async def _merge(
@@ -216,10 +234,13 @@ class ChangeStore:
         now_ms = self._now_ms()
         async with conn.transaction():
             await conn.execute(SERVER_WRITER)  # not a direct write (migration 0004)
-            acked = await self._lock_site(conn, tenant, site)
+            acked, known = await self._lock_site(conn, tenant, site)
             if renumber:
                 txs = _renumber(txs, after=acked)
-            last = max((c.seq for tx in txs for c in tx.changes), default=acked)
+            else:
+                _same_history(txs, acked, known)
+            newest = max((c for tx in txs for c in tx.changes), key=_seq, default=None)
+            last = acked if newest is None else newest.seq
             work: list[tuple[p.LocalTx, list[Checked]]] = []
             refused: list[tuple[p.LocalTx, Refused]] = []
             for tx in txs:
@@ -261,23 +282,28 @@ class ChangeStore:
             if also is not None:
                 await also(conn)
             if last > acked:
-                await self._raise_ack(conn, tenant, site, last)
+                assert newest is not None
+                await self._raise_ack(conn, tenant, site, last, _fingerprint(newest))
         return MergeResult(max(acked, last), rejected, written, conflicts, positions)
 
-    async def _lock_site(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes) -> int:
+    async def _lock_site(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes) -> tuple[int, bytes]:
+        """Lock the site's ack row (made on its first push); its acked sequence and fingerprint."""
         cur = await conn.execute(
             f"INSERT INTO {SCHEMA}.site_acks AS a (tenant, site) VALUES (%s, %s) "
-            f"ON CONFLICT (tenant, site) DO UPDATE SET last_seen = now() RETURNING a.acked_seq",
+            f"ON CONFLICT (tenant, site) DO UPDATE SET last_seen = now() RETURNING a.acked_seq, a.acked_fingerprint",
             (tenant, site),
         )
         found = await cur.fetchone()
         assert found is not None
-        return found[0]
+        return found[0], bytes(found[1] or b"")
 
-    async def _raise_ack(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes, upto: int) -> None:
+    async def _raise_ack(
+        self, conn: psycopg.AsyncConnection, tenant: str, site: bytes, upto: int, fingerprint: bytes
+    ) -> None:
         await conn.execute(
-            f"UPDATE {SCHEMA}.site_acks SET acked_seq = greatest(acked_seq, %s) WHERE tenant = %s AND site = %s",
-            (upto, tenant, site),
+            f"UPDATE {SCHEMA}.site_acks SET acked_fingerprint = CASE WHEN %s > acked_seq THEN %s "
+            f"ELSE acked_fingerprint END, acked_seq = greatest(acked_seq, %s) WHERE tenant = %s AND site = %s",
+            (upto, fingerprint, upto, tenant, site),
         )
 
     async def _lock_rows(
@@ -816,6 +842,28 @@ def _read_column(column: list[Any], reader: Callable[[Any], Any]) -> list[Any]:
         return [None if value is None else reader(value) for value in column]
     read[None] = None
     return list(map(read.__getitem__, column))
+
+
+def _seq(change: p.LocalChange) -> int:
+    return change.seq
+
+
+def _same_history(txs: Sequence[p.LocalTx], acked: int, known: bytes) -> None:
+    """Raise :class:`SiteReused` when a push holds a change at the site's acked
+    sequence that is not the one merged there (whose fingerprint is ``known``):
+    the changes up to it would be skipped as merged, but they are another
+    file's. (A push that starts after the acked sequence says nothing of it.)"""
+    if not known or not txs or not txs[0].changes or txs[0].changes[0].seq > acked:
+        return
+    for tx in txs:
+        for change in tx.changes:
+            if change.seq == acked:
+                if _fingerprint(change) != known:
+                    raise SiteReused(
+                        f"the change at sequence {acked} of this site is not the one the server merged there: "
+                        f"another copy of this replica file synced; this one must take a new site id"
+                    )
+                return
 
 
 def _renumber(txs: Sequence[p.LocalTx], *, after: int) -> list[p.LocalTx]:

@@ -1,5 +1,6 @@
--- Undo 0005: direct writes are checked by 0004's rules again (no byte limit for text in
--- indexed columns, no JSON depth or size limit).
+-- Undo 0005: sites keep no fingerprint; direct writes are checked by 0004's rules again
+-- (no byte limit for text in indexed columns, no JSON depth or size limit).
+ALTER TABLE syncstore.site_acks DROP COLUMN acked_fingerprint;
 CREATE OR REPLACE FUNCTION syncstore._direct_write_check(tbl_name text, row_j jsonb, cols text[]) RETURNS void
 LANGUAGE plpgsql STABLE
 AS $$

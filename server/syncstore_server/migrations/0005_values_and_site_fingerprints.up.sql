@@ -63,3 +63,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The fingerprint (syncstore.core.fingerprint) of each site's change at its acked
+-- sequence, said in Welcome and checked against every push that repeats it: a
+-- copy of a replica file, which shares the site id but not the history, is told
+-- so and takes a new site id instead of having its changes skipped as merged.
+-- NULL: nothing merged since this migration (the check waits for the next push).
+ALTER TABLE syncstore.site_acks ADD COLUMN acked_fingerprint bytea;

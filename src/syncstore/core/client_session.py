@@ -60,6 +60,7 @@ class Welcomed(NamedTuple):
     acked_seq: int
     previous_acked: int
     server_id: str
+    acked_fingerprint: bytes = b""  # of the site's change at acked_seq, as the server merged it
 
 
 class Acked(NamedTuple):
@@ -416,7 +417,7 @@ class ClientSession:
         if msg.max_batch > 0:
             self.max_batch = min(self.max_batch, msg.max_batch)
         self.state = State.READY
-        self._events.append(Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id))
+        self._events.append(Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id, msg.acked_fingerprint))
         self.subscribe(self.subscriptions)
 
     def subscribe(self, subscriptions: Sequence[Subscription]) -> None:

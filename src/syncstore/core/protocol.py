@@ -167,6 +167,10 @@ class Welcome(_Message, tag="welcome"):
     server_time_ms: int = 0
     max_batch: int = 0  # most changes one Push may carry (0: no limit given)
     max_frame: int = 0  # largest frame in bytes the server accepts
+    # The fingerprint (syncstore.core.fingerprint) of this site's change at
+    # acked_seq (b"": none merged, or a server that does not keep it): a file
+    # whose own change there differs is a copy, and takes a new site id.
+    acked_fingerprint: bytes = b""
 
 
 class Push(_Message, tag="push"):

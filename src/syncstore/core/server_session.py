@@ -391,8 +391,9 @@ class ServerSession:
 
     # --- input: what the driver did -----------------------------------------
 
-    def accept(self, identity: Identity, *, acked_seq: int) -> None:
-        """The token is good; ``acked_seq`` is the server's record for this site."""
+    def accept(self, identity: Identity, *, acked_seq: int, acked_fingerprint: bytes = b"") -> None:
+        """The token is good; ``acked_seq`` is the server's record for this site
+        (and ``acked_fingerprint`` that of its change there)."""
         if self.state is not State.AUTHENTICATING:
             raise ProtocolError(f"accept() in state {self.state.value}", code="state")
         self.identity = identity
@@ -409,6 +410,7 @@ class ServerSession:
                 server_time_ms=self._now_ms(),
                 max_batch=self.max_batch,
                 max_frame=self.max_frame,
+                acked_fingerprint=acked_fingerprint,
             )
         )
 

@@ -10,6 +10,7 @@ while offline, or by another process on the same file, goes out in order.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ import msgspec
 from syncstore.core import client_session as cs
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core.fingerprint import change_fingerprint
 from syncstore.core.server_session import parse_resume
 from syncstore.errors import AuthError, ProtocolError, SyncError
 from syncstore.replica.store import Change, Replica
@@ -28,6 +30,14 @@ from syncstore.sync.transport import DEFAULT_MAX_FRAME, DEFAULT_OPEN_TIMEOUT, Cl
 # Codes of server errors that no retry can fix: the token, then the rest.
 AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "forbidden"})
 FATAL_CODES = frozenset({"protocol_version", "bad_site"})
+
+
+log = logging.getLogger("syncstore.sync")
+
+
+class _ConnectAgain(SyncError):
+    """End this connection and open the next one at once (this file took a new
+    site id, or the server refused a push whose history it does not have)."""
 
 
 def fatal(message: str, *, code: str) -> SyncError:
@@ -103,6 +113,23 @@ class SyncConnection:
             transport.wake()
 
     def run(
+        self,
+        *,
+        until_settled: bool,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> RoundResult:
+        # A connection that found this file to be a copy (it took a new site id)
+        # ends; the next one, under the new id, follows at once.
+        for attempt in range(3):
+            try:
+                return self._run_once(until_settled=until_settled, timeout=timeout, stop=stop)
+            except _ConnectAgain:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run_once(
         self,
         *,
         until_settled: bool,
@@ -331,19 +358,52 @@ class SyncConnection:
                 f"Use a separate replica file per tenant",
                 code="tenant_mismatch",
             )
-        last = self.replica.last_seq()
-        if event.acked_seq > last:
-            # The server has merged changes of this site that this file never
-            # wrote: a copy of the file (same site id) synced, or the file was
-            # restored from an older backup. New writes would reuse sequence
-            # numbers the server already holds, and be skipped as duplicates.
-            raise fatal(
-                f"the server has merged changes of this replica up to sequence {event.acked_seq}, "
-                f"but this file's log ends at {last}: it is a copy or an older backup of a replica "
-                f"that synced. Open a new replica file and sync it instead",
-                code="site_reused",
-            )
+        reused = self._reused(event)
+        if reused is not None:
+            self._take_new_site(reused)
         self.state.welcomed(tenant=event.tenant, acked_seq=event.acked_seq)
+        session = self.session
+        base = self.state.site_base
+        if session is not None and base > session.acked_seq:
+            # Changes up to the base went out under an earlier site id of this file.
+            session.acked_seq = session.pushed_seq = base
+
+    def _reused(self, event: cs.Welcomed) -> str | None:
+        """Why this file is not the one whose changes the server merged under
+        its site id (a copy of the file synced, or it is an older backup), or None."""
+        acked = event.acked_seq
+        if acked <= self.state.site_base:
+            return None  # nothing merged under this site id since the file took it
+        last = self.replica.last_seq()
+        if acked > last:
+            return (
+                f"the server has merged this replica's changes up to sequence {acked}, but this file's "
+                f"log ends at {last}: it is an older backup, or a copy, of a replica file that synced since"
+            )
+        if not event.acked_fingerprint:
+            return None  # a server that keeps no fingerprint: nothing more to compare
+        found = self.replica.changes(after=acked - 1, limit=1)
+        if not found or found[0].seq != acked:
+            return None  # no entry of ours there to compare with
+        mine = change_fingerprint(found[0].hlc, found[0].table, found[0].id)
+        if mine != event.acked_fingerprint:
+            return (
+                f"the change the server merged at sequence {acked} of this replica's site is not this "
+                f"file's: the file is a copy of a replica file that synced its own changes since"
+            )
+        return None
+
+    def _take_new_site(self, reason: str) -> None:
+        """Re-key this file (a copy): a new site id, under which its changes the
+        server has not merged as its own are pushed again; then connect again."""
+        merged = min(self.state.acked_seq, self.replica.last_seq())
+        new = self.state.take_new_site(merged_upto=merged, reason=reason)
+        message = (
+            f"{self.replica.path}: {reason}. It now syncs as a new site ({new.new.hex()}, was {new.old.hex()}); "
+            f"its {new.changes} changes after sequence {merged} are pushed again under it, and nothing is lost"
+        )
+        log.warning("%s", message)
+        raise _ConnectAgain(message)
 
     def _server_error(self, event: cs.SessionError) -> None:
         # Even an error the server calls non-fatal ends this connection: it
@@ -356,6 +416,10 @@ class SyncConnection:
             raise exc
         if event.code in FATAL_CODES:
             raise fatal(text, code=event.code)
+        if event.code == "site_reused":
+            # A push met another copy's history: the next Welcome says so, and
+            # this file takes a new site id then.
+            raise _ConnectAgain(text)
         raise SyncError(text)
 
     def _changed(self, session: cs.ClientSession, *, connected: bool = True) -> None:

@@ -24,7 +24,7 @@ from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
 from syncstore.core.client_session import SnapshotChunk, Subscription, group_transactions
 from syncstore.errors import ValidationError
-from syncstore.replica import clocks
+from syncstore.replica import clocks, rekey
 from syncstore.replica.store import Change, LoggedChange, RemoteChange, Replica
 
 # What a snapshot cell may hold, by column type (values arrive canonical from
@@ -123,6 +123,10 @@ LAST_ERROR = "sync.last_error"
 LAST_ERROR_AT = "sync.last_error_at"
 LAST_CONNECTED_AT = "sync.last_connected_at"
 LAST_SYNCED_AT = "sync.last_synced_at"
+# This file's changes up to here were pushed under an earlier site id (it took
+# a new one, being a copy of another file): the current id's pushes start after.
+SITE_BASE = "sync.site_base"
+REKEYED = "sync.rekeyed"  # why and when this file last took a new site id
 
 _encode = msgspec.msgpack.encode
 log = logging.getLogger("syncstore.sync")
@@ -217,12 +221,32 @@ class SyncState:
 
     # --- transitions --------------------------------------------------------
 
+    @property
+    def site_base(self) -> int:
+        """The changes up to here went out under an earlier site id of this file."""
+        return int(self.replica.meta_get(SITE_BASE, 0))
+
     def welcomed(self, *, tenant: str, acked_seq: int) -> None:
-        """The server's record of our merged changes replaces ours (it is the truth)."""
+        """The server's record of our merged changes replaces ours (it is the
+        truth; the changes pushed under an earlier site id stay merged)."""
         with self.replica.transaction():
             self._set(TENANT, tenant)
-            self._set(ACKED, acked_seq)
+            self._set(ACKED, max(acked_seq, self.site_base))
             self._set(LAST_CONNECTED_AT, schema.now_iso())
+
+    def take_new_site(self, *, merged_upto: int, reason: str) -> rekey.NewSite:
+        """This file is a copy of another that synced (same site id, another
+        history): take a new site id, and push every change after
+        ``merged_upto`` (the last the server acknowledged of this file's own)
+        again under it. One transaction."""
+        with self.replica.transaction():
+            found = rekey.take_new_site(self.replica, resend_after=merged_upto)
+            self._set(SITE_BASE, merged_upto)
+            self._set(ACKED, merged_upto)
+            if self.replica.meta_get(RECONCILED) is not None and self.reconciled_seq > merged_upto:
+                self._set(RECONCILED, merged_upto)
+            self._set(REKEYED, f"{schema.now_iso()}: {reason}")
+        return found
 
     def acked(self, upto_seq: int, rejected: Iterable[p.Rejection]) -> None:
         """Move the acked sequence and keep each refused transaction, in one transaction."""

@@ -23,6 +23,7 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
     rejected: int  # local transactions the server refused (see `syncstore sync rejected`)
     open_conflicts: int  # conflict records not yet resolved here
     skipped_rows: int = 0  # server rows a snapshot sent that this replica could not take (_ss_sync_skipped)
+    rekeyed: str | None = None  # when and why this file last took a new site id (it was a copy)
 
 
 def read_status(replica: Replica, *, running: bool = False, connected: bool = False) -> SyncStatus:
@@ -44,4 +45,5 @@ def read_status(replica: Replica, *, running: bool = False, connected: bool = Fa
         rejected=conn.execute("select count(*) from _ss_sync_rejected").fetchone()[0],
         open_conflicts=conn.execute("select count(*) from _ss_conflicts where resolved_at is null").fetchone()[0],
         skipped_rows=state.skipped_rows(),
+        rekeyed=meta(st.REKEYED),
     )
