@@ -163,3 +163,25 @@ def test_every_json_value_a_replica_accepts_comes_back_from_postgresql_byte_for_
             return [(await store.cells(tenant, "agent_executions", c.id))["input"].value for c in changes]
 
     assert run(main()) == texts
+
+
+def test_a_value_in_postgresql_that_no_replica_takes_never_fails_a_merge(migrated):
+    """JSON nested past Python's limit, stored by SQL before direct writes
+    were held to the limits: reading the row (to merge a push into it) must
+    not fail the push for ever; the push that replaces the value merges."""
+    h = stamp()
+    row = new_id()
+    deep = "[" * 3000 + "]" * 3000
+
+    async def merge(*txs):
+        async with open_store(migrated) as store:
+            return await store.merge("t", site(1), list(txs))
+
+    run(merge(p.LocalTx(1, [whole_insert(1, row, h + 1)])))
+    with psycopg.connect(migrated) as conn:
+        conn.execute("SELECT set_config('syncstore.writer', 'server', false)")  # as the server (no trigger)
+        conn.execute("UPDATE syncstore.tasks SET metadata = %s::jsonb WHERE id = %s", (f'{{"a": {deep}}}', row))
+    edit = p.LocalChange(2, "tasks", row, h + 2, {"metadata": '{"fixed": true}'}, {"metadata": (h + 1, site(1))})
+    result = run(merge(p.LocalTx(2, [edit])))
+    assert result.upto_seq == 2 and not result.rejected
+    assert tenant_rows(migrated, "t")[0]["metadata"] == {"fixed": True}
