@@ -48,7 +48,7 @@ _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 # Numbers jsonb gives back in another form: a float with a positive exponent
 # (jsonb prints it whole), and negative zero (numeric has none). Strings are
 # matched first so that nothing inside one is touched.
-_REWRITE_HINT = re.compile(r"[0-9]e[0-9]|-0\.0(?![0-9])")
+_EXPONENT = re.compile(r"e[0-9]")  # a literal first: the regex engine skips ahead to each "e"
 _REWRITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?[0-9]+(?:\.[0-9]+)?e[0-9]+|-0\.0(?![0-9]))')
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 
@@ -85,7 +85,7 @@ def too_deep(json_text: str) -> bool:
 
 def json(value: Any) -> str:
     """The canonical JSON text of ``value`` (JSON text, or a Python value to encode)."""
-    if isinstance(value, str):
+    if type(value) is str or isinstance(value, str):
         if len(value) > 4 * MAX_JSON_BYTES:  # whitespace may shrink; beyond this it cannot fit
             raise ValueError(f"JSON text longer than {MAX_JSON_BYTES} bytes")
         if too_deep(value):
@@ -106,7 +106,7 @@ def encoded_json(encoded: bytes, *, depth_checked: bool = False) -> str:
     if len(encoded) > MAX_JSON_BYTES:
         raise ValueError(f"JSON text longer than {MAX_JSON_BYTES} bytes")
     canonical = encoded.decode()
-    if not depth_checked and too_deep(canonical):
+    if not depth_checked and canonical.count("[") + canonical.count("{") > MAX_JSON_DEPTH and too_deep(canonical):
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if "\\u0000" in canonical and _JSON_NUL.search(canonical):
         raise ValueError("JSON text may not contain the NUL character (\\u0000)")
@@ -117,9 +117,22 @@ def jsonb_numbers(canonical: str) -> str:
     """Compact sorted-key JSON text (as msgspec writes it) with its numbers
     written as jsonb gives them back: a float with a positive exponent whole,
     -0.0 as 0.0. Strings are left as they are."""
-    if _REWRITE_HINT.search(canonical):
+    if "-0.0" in canonical or _has_exponent(canonical):
         return _REWRITE.sub(_as_jsonb, canonical)
     return canonical
+
+
+def _has_exponent(text: str) -> bool:
+    """Whether a digit, "e" and a digit occur (a number with a positive exponent,
+    or such letters in a string, which the rewrite then leaves alone)."""
+    search = _EXPONENT.search
+    found = search(text)
+    while found is not None:
+        start = found.start()
+        if start and "0" <= text[start - 1] <= "9":
+            return True
+        found = search(text, start + 1)
+    return False
 
 
 def _as_jsonb(match: re.Match[str]) -> str:
