@@ -363,7 +363,9 @@ class ConnectionHandler:
         assert identity is not None and self.session.site is not None
         started = time.perf_counter()
         try:
-            result = await self.store.merge(identity.tenant, self.session.site, action.txs)
+            result = await self.store.merge(
+                identity.tenant, self.session.site, action.txs, client_schema=self.session.client_schema
+            )
         except SiteReused as exc:
             log.warning("push refused for tenant %r: %s", identity.tenant, exc)
             self.session.merge_failed("site_reused", str(exc))

@@ -269,7 +269,7 @@ def test_the_client_fetches_in_bounded_messages_and_settles_only_once_answered()
     s.receive(p.UpToDate(cursor=0))
     assert s.settled
     ids = [f"r{i:05}" for i in range(p.MAX_FETCH_IDS + 1)]
-    s.fetch("tasks", ids + ids[:3])
+    assert s.fetch("tasks", ids + ids[:3]) == ["f1", "f2"]
     first, second = s.messages_to_send()
     assert first == p.Fetch(id="f1", table="tasks", ids=ids[: p.MAX_FETCH_IDS])
     assert second == p.Fetch(id="f2", table="tasks", ids=ids[p.MAX_FETCH_IDS :])
@@ -279,8 +279,8 @@ def test_the_client_fetches_in_bounded_messages_and_settles_only_once_answered()
     s.receive(p.Rows(id="f1", rows=[]))
     assert s.settled and s.cursor == 0  # fetched rows never move the cursor
     assert [e for e in s.events_received() if isinstance(e, cs.RowsFetched)] == [
-        cs.RowsFetched([row("r01000", title="x")]),
-        cs.RowsFetched([]),
+        cs.RowsFetched([row("r01000", title="x")], "f2"),
+        cs.RowsFetched([], "f1"),
     ]
     with pytest.raises(ProtocolError):
         s.receive(p.Rows(id="f1", rows=[]))  # not asked for (any more)

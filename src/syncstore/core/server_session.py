@@ -59,6 +59,13 @@ through the stream and merges to the same rows.
 
 Compaction: a read that finds the stream's position older than the oldest
 position the log keeps answers MustResnapshot and ends every subscription.
+
+Schema versions: the Welcome says which version of the synced tables this
+server knows. A client of an older version (its Hello says which) is sent
+only the tables and columns of its version, in every message that carries
+rows (:func:`syncstore.core.versions.narrow`), and may subscribe to and fetch
+only those tables; the driver passes its version to the merge, which fills
+the newer columns of its inserts with their defaults.
 """
 
 from __future__ import annotations
@@ -67,8 +74,10 @@ import enum
 from collections import deque
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
+from syncstore import schema as synced  # (``schema`` is also a parameter below)
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core import versions
 from syncstore.core.hlc import wall_ms
 from syncstore.errors import ProtocolError
 
@@ -206,14 +215,16 @@ class Delivery(list):  # type: ignore[type-arg]
 
     def __init__(self, entries: Iterable[tuple[int, p.ServerTx]] = ()):
         super().__init__(entries)
-        self._frames: dict[tuple[bool, int], tuple[bytes, ...]] = {}
+        self._frames: dict[tuple[bool, int, int | None], tuple[bytes, ...]] = {}
 
-    def frames(self, *, folded: bool, max_frame: int) -> tuple[bytes, ...]:
-        """The Changes frames, ending with the cursor (``folded``) or followed by an UpToDate."""
-        key = (folded, max_frame)
+    def frames(self, *, folded: bool, max_frame: int, known: versions.Known | None = None) -> tuple[bytes, ...]:
+        """The Changes frames, ending with the cursor (``folded``) or followed
+        by an UpToDate; for a client of an older schema version, only what
+        ``known`` holds."""
+        key = (folded, max_frame, None if known is None else id(known))
         found = self._frames.get(key)
         if found is None:
-            txs = [tx for _, tx in self]
+            txs = [tx for _, tx in self] if known is None else [versions.narrow_tx(tx, known) for _, tx in self]
             cursor = self[-1][0]
             if folded:
                 found = tuple(encode_changes(txs, cursor=cursor, max_frame=max_frame))
@@ -327,6 +338,12 @@ class ServerSession:
         self._jobs: deque[_Job] = deque()
         self._job: _Job | None = None  # the snapshot whose chunk is being read
         self.changes_cursor = False  # the client reads Changes.cursor (its Hello said so)
+        # Schema versions: ours, the client's (from its Hello), and, for an
+        # older client, the tables and columns it knows (what it is sent).
+        self.synced_schema = synced.SCHEMA_VERSION
+        self.client_schema = 0
+        self._known: versions.Known | None = None
+        self._client_tables = self.tables
 
     def __repr__(self) -> str:  # never shows the token
         tenant = self.identity.tenant if self.identity else None
@@ -416,6 +433,7 @@ class ServerSession:
                 max_batch=self.max_batch,
                 max_frame=self.max_frame,
                 max_drift_ms=self.max_drift_ms,
+                synced_schema=self.synced_schema,
                 acked_fingerprint=acked_fingerprint,
             )
         )
@@ -535,7 +553,8 @@ class ServerSession:
             # All of it is new to this stream (the usual case): the frames the
             # other streams of these shapes get are exactly ours.
             self.position = entries[-1][0]
-            self._actions.append(SendEncoded(entries.frames(folded=self.changes_cursor, max_frame=self.max_frame)))
+            frames = entries.frames(folded=self.changes_cursor, max_frame=self.max_frame, known=self._known)
+            self._actions.append(SendEncoded(frames))
             return
         out = [tx for seq, tx in entries if seq > self.position]
         if not out:
@@ -681,6 +700,10 @@ class ServerSession:
             return
         self.site = bytes(msg.site)
         self.changes_cursor = msg.changes_cursor
+        self.client_schema = synced.peer_version(msg.synced_schema)
+        self._known = versions.known(self.client_schema)
+        if self._known is not None:
+            self._client_tables = self.tables & self._known.keys()
         self.state = State.AUTHENTICATING
         self._actions.append(Authenticate(msg.token, self.site, msg.cursor, msg.acked_seq))
 
@@ -731,7 +754,7 @@ class ServerSession:
             self._error("bad_subscribe", f"at most {sh.MAX_SHAPES} shapes in one Subscribe", fatal=False)
             return
         try:
-            filters = [sh.check_shape(shape, self.tables) for shape in msg.shapes]
+            filters = [sh.check_shape(shape, self._client_tables) for shape in msg.shapes]
             start = (0, "")
             if msg.resume:
                 if not msg.snapshot:
@@ -787,7 +810,7 @@ class ServerSession:
     def _on_fetch(self, msg: p.Fetch) -> None:
         if not self._allowed(READ_SCOPES, "fetch rows"):
             return
-        problem = _fetch_problem(msg, self.tables)
+        problem = _fetch_problem(msg, self._client_tables)
         if problem:
             self._error("bad_fetch", problem, fatal=False)
             return
@@ -820,6 +843,8 @@ class ServerSession:
     # --- helpers ----------------------------------------------------------
 
     def _send(self, message: p.Message) -> None:
+        if self._known is not None:
+            message = versions.narrow(message, self._known)  # an older client: only what it knows
         self._actions.append(Send(message))
 
     def _error(self, code: str, message: str, *, fatal: bool, close_code: int = CLOSE_PROTOCOL_ERROR) -> None:
