@@ -40,12 +40,14 @@ UNSTORABLE = [
     ("agent_executions", "cost", float("nan"), "finite"),
     ("agent_memory", "embedding", [0.5] * (storable.MAX_VECTOR_DIMS + 1), "at most"),
     ("agent_memory", "embedding", [float("nan"), 1.0], "non-finite"),
+    ("langgraph_checkpoint_blobs", "blob", b"x" * (storable.MAX_BLOB + 1), "longer than"),
 ]
 
 REQUIRED = {
     "tasks": {"title": "t"},
     "agent_executions": {"agent_type": "a"},
     "agent_memory": {"agent_id": "a", "memory_type": "conversation", "content": "c"},
+    "langgraph_checkpoint_blobs": {"thread_id": "t", "channel": "c", "version": "1"},
 }
 
 

@@ -43,7 +43,7 @@ MAX_TEXT = storable.MAX_TEXT  # characters in one text value (what may be stored
 # The version of the synced tables (see the module docstring). Version 1 is
 # every table and column with no ``since`` of its own; a peer that does not
 # say its version (it predates versions) is of version 1.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the LangGraph tables
 
 
 def is_uuid(value: object) -> bool:
@@ -89,6 +89,12 @@ def C(name: str, type_: str, **kw: Any) -> Column:
     assert type_ in TYPES and _IDENT.match(name), (name, type_)
     assert kw.get("shape") in (None, "object", "array") and (type_ == "json" or "shape" not in kw), (name, kw)
     return Column(name, type_, **kw)
+
+
+def added_in(version: int, tbl: Table) -> Table:
+    """``tbl`` as a table that came in schema ``version``, every column with it."""
+    columns = tuple(msgspec.structs.replace(c, since=max(c.since, version)) for c in tbl.columns)
+    return msgspec.structs.replace(tbl, since=version, columns=columns)
 
 
 TASK_STATUSES = ("pending", "in_progress", "paused", "completed", "merged", "cancelled", "failed")
@@ -307,6 +313,84 @@ TABLES: dict[str, Table] = {
             indexes=("execution_id",),
             timestamps=False,
         ),
+        # LangGraph's durable state (syncstore.integrations.langgraph, replica
+        # migration 0012). Row ids are made from the LangGraph key (thread,
+        # namespace, checkpoint, ...; see integrations/langgraph/keys.py), so two
+        # replicas that write one checkpoint write one row, and two checkpoints
+        # never share a row: replicas of one tenant never conflict on them. Rows
+        # are written once (a write with a special index may be replaced) and
+        # deleted by delete_thread/prune. A thread's rows are a range of the
+        # primary key, so only the lookups of every read have an index.
+        added_in(2, Table(
+            "langgraph_checkpoints",
+            (
+                C("id", "text", required=True),
+                C("thread_id", "text", required=True),
+                C("checkpoint_ns", "text", default=""),
+                C("checkpoint_id", "text", required=True),
+                C("parent_checkpoint_id", "text"),
+                C("run_id", "text"),  # from the metadata, for delete_for_runs
+                C("type", "text"),  # the serializer's type tag of ``checkpoint``
+                C("checkpoint", "blob"),  # the checkpoint without its channel values
+                C("metadata", "json", default="{}", shape="object"),
+                C("created_at", "timestamp"),
+            ),
+            indexes=("thread_id",),  # a thread's latest checkpoint
+            timestamps=False,
+        )),
+        added_in(2, Table(
+            # One channel value per (thread, namespace, channel, version): stored once,
+            # shared by every checkpoint whose channel_versions name that version.
+            "langgraph_checkpoint_blobs",
+            (
+                C("id", "text", required=True),
+                C("thread_id", "text", required=True),
+                C("checkpoint_ns", "text", default=""),
+                C("channel", "text", required=True),
+                C("version", "text", required=True),
+                C("type", "text"),
+                C("blob", "blob"),
+            ),
+            timestamps=False,  # read by id only
+        )),
+        added_in(2, Table(
+            "langgraph_checkpoint_writes",
+            (
+                C("id", "text", required=True),
+                C("thread_id", "text", required=True),
+                C("checkpoint_ns", "text", default=""),
+                C("checkpoint_id", "text", required=True),
+                C("task_id", "text", required=True),
+                C("task_path", "text", default=""),
+                C("idx", "integer", required=True),
+                C("channel", "text", required=True),
+                C("type", "text"),
+                C("blob", "blob"),
+            ),
+            indexes=("thread_id",),  # a checkpoint's pending writes
+            timestamps=False,
+        )),
+        added_in(2, Table(
+            # LangGraph's long-term memory (BaseStore): one row per (namespace, key),
+            # its id a UUIDv5 of both, so a key written on two replicas is one row
+            # whose columns merge last-write-wins. ``namespace`` is the JSON array
+            # of its labels; ``embeddings`` one float32 row per indexed text.
+            "langgraph_store",
+            (
+                C("id", "text", required=True),
+                C("namespace", "text", required=True),
+                C("key", "text", required=True),
+                C("value", "json", required=True, shape="object"),
+                C("embeddings", "blob"),
+                C("embedding_fields", "json", shape="array"),
+                C("embedding_model", "text"),
+                C("embedding_dimensions", "integer", minimum=1),
+                C("expires_at", "timestamp"),
+                C("ttl_minutes", "real", minimum=0),
+                *_TIMES,
+            ),
+            indexes=("namespace", "expires_at"),
+        )),
     )
 }
 

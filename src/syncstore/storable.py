@@ -38,7 +38,7 @@ MAX_TEXT = 1_000_000  # characters in one text value
 MAX_JSON_BYTES = 2 * 1024 * 1024  # bytes (UTF-8) of one JSON value's canonical text
 MAX_INDEXED_TEXT = 1_000  # bytes (UTF-8) of a text value in a column with an index
 MAX_JSON_DEPTH = 128  # arrays and objects nested in one JSON value
-MAX_BLOB = 1_000_000  # bytes in one blob value
+MAX_BLOB = 2 * 1024 * 1024  # bytes in one blob value
 MAX_VECTOR_DIMS = 16_000  # components of one vector (pgvector's vector type)
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 

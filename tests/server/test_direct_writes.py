@@ -246,6 +246,9 @@ REFUSED = [
      "tasks.repository has an index"),
     (f"UPDATE syncstore.tasks SET user_id = repeat('\u00e9', {storable.MAX_INDEXED_TEXT // 2 + 1}) WHERE id = %(id)s",
      "at most 1000 bytes"),
+    ("INSERT INTO syncstore.langgraph_checkpoint_blobs (tenant, id, thread_id, channel, version, blob) VALUES "
+     f"('direct', %(new)s, 't', 'c', '1', decode(repeat('00', {storable.MAX_BLOB + 1}), 'hex'))",
+     "langgraph_checkpoint_blobs.blob is longer than"),
     (f"UPDATE syncstore.tasks SET metadata = ('{{\"a\": ' || repeat('[', {storable.MAX_JSON_DEPTH}) "
      f"|| repeat(']', {storable.MAX_JSON_DEPTH}) || '}}')::jsonb WHERE id = %(id)s", "nested deeper than 128"),
 ]  # fmt: skip

@@ -1,7 +1,8 @@
 -- What a direct write may store is what a replica may (syncstore.storable): text in a
 -- column with an index holds at most 1000 bytes of UTF-8 (a btree entry holds about
--- 2.7 kB, the tenant included), and a JSON value at most 2 MiB of text (2097152 bytes), nested at
--- most 128 levels (deeper values exhaust the stack of the programs that read them).
+-- 2.7 kB, the tenant included), a blob at most 2 MiB, and a JSON value at most 2 MiB
+-- of text (2097152 bytes), nested at most 128 levels (deeper values exhaust the
+-- stack of the programs that read them).
 -- A row every replica can take, so a direct write can never stop a client's bootstrap.
 CREATE OR REPLACE FUNCTION syncstore._direct_write_check(tbl_name text, row_j jsonb, cols text[]) RETURNS void
 LANGUAGE plpgsql STABLE
@@ -35,6 +36,8 @@ BEGIN
         ELSIF r.kind = 'text' AND r.indexed AND octet_length(t) > 1000 THEN
             RAISE EXCEPTION '% has an index: it holds at most 1000 bytes of UTF-8, got %', where_, octet_length(t)
                 USING ERRCODE = 'check_violation';
+        ELSIF r.kind = 'blob' AND length(t) > 2 + 2 * 2097152 THEN  -- bytea as JSON text: '\x' and two hex digits a byte
+            RAISE EXCEPTION '% is longer than 2097152 bytes', where_ USING ERRCODE = 'check_violation';
         ELSIF r.kind = 'json' AND octet_length(v::text) > 2097152 THEN
             RAISE EXCEPTION '% is longer than 2097152 bytes as JSON text', where_ USING ERRCODE = 'check_violation';
         ELSIF r.kind = 'json'

@@ -237,7 +237,7 @@ class Delivery(list):  # type: ignore[type-arg]
 class _Job:
     """A snapshot in progress: the shapes of one Subscribe, shape by shape, by id."""
 
-    __slots__ = ("id", "shapes", "index", "after", "position", "cursor", "columnar")
+    __slots__ = ("id", "shapes", "index", "after", "position", "cursor", "columnar", "replaced")
 
     def __init__(
         self, sub_id: str, shapes: list[sh.ShapeFilter], index: int, after: str, cursor: int, columnar: bool = False
@@ -249,6 +249,7 @@ class _Job:
         self.position: int | None = cursor or None
         self.cursor = cursor
         self.columnar = columnar  # the client reads Snapshot.columns
+        self.replaced = False  # a later Subscribe of the same id took its place
 
 
 def resume_key(index: int, after_id: str) -> str:
@@ -577,7 +578,7 @@ class ServerSession:
         if job is None:
             raise ProtocolError("snapshot_read() with no snapshot read running", code="state")
         self._job = None
-        if self.state is not State.READY or job.id not in self._subscriptions:
+        if self.state is not State.READY or job.id not in self._subscriptions or job.replaced:
             self._next_snapshot()
             return
         if job.position is None:
@@ -765,6 +766,11 @@ class ServerSession:
             return
         self._subscriptions[msg.id] = filters
         self._selection = sh.by_table(s for shapes in self._subscriptions.values() for s in shapes)
+        if self._job is not None and self._job.id == msg.id:
+            # Its chunk being read is not sent: the client counts the
+            # subscription's snapshot from this Subscribe on, and a last
+            # chunk of the old one would end it before the new one comes.
+            self._job.replaced = True
         if msg.snapshot:
             self._jobs = deque(job for job in self._jobs if job.id != msg.id)
             self._jobs.append(_Job(msg.id, filters, start[0], start[1], msg.cursor, msg.columnar))
