@@ -96,12 +96,14 @@ async def stage_part(
     """Stage one part; with the last, merge the whole transaction. Returns the
     store's MergeResult (``staged_seq`` set while the transaction is not whole).
     ``client_schema``: the pushing client's schema version (see ``check_tx``)."""
-    from syncstore_server.store import SERVER_WRITER, Deferral, MergeResult  # the store imports this module
+    # (The store imports this module.)
+    from syncstore_server.store import SERVER_WRITER, Deferral, MergeResult, _fingerprint, _same_history
 
     now_ms = store._now_ms()
     async with conn.transaction():
         await conn.execute(SERVER_WRITER)
-        acked = await store._lock_site(conn, tenant, site)
+        acked, known = await store._lock_site(conn, tenant, site)
+        _same_history([part], acked, known)  # a copied replica's part repeating what was merged
         if part.end_seq <= acked:
             # Merged before (a part sent again after the Ack was lost).
             await _forget(conn, tenant, site)
@@ -142,14 +144,17 @@ async def stage_part(
             await _forget(conn, tenant, site)
             refused = p.LocalTx(part.tx, fresh or list(part.changes), part.end_seq, part.total)
             rejected = await store._record_refusals(conn, tenant, site, [(refused, refusal)])
-            await store._raise_ack(conn, tenant, site, part.end_seq)
+            # The fingerprint of the change at end_seq, if this part holds it.
+            last = part.changes[-1]
+            fingerprint = _fingerprint(last) if last.seq == part.end_seq else b""
+            await store._raise_ack(conn, tenant, site, part.end_seq, fingerprint)
             return MergeResult(part.end_seq, rejected, 0, 0, [])
         upto = max(progress.staged_seq if progress is not None else acked, fresh[-1].seq if fresh else acked)
         await _record_progress(conn, tenant, site, part, upto, changes)
         if not fresh or fresh[-1].seq < part.end_seq:
             return MergeResult(acked, [], 0, 0, [], staged_seq=upto)
         if changes == part.total:
-            return await _merge_staged(store, conn, tenant, site, part.tx, part.end_seq)
+            return await _merge_staged(store, conn, tenant, site, part.tx, part.end_seq, _fingerprint(fresh[-1]))
         await _forget(conn, tenant, site)
     raise StagingLost(
         f"transaction {part.tx} of tenant {tenant!r} came with {changes} changes staged, "
@@ -205,7 +210,7 @@ async def _forget(conn: psycopg.AsyncConnection, tenant: str, site: bytes) -> No
 
 
 async def _merge_staged(
-    store: Any, conn: psycopg.AsyncConnection, tenant: str, site: bytes, tx: int, end_seq: int
+    store: Any, conn: psycopg.AsyncConnection, tenant: str, site: bytes, tx: int, end_seq: int, fingerprint: bytes
 ) -> Any:
     """Merge every staged change of the site as one transaction (in the caller's database transaction)."""
     from syncstore_server.store import MergeResult
@@ -252,7 +257,7 @@ async def _merge_staged(
     conflicts = 0
     if pieces:
         positions, conflicts = await _log_pieces(store, conn, tenant, site, tx, pieces, created_at)
-    await store._raise_ack(conn, tenant, site, end_seq)
+    await store._raise_ack(conn, tenant, site, end_seq, fingerprint)  # (of the change at end_seq)
     await _forget(conn, tenant, site)
     log.info("merged a staged transaction of tenant %r: %d rows, %d log entries", tenant, written, pieces)
     return MergeResult(end_seq, [], written, conflicts, positions)

@@ -78,7 +78,7 @@ def test_parts_are_staged_then_merged_whole_in_one_group(shared_database):
 
     staged_results, (shown, held, position), last = run(main())
     assert [r.staged_seq for r in staged_results] == [10, 20, 30, 40] and {r.upto_seq for r in staged_results} == {0}
-    assert shown == 0 and held == (40, 40) and position == (0, 40)  # nothing merged, all of it staged
+    assert shown == 0 and held == (40, 40) and position == (0, b"", 40)  # nothing merged, all of it staged
     assert last.upto_seq == 50 and last.staged_seq == 0 and last.row_changes == 50
     assert count(url, tenant) == 50 and staged(url, tenant) == (0, 0)
     entries = log(url, tenant)

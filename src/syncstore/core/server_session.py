@@ -447,9 +447,12 @@ class ServerSession:
 
     # --- input: what the driver did -----------------------------------------
 
-    def accept(self, identity: Identity, *, acked_seq: int, staged_seq: int = 0) -> None:
-        """The token is good; ``acked_seq`` is the server's record for this
-        site, ``staged_seq`` how far the parts of its next transaction are staged."""
+    def accept(
+        self, identity: Identity, *, acked_seq: int, acked_fingerprint: bytes = b"", staged_seq: int = 0
+    ) -> None:
+        """The token is good; ``acked_seq`` is the server's record for this site
+        (and ``acked_fingerprint`` that of its change there); ``staged_seq``
+        how far the parts of its next transaction are staged."""
         if self.state is not State.AUTHENTICATING:
             raise ProtocolError(f"accept() in state {self.state.value}", code="state")
         self.identity = identity
@@ -468,6 +471,7 @@ class ServerSession:
                 max_frame=self.max_frame,
                 max_drift_ms=self.max_drift_ms,
                 synced_schema=self.synced_schema,
+                acked_fingerprint=acked_fingerprint,
                 max_staged=self.max_staged,
                 staged_seq=staged_seq if staged_seq > acked_seq else 0,
             )
