@@ -1,0 +1,125 @@
+"""The console's link to a sync server, when one is configured.
+
+With a server URL and a token the console keeps its replica in sync in the
+background (``store.start_sync``), so what it shows is live and its writes go
+out at once; "sync now" wakes that sync and waits for it to catch up, or runs
+one round when the background sync has stopped for good (a refused token).
+Without them the console works on the replica alone and says so. The token
+is held here only to pass it to the sync client: it is never shown or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+
+from syncstore.errors import SyncError
+from syncstore.store import Store
+from syncstore.sync import SyncHandle, SyncStatus
+
+log = logging.getLogger("syncstore.console")
+
+# A person watching the banner wants a returning server noticed within seconds,
+# not after the library's default backoff of up to half a minute.
+BACKOFF_MAX = 3.0
+
+
+class Banner(msgspec.Struct, frozen=True, kw_only=True):
+    """What the banner on every page says."""
+
+    state: str  # "online", "offline" or "local" (no server configured)
+    server: str | None
+    pending: int
+    last_synced_at: str | None
+    rejected: int
+    conflicts: int
+    last_error: str | None
+
+
+class SyncControl:
+    """Background sync of the console's store, and the "sync now" button behind it."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        backoff_max: float = BACKOFF_MAX,
+        poll_interval: float = 0.5,
+    ):
+        if (url is None) != (token is None):
+            raise SyncError("give both the sync server's URL and a token, or neither")
+        self.store = store
+        self.url = url
+        self._token = token
+        self._options: dict[str, Any] = dict(backoff_base=0.2, backoff_max=backoff_max, poll_interval=poll_interval)
+        self.handle: SyncHandle | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"SyncControl(url={self.url!r}, running={self.running})"
+
+    @property
+    def configured(self) -> bool:
+        return self.url is not None
+
+    @property
+    def running(self) -> bool:
+        return self.handle is not None and self.handle.running
+
+    @property
+    def online(self) -> bool:
+        return self.handle is not None and self.handle.connected
+
+    def start(self) -> None:
+        if self.configured and not self.running:
+            self.handle = self.store.start_sync(self.url, token=self._token, **self._options)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.stop()
+
+    def status(self) -> SyncStatus:
+        return self.store.sync_status()
+
+    def banner(self) -> Banner:
+        status = self.status()
+        if not self.configured:
+            state = "local"
+        else:
+            state = "online" if self.online else "offline"
+        return Banner(
+            state=state,
+            server=self.url,
+            pending=status.pending_changes,
+            last_synced_at=status.last_synced_at,
+            rejected=status.rejected,
+            conflicts=status.open_conflicts,
+            last_error=status.last_error,
+        )
+
+    @property
+    def stopped_error(self) -> str | None:
+        """Why the background sync stopped for good, if it did."""
+        if self.handle is None or self.handle.error is None:
+            return None
+        return str(self.handle.error)
+
+    def sync_now(self, *, timeout: float = 30.0) -> str:
+        """Push and pull now; returns a sentence saying what happened. Raises the
+        sync client's errors (SyncError, AuthError) when a round fails."""
+        if not self.configured:
+            raise SyncError("no sync server is configured: start `syncstore ui` with --url and --token")
+        if self.running:
+            assert self.handle is not None
+            self.handle.wake()
+            if self.handle.wait_synced(timeout):
+                return "in sync with the server"
+            raise SyncError(f"not in sync after {timeout:g} s: the server is unreachable or slow; changes stay queued")
+        result = self.store.sync(self.url, token=self._token, timeout=timeout)  # type: ignore[arg-type]
+        return (
+            f"synced: {result.pushed} changes pushed, {result.received} server transactions applied, "
+            f"{result.conflicts} conflicts, {result.rejected} rejected"
+        )
