@@ -55,7 +55,7 @@ class Console:
         self.sync = sync
         self.csrf_token = gate.csrf_token_for(token)
         self.feed = ChangeFeed(store, online=lambda: sync.online, poll_interval=poll_interval)
-        self.templates = Templates(globals={"nav": NAV, "replica_path": store.path})
+        self.templates = Templates(globals={"nav": NAV, "replica_path": store.path, "csrf_token": self.csrf_token})
         # Build the lazily made APIs now, on one thread: pages run on many.
         for name in ("tasks", "messages", "environments", "executions", "events", "workflows", "memory"):
             getattr(store, name)

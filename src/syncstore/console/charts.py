@@ -13,8 +13,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 from syncstore import schema
 
-LABEL_WIDTH = 180
-CHART_WIDTH = 520
+LABEL_WIDTH = 150
+CHART_WIDTH = 480
 ROW = 22
 AXIS = 24
 
@@ -161,7 +161,10 @@ def _ticks(start: float, span: float, y: float) -> list[Label]:
     out = []
     for i in range(5):
         at = span * i / 4
-        text = f"+{at * 1000:.0f} ms" if span < 10 else f"+{at:.1f} s"
+        if span >= 10:
+            text = f"+{at:.1f} s"
+        else:
+            text = f"+{at * 1000:.{0 if span >= 0.1 else 2}f} ms"
         out.append(Label(LABEL_WIDTH + CHART_WIDTH * i / 4, y, text, "middle" if 0 < i < 4 else ("start" if i == 0 else "end"), "tick"))
     return out
 

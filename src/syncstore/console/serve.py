@@ -8,8 +8,10 @@ could not start.
 from __future__ import annotations
 
 import secrets
+import signal
 import socket
 import sys
+import threading
 from typing import Callable, TextIO
 
 import uvicorn
@@ -73,6 +75,25 @@ def serve(
         print(f"open {url}", file=stream, flush=True)
         if on_ready is not None:
             on_ready(url)
-        server.run(sockets=[sock])
+        with _exit_on_sigterm():
+            server.run(sockets=[sock])
     finally:
         store.close()
+
+
+class _exit_on_sigterm:
+    """uvicorn shuts down on SIGTERM and then raises it again for the previous
+    handler: make that a clean exit, so the store is closed on the way out."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _exit)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)

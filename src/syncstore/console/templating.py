@@ -146,6 +146,9 @@ class Templates:
             kind=kind,
         )
         self.env.globals.update(globals or {})
+        # The shared macros, as ``m.name(...)`` in every template and every block
+        # rendered alone (a block does not run its template's imports).
+        self.env.globals["m"] = self.env.get_template("_macros.html").module
 
     def render(self, name: str, context: Mapping[str, Any], *, block: str | None = None) -> str:
         template = self.env.get_template(name)
