@@ -29,6 +29,9 @@ def status_page(request: Request) -> Response:
 def sync_now(request: Request) -> Response:
     """One push and pull now; the page then says how it went (a failure changes nothing)."""
     control = request.app.state.console.sync
+    if not control.configured:
+        message = "no sync server is configured: start `syncstore ui` with --url and --token"
+        return _page(request, message=message, failed=True, status=400)
     try:
         message, failed = control.sync_now(), False
     except (SyncError, AuthError) as exc:
