@@ -43,7 +43,7 @@ def client(console):
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def chromium() -> Iterator[Browser]:
     if not browser_available():
         message = "the browser tests need /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)"
         if os.environ.get("CI"):
@@ -54,6 +54,15 @@ def browser() -> Iterator[Browser]:
         yield opened
     finally:
         opened.quit()
+
+
+@pytest.fixture
+def browser(chromium) -> Browser:
+    """The module's browser on a blank page, its log emptied: what a test reads
+    of the page's errors is its own (the last test's console has stopped)."""
+    chromium.go("about:blank")
+    chromium.errors()
+    return chromium
 
 
 # --- a real sync server ------------------------------------------------------------

@@ -24,10 +24,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from syncstore.console import gate
-from syncstore.console.live import ChangeFeed
+from syncstore.console.live import ChangeFeed, MarkGeneration
 from syncstore.console.pages import conflicts, environments, executions, memory, sync, tasks, workflows
 from syncstore.console.syncing import Banner, SyncControl
-from syncstore.console.templating import Templates
+from syncstore.console.templating import Templates, page_context, render
 from syncstore.errors import NotFoundError, SyncstoreError
 from syncstore.store import Store
 
@@ -110,6 +110,7 @@ def create_app(
             Middleware(gate.SecurityHeaders),
             Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOCAL_HOSTS),
             Middleware(gate.TokenGate, token=token),
+            Middleware(MarkGeneration, feed=console.feed),
         ],
         exception_handlers={SyncstoreError: library_error, 404: not_found},
     )
@@ -122,15 +123,17 @@ def home(request: Request) -> Response:
 
 
 def banner(request: Request) -> Response:
-    from syncstore.console.templating import render
-
     return render(request, "_banner.html", {"banner": request.app.state.console.banner()})
 
 
 async def events(request: Request) -> Response:
     """The page's stream of change names (server-sent events, one event per name)."""
     feed: ChangeFeed = request.app.state.console.feed
-    listener = feed.listen()
+    try:
+        since: int | None = int(request.query_params.get("since", ""))
+    except ValueError:
+        since = None
+    listener = feed.listen(since)
 
     async def stream() -> AsyncIterator[str]:
         try:
@@ -162,10 +165,8 @@ async def not_found(request: Request, exc: Exception) -> Response:
 def _error_page(request: Request, status: int, message: str) -> Response:
     console: Console = request.app.state.console
     try:
-        text = console.templates.render(
-            "error.html",
-            {"request": request, "csrf_token": console.csrf_token, "banner": console.banner(), "status": status, "message": message},
-        )
+        context = {**page_context(request), "banner": console.banner(), "status": status, "message": message}
+        text = console.templates.render("error.html", context)
     except Exception:  # the page must still say what went wrong
         log.exception("the error page could not be drawn")
         return Response(message, status_code=status, media_type="text/plain")

@@ -16,14 +16,22 @@ Each name is a synced table or ``"sync"`` (the sync state may have moved: the
 banner listens to it). Every listener (one per open page's event stream)
 keeps a set of names not yet sent and an event to wake it, so a slow page
 never makes the feed hold more than one set per listener.
+
+A page learns of changes only once its stream is open, a moment after it was
+drawn. So every publication has a number (the feed's ``generation``); a page
+is drawn with the generation as of the start of its request (taken by
+:class:`MarkGeneration` before the page reads anything) and opens its stream
+with it, and the stream starts with the names published since: a change
+made between drawing and listening is never missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
 from syncstore import schema
 from syncstore.replica.store import Change, Replica
@@ -32,6 +40,8 @@ log = logging.getLogger("syncstore.console")
 
 SYNC = "sync"
 EVERYTHING = frozenset((*schema.TABLES, SYNC))
+HISTORY = 512  # publications remembered for pages that connect late
+GENERATION_KEY = "syncstore.console.generation"
 
 
 class Listener:
@@ -66,16 +76,26 @@ class ChangeFeed:
         self._online = online
         self._listeners: set[Listener] = set()
         self._lock = threading.Lock()
+        self.generation = 0
+        self._history: collections.deque[tuple[int, frozenset[str]]] = collections.deque(maxlen=HISTORY)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # --- the listeners' side ----------------------------------------------------
 
-    def listen(self) -> Listener:
+    def listen(self, since: int | None = None) -> Listener:
+        """A new listener (call on its event loop); with ``since``, a generation,
+        it starts with every name published after it."""
         listener = Listener(asyncio.get_running_loop())
         with self._lock:
             self._listeners.add(listener)
+            if since is not None and since != self.generation:
+                missed = [names for number, names in self._history if number > since]
+                if since > self.generation or len(missed) < self.generation - since:
+                    missed = [EVERYTHING]  # from another run, or older than the history
+                for names in missed:
+                    listener._add(names)
         return listener
 
     def forget(self, listener: Listener) -> None:
@@ -85,6 +105,8 @@ class ChangeFeed:
     def publish(self, names: frozenset[str]) -> None:
         """Tell every listener (callable from any thread)."""
         with self._lock:
+            self.generation += 1
+            self._history.append((self.generation, names))
             listeners = list(self._listeners)
         for listener in listeners:
             try:
@@ -132,3 +154,17 @@ class ChangeFeed:
                 self.publish(EVERYTHING)
             except Exception:  # a locked or busy file now and then must not end the feed
                 log.warning("the console's change feed could not read the replica; trying again", exc_info=True)
+
+
+class MarkGeneration:
+    """ASGI middleware: notes the feed's generation in the request's scope before
+    the page reads anything (see the module docstring)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, feed: ChangeFeed):
+        self.app = app
+        self.feed = feed
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[GENERATION_KEY] = self.feed.generation
+        await self.app(scope, receive, send)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from syncstore import schema
+from syncstore.console.live import GENERATION_KEY
 from syncstore.core.hlc import unpack
 
 FRAGMENT = "fragment"
@@ -178,16 +179,22 @@ def page_url(request: Request, **changes: Any) -> str:
     return f"{request.url.path}?{urlencode(query)}" if query else request.url.path
 
 
+def page_context(request: Request) -> dict[str, Any]:
+    """What every page's template is given besides its own data."""
+    console = request.app.state.console
+    return {
+        "request": request,
+        "csrf_token": console.csrf_token,
+        "generation": request.scope.get(GENERATION_KEY, 0),
+        "fragment_url": lambda block: fragment_url(request, block),
+        "page_url": lambda **changes: page_url(request, **changes),
+    }
+
+
 def render(request: Request, name: str, context: Mapping[str, Any] | None = None, *, status: int = 200) -> HTMLResponse:
     """A page, or only the block ``?fragment=`` names when the template has it."""
     console = request.app.state.console
-    values = {
-        "request": request,
-        "csrf_token": console.csrf_token,
-        "fragment_url": lambda block: fragment_url(request, block),
-        "page_url": lambda **changes: page_url(request, **changes),
-        **(context or {}),
-    }
+    values = {**page_context(request), **(context or {})}
     block = request.query_params.get(FRAGMENT)
     if block is None:
         values["banner"] = console.banner()  # whole pages only: a fragment never shows it
