@@ -14,7 +14,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 from syncstore import schema
 
 LABEL_WIDTH = 150
-CHART_WIDTH = 480
+CHART_WIDTH = 480  # the time axes
+BAR_WIDTH = 340  # the bar charts (two of them side by side on a page)
 ROW = 22
 AXIS = 24
 
@@ -46,7 +47,7 @@ class Chart(NamedTuple):
 
 
 def _scale(maximum: float) -> float:
-    return CHART_WIDTH / maximum if maximum > 0 else 0.0
+    return BAR_WIDTH / maximum if maximum > 0 else 0.0
 
 
 def _short(text: str, limit: int = 26) -> str:
@@ -63,7 +64,7 @@ def bars(title: str, items: Sequence[tuple[str, float]], *, unit: str = "", css:
         out.append(Bar(LABEL_WIDTH, y + 3, width, ROW - 6, css, f"{name}: {_figure(value)}{unit}"))
         labels.append(Label(LABEL_WIDTH - 6, y + ROW - 7, _short(name), "end"))
         labels.append(Label(LABEL_WIDTH + width + 4, y + ROW - 7, f"{_figure(value)}{unit}", "start", "value"))
-    return Chart(title, LABEL_WIDTH + CHART_WIDTH + 90, max(ROW, len(items) * ROW) + 4, out, labels, [])
+    return Chart(title, LABEL_WIDTH + BAR_WIDTH + 90, max(ROW, len(items) * ROW) + 4, out, labels, [])
 
 
 def stacked(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, float]]]], *, series: Sequence[str]) -> Chart:
@@ -82,7 +83,7 @@ def stacked(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, float]]]],
         labels.append(Label(LABEL_WIDTH - 6, y + ROW - 7, _short(name), "end"))
         labels.append(Label(x + 4, y + ROW - 7, _figure(sum(v for _, v in parts)), "start", "value"))
     legend = [(key, key) for key in series]
-    return Chart(title, LABEL_WIDTH + CHART_WIDTH + 90, max(ROW, len(rows) * ROW) + 4, out, labels, legend)
+    return Chart(title, LABEL_WIDTH + BAR_WIDTH + 90, max(ROW, len(rows) * ROW) + 4, out, labels, legend)
 
 
 def grouped(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, float | None]]]], *, unit: str = "") -> Chart:
@@ -106,7 +107,7 @@ def grouped(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, float | No
             labels.append(Label(LABEL_WIDTH + width + 4, top + 7, f"{key} {_figure(value)}{unit}", "start", "value small"))
         labels.append(Label(LABEL_WIDTH - 6, y + band / 2 + 4, _short(name), "end"))
     legend = [(f"series-{i}", key) for i, key in enumerate(names)]
-    return Chart(title, LABEL_WIDTH + CHART_WIDTH + 140, max(band, len(rows) * band) + 4, out, labels, legend)
+    return Chart(title, LABEL_WIDTH + BAR_WIDTH + 130, max(band, len(rows) * band) + 4, out, labels, legend)
 
 
 def _figure(value: float) -> str:
@@ -145,6 +146,7 @@ class Axis(NamedTuple):
     ticks: list[Label]
     start: float | None  # unix seconds
     end: float | None
+    line: tuple[float, float, float] = (LABEL_WIDTH, LABEL_WIDTH + CHART_WIDTH, 0.0)  # the time line: x from, x to, y
 
 
 def _unix(value: Any) -> float | None:
@@ -201,7 +203,7 @@ def event_axis(events: Iterable[Any], *, lane_of: str = "component") -> Axis:
     height = len(lane_names) * ROW
     lanes = [Label(LABEL_WIDTH - 6, i * ROW + ROW / 2 + 4, _short(name), "end") for i, name in enumerate(lane_names)]
     ticks = _ticks(start, span, height + 16) if start is not None else []
-    return Axis(LABEL_WIDTH + CHART_WIDTH + 40, height + AXIS, lanes, marks, spans, ticks, start, end)
+    return Axis(LABEL_WIDTH + CHART_WIDTH + 40, height + AXIS, lanes, marks, spans, ticks, start, end, (LABEL_WIDTH, LABEL_WIDTH + CHART_WIDTH, height + 2))
 
 
 def step_axis(rows: Sequence[Any], *, start: float | None, end: float | None) -> Axis:
@@ -227,4 +229,4 @@ def step_axis(rows: Sequence[Any], *, start: float | None, end: float | None) ->
             marks.append(Mark(LABEL_WIDTH + 4, y + ROW - 7, f"status-{row.status}", row.status, index))
     height = len(rows) * ROW
     ticks = _ticks(start, span, height + 16) if start is not None and span > 0 else []
-    return Axis(LABEL_WIDTH + CHART_WIDTH + 40, height + AXIS, lanes, marks, spans, ticks, start, end)
+    return Axis(LABEL_WIDTH + CHART_WIDTH + 40, height + AXIS, lanes, marks, spans, ticks, start, end, (LABEL_WIDTH, LABEL_WIDTH + CHART_WIDTH, height + 2))
