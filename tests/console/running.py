@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import httpx
-import uvicorn
 
-from syncstore.console import create_app
+from syncstore.console import ConsoleServer
 from syncstore.console.gate import cookie_name, csrf_token_for
-from syncstore.console.serve import bind, new_token
 
 SYNCSTORE = str(Path(sys.executable).with_name("syncstore"))
 CHROMIUM = "/usr/bin/chromium"
@@ -34,35 +32,13 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 _URL = re.compile(r"open (http://127\.0\.0\.1:(\d+)/\?token=(\S+))")
 
 
-class ConsoleThread:
-    """The console app over ``store`` on a free port of 127.0.0.1, in a thread."""
+class ConsoleThread(ConsoleServer):
+    """The console over ``store`` on a free port, served from a background thread,
+    with what the tests need to talk to it as a signed-in browser would."""
 
     def __init__(self, store: Any, **options: Any):
-        self.token = new_token()
+        super().__init__(store, port=0, **options)
         self.csrf = csrf_token_for(self.token)
-        self.app = create_app(store, token=self.token, **options)
-        sock = bind(0)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ConsoleThread:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise AssertionError("the console did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(15)
 
     def client(self, *, signed_in: bool = True) -> httpx.Client:
         """An HTTP client; signed in, it carries the run's cookie as a browser would."""

@@ -1,7 +1,9 @@
 """The local web console over one replica: ``syncstore ui``.
 
-    from syncstore.console import create_app, serve
-    serve("agent.db")                     # prints http://127.0.0.1:PORT/?token=...
+    from syncstore.console import ConsoleServer, serve
+    serve("agent.db")                     # syncstore ui: prints http://127.0.0.1:PORT/?token=...
+    console = ConsoleServer(store, port=0).start()   # or inside a program, in the background
+    print(console.url); ...; console.stop()
 
 Server-rendered pages (Starlette, Jinja2 with autoescaping), live through
 server-sent events from the replica's change notifications, with htmx and
@@ -14,6 +16,6 @@ feed), :mod:`.syncing` (background sync and "sync now"), :mod:`.templating`,
 """
 
 from syncstore.console.app import create_app
-from syncstore.console.serve import serve
+from syncstore.console.serve import ConsoleServer, serve
 
-__all__ = ["create_app", "serve"]
+__all__ = ["ConsoleServer", "create_app", "serve"]

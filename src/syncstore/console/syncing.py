@@ -84,8 +84,9 @@ class SyncControl:
     def status(self) -> SyncStatus:
         return self.store.sync_status()
 
-    def banner(self) -> Banner:
-        status = self.status()
+    def banner(self, status: SyncStatus | None = None) -> Banner:
+        """The banner's figures, from ``status`` when the caller has read it already."""
+        status = status or self.status()
         if not self.configured:
             state = "local"
         else:

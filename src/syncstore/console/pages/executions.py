@@ -64,8 +64,9 @@ def execution_stats(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
             since = metrics.parse_since(window)
         except ValueError as exc:
             raise ValidationError(str(exc), field="since") from None
-    groups = store.executions.stats(since=since)
-    overall = store.executions.stats(since=since, by=())
+    rows = store.executions.rows_between(since=since)  # read once, summed two ways
+    groups = metrics.execution_stats(rows, by=("agent_type",))
+    overall = metrics.execution_stats(rows, by=())
     return {"groups": groups, "overall": overall[0] if overall else None, "window": window}
 
 

@@ -12,14 +12,16 @@ from syncstore.console.pages.common import store_of
 from syncstore.console.templating import render
 from syncstore.errors import AuthError, SyncError
 from syncstore.store import Store
+from syncstore.sync import SyncStatus
 from syncstore.sync import conflicts as cf
 
 REJECTED_SHOWN = 100
 
 
-def sync_state(store: Store) -> dict[str, Any]:
-    """The library reads behind the sync page: the status and the refused pushes."""
-    return {"status": store.sync_status(), "rejected": cf.list_rejected(store, limit=REJECTED_SHOWN)}
+def sync_state(store: Store, status: SyncStatus | None = None) -> dict[str, Any]:
+    """The library reads behind the sync page: the status (unless the console has it
+    already, see ``Console.sync_status``) and the refused pushes."""
+    return {"status": status or store.sync_status(), "rejected": cf.list_rejected(store, limit=REJECTED_SHOWN)}
 
 
 def status_page(request: Request) -> Response:
@@ -42,7 +44,7 @@ def sync_now(request: Request) -> Response:
 def _page(request: Request, *, message: str | None, failed: bool, status: int = 200) -> Response:
     control = request.app.state.console.sync
     context = {
-        **sync_state(store_of(request)),
+        **sync_state(store_of(request), request.app.state.console.sync_status()),
         "active": "sync",
         "control": control,
         "message": message,
