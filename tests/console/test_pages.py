@@ -3,6 +3,7 @@ that bad input gets one clear error and changes nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 
@@ -190,6 +191,10 @@ def test_the_stats_page_shows_the_library_figures(store, client):
     run_agent(store, "coder")
     page = client.get("/executions/stats", params={"since": "all"}).text
     data = executions_page.execution_stats(store, {"since": "all"})
+    assert data["groups"] == store.executions.stats()  # the library's figures, exactly
+    assert executions_page.execution_stats(store, {"since": "1h"})["groups"] == store.executions.stats(
+        since=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    )
     planner = next(g for g in data["groups"] if g.group["agent_type"] == "planner")
     assert (planner.count, planner.failed, planner.total_tokens) == (4, 1, 4 * 3 * 14)
     row = page.split('data-agent-type="planner"', 1)[1].split("</tr>", 1)[0]
