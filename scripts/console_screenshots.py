@@ -129,25 +129,31 @@ def demo_data(laptop: syncstore.Store, desktop: syncstore.Store, url: str, token
 
     registry = Registry()
 
+    # Steps that take a moment, as real ones do, so the timeline has something to show.
     @registry.step
     def collect(ctx):
+        time.sleep(0.12)
         return {"sources": ctx.input["sources"], "rows": 120 * len(ctx.input["sources"])}
 
     @registry.step
     def analyse(ctx):
+        time.sleep(0.25)
         return {"trend": "up" if ctx.state["collect"]["rows"] > 200 else "flat", "rows": ctx.state["collect"]["rows"]}
 
     @registry.step
     def draft(ctx):
+        time.sleep(0.18)
         return {"title": "Q3 report", "sections": ["revenue", "latency", ctx.state["analyse"]["trend"]]}
 
     @registry.step
     def publish(ctx):
+        time.sleep(0.05)
         return "published"
 
     flows = Workflows(laptop, registry=registry)
     report_flow = registry.workflow("report", steps=[collect, analyse, draft, WaitForSignal(id="approval"), publish])
     a = flows.execute(report_flow, input={"sources": ["sales", "ops"]})
+    time.sleep(0.3)  # someone reads the draft before approving it
     flows.signal(a.id, "approval", decision="approve")
     a = flows.run(a.id)
     b = flows.execute(report_flow, input={"sources": ["sales"]})

@@ -11,6 +11,7 @@ is held here only to pass it to the sync client: it is never shown or logged.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import msgspec
@@ -24,6 +25,9 @@ log = logging.getLogger("syncstore.console")
 # A person watching the banner wants a returning server noticed within seconds,
 # not after the library's default backoff of up to half a minute.
 BACKOFF_MAX = 3.0
+# "Sync now" while offline waits this long for the background sync to reconnect
+# (it retries at least every BACKOFF_MAX seconds) before saying the server is away.
+RECONNECT_WAIT = 2 * BACKOFF_MAX
 
 
 class Banner(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,10 +119,17 @@ class SyncControl:
             raise SyncError("no sync server is configured: start `syncstore ui` with --url and --token")
         if self.running:
             assert self.handle is not None
+            deadline = time.monotonic() + min(timeout, RECONNECT_WAIT)
+            while not self.online and self.running and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not self.online:
+                raise SyncError(
+                    f"the sync server at {self.url} cannot be reached; the changes stay queued and go out when it is back"
+                )
             self.handle.wake()
             if self.handle.wait_synced(timeout):
                 return "in sync with the server"
-            raise SyncError(f"not in sync after {timeout:g} s: the server is unreachable or slow; changes stay queued")
+            raise SyncError(f"not in sync after {timeout:g} s: the server is slow or went away; the changes stay queued")
         result = self.store.sync(self.url, token=self._token, timeout=timeout)  # type: ignore[arg-type]
         return (
             f"synced: {result.pushed} changes pushed, {result.received} server transactions applied, "
