@@ -5,7 +5,7 @@ the library reads it makes, measured in the same run.
 
 At scale 1 the replica holds 10,000 tasks, 100,000 observability events (of
 2,000 agent executions, 50 each), 1,000 workflow executions (4 steps each,
-16,000 snapshots), 2,000 memories and 20 environments; scales 0.1 and 0.3 hold
+4,000 snapshots), 2,000 memories and 20 environments; scales 0.1 and 0.3 hold
 that much less, to show how each page's cost grows.
 
 For every page, in one process and one run:
