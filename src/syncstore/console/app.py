@@ -148,7 +148,7 @@ def create_app(
 
 
 def home(request: Request) -> Response:
-    return RedirectResponse("/tasks", status_code=303)
+    return RedirectResponse(request.scope.get("root_path", "") + "/tasks", status_code=303)
 
 
 def banner(request: Request) -> Response:

@@ -147,7 +147,7 @@ class TokenGate:
                 return
             # Swap the token for a cookie and send the browser to the same page without it.
             rest = urlencode([(key, value) for key, value in query if key != "token"])
-            location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+            location = scope["path"] + (f"?{rest}" if rest else "")  # the whole path, mount prefix included
             cookie = f"{name}={self.token}; HttpOnly; SameSite=Strict; Path=/"
             await _answer(
                 send, 303, "signed in\n", [(b"location", location.encode()), (b"set-cookie", cookie.encode())]

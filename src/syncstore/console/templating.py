@@ -184,6 +184,7 @@ def page_context(request: Request) -> dict[str, Any]:
     console = request.app.state.console
     return {
         "request": request,
+        "root": request.scope.get("root_path", ""),  # where the console is mounted ("" at the top)
         "csrf_token": console.csrf_token,
         "generation": request.scope.get(GENERATION_KEY, 0),
         "fragment_url": lambda block: fragment_url(request, block),

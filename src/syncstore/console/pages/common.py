@@ -23,9 +23,10 @@ def params_of(request: Request) -> dict[str, str]:
     return {key: value for key, value in request.query_params.items() if value.strip() and key != "fragment"}
 
 
-def see_other(url: str) -> RedirectResponse:
-    """After a POST: go to the page that shows the result (a reload does not post again)."""
-    return RedirectResponse(url, status_code=303)
+def see_other(request: Request, path: str) -> RedirectResponse:
+    """After a POST: go to the console page ``path`` (under wherever the console is
+    mounted) that shows the result; a reload then does not post again."""
+    return RedirectResponse(request.scope.get("root_path", "") + path, status_code=303)
 
 
 class Page(NamedTuple):

@@ -57,7 +57,7 @@ def resolve(request: Request) -> Response:
         data = conflict_detail(store, conflict_id)
         context = {**data, "active": "conflicts", "error": str(exc), "value": fields.get("value", "")}
         return render(request, "conflicts/detail.html", context, status=400)
-    return see_other(f"/conflicts/{record.id}")
+    return see_other(request, f"/conflicts/{record.id}")
 
 
 routes = [

@@ -42,17 +42,17 @@ def create(request: Request) -> Response:
         data = environment_list(store, {})
         context = {**data, "active": "environments", "error": str(exc), "values": fields}
         return render(request, "environments/list.html", context, status=400)
-    return see_other("/environments")
+    return see_other(request, "/environments")
 
 
 def activate(request: Request) -> Response:
     store_of(request).environments.activate(request.path_params["env_id"])
-    return see_other("/environments")
+    return see_other(request, "/environments")
 
 
 def deactivate(request: Request) -> Response:
     store_of(request).environments.deactivate(request.path_params["env_id"])
-    return see_other("/environments")
+    return see_other(request, "/environments")
 
 
 routes = [

@@ -61,7 +61,7 @@ def create(request: Request) -> Response:
     except ValidationError as exc:
         context = {"active": "tasks", "choices": CHOICES, "values": fields, "error": str(exc)}
         return render(request, "tasks/new.html", context, status=400)
-    return see_other(f"/tasks/{task.id}")
+    return see_other(request, f"/tasks/{task.id}")
 
 
 def detail_page(request: Request) -> Response:
@@ -87,7 +87,7 @@ def edit(request: Request) -> Response:
                 error = str(exc)
     if error is not None:
         return _detail(request, task_detail(store, task_id), values=fields, error=error)
-    return see_other(f"/tasks/{task_id}")
+    return see_other(request, f"/tasks/{task_id}")
 
 
 def archive(request: Request) -> Response:
@@ -95,7 +95,7 @@ def archive(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     task = store.tasks.get(task_id)
     store.tasks.update(task_id, is_archived=not task.is_archived)
-    return see_other(f"/tasks/{task_id}")
+    return see_other(request, f"/tasks/{task_id}")
 
 
 def add_message(request: Request) -> Response:
@@ -107,7 +107,7 @@ def add_message(request: Request) -> Response:
     if not content:
         raise ValidationError("must not be empty", table="task_messages", field="content")
     store.messages.add(task_id, role, content)
-    return see_other(f"/tasks/{task_id}#messages")
+    return see_other(request, f"/tasks/{task_id}#messages")
 
 
 routes = [

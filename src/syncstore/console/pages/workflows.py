@@ -135,7 +135,7 @@ def control(request: Request) -> Response:
     if action not in CONTROLS:
         raise ValidationError(f"the action must be one of {', '.join(CONTROLS)}", field="action")
     getattr(store.workflows, action)(execution_id)
-    return see_other(_back(request, f"/workflows/{execution_id}"))
+    return see_other(request, _back(request, f"/workflows/{execution_id}"))
 
 
 def signal(request: Request) -> Response:
@@ -146,7 +146,7 @@ def signal(request: Request) -> Response:
     decision = text(fields, "decision") or "approve"
     data = json_value(fields, "data") if optional(fields, "data") else None
     store.workflows.signal(execution_id, name, decision=decision, data=data, sent_by="console")
-    return see_other(f"/workflows/{execution_id}")
+    return see_other(request, f"/workflows/{execution_id}")
 
 
 def fork(request: Request) -> Response:
@@ -156,13 +156,17 @@ def fork(request: Request) -> Response:
     if from_step is None:
         raise ValidationError("give the step to fork from", field="from_step")
     forked = store.workflows.fork(execution_id, from_step=from_step)
-    return see_other(f"/workflows/{forked.id}")
+    return see_other(request, f"/workflows/{forked.id}")
 
 
 def _back(request: Request, default: str) -> str:
-    """Where a control button was pressed (the list or the detail page); only our own paths."""
+    """Where a control button was pressed (the list or the detail page): a console
+    path under /workflows, never anywhere else."""
+    root = request.scope.get("root_path", "")
     target = form(request).get("back", "")
-    return target if target.startswith("/workflows") and "//" not in target else default
+    if target.startswith(root + "/workflows") and "//" not in target and "\\" not in target:
+        return target[len(root) :]
+    return default
 
 
 routes = [
