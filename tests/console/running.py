@@ -182,6 +182,10 @@ class Browser:
     def text(self, css: str) -> str:
         return self.find(css).text
 
+    def click(self, css: str) -> None:
+        """Click the element; found again if a live region replaced it meanwhile."""
+        self.wait(lambda: self.find(css).click() or True, what=f"{css} to click")
+
     def wait(self, condition: Callable[[], Any], *, timeout: float = 20, what: str = "the page") -> Any:
         """Poll ``condition`` until it returns something true; fail naming ``what``."""
         from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException

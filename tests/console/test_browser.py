@@ -78,7 +78,7 @@ def test_resolve_a_conflict(browser, sync_server, sync_token, tmp_path):
 
             browser.go(f"{ui.base}/conflicts")
             browser.wait(lambda: browser.find_all("#conflicts tr[data-id]"), what="the conflict to arrive live")
-            browser.find("#conflicts tr[data-id] a").click()
+            browser.click("#conflicts tr[data-id] a")
             winner, loser = browser.text("#side-winner pre"), browser.text("#side-loser pre")
             assert {winner, loser} == {'"Plan the launch (desktop)"', '"Plan the launch (laptop)"'}
             for side in ("winner", "loser"):  # each side with its clock and its site
@@ -187,8 +187,7 @@ def test_the_banner_goes_offline_counts_pending_changes_and_recovers(browser, sy
             browser.wait(lambda: browser.text("#task-title") == title, what="the task page")
         browser.go(f"{ui.base}/tasks")
         browser.ready()
-        state, pending = banner(browser)
-        assert state == "offline" and pending == 2
+        assert browser.wait(lambda: banner(browser)) == ("offline", 2)
         sync_server.start()
         browser.wait(lambda: banner(browser) == ("online", 0), timeout=40, what="the banner to come back online with nothing pending")
         assert browser.text("#pending-count") == "0"
