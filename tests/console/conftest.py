@@ -73,24 +73,44 @@ def tenant() -> str:
     return f"console{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def sync_server(database_url):
-    """``syncstore server run`` on a fresh migrated database; stop() and start() keep its port."""
+@pytest.fixture(scope="module")
+def module_server():
+    """One ``syncstore server run`` for a module's tests, on a fresh migrated database
+    (each test syncs as a tenant of its own, so they never see each other's rows)."""
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from syncstore_server import migrate
 
     from fault.processes import ServerProcess
 
-    with psycopg.connect(database_url) as conn:
-        migrate.migrate(conn)
-    server = ServerProcess(database_url)
-    server.start()
+    admin = os.environ.get("SYNCSTORE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"syncstore_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    url = make_conninfo(**{**conninfo_to_dict(admin), "dbname": name})
     try:
-        yield server
+        with psycopg.connect(url) as conn:
+            migrate.migrate(conn)
+        server = ServerProcess(url)
+        server.start()
+        try:
+            yield server
+        finally:
+            if server.running:
+                server.kill()
     finally:
-        if server.running:
-            server.kill()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def sync_server(module_server):
+    """The module's server, running (a test that stopped it and failed leaves it stopped);
+    stop() and start() keep its port."""
+    if not module_server.running:
+        module_server.start()
+    return module_server
 
 
 @pytest.fixture
