@@ -95,6 +95,7 @@ class ConnectionHandler:
             max_frame=limits.max_frame,
             server_id=limits.server_id,
             schema=limits.schema,
+            max_drift_ms=store.max_drift_ms,
         )
         self._out: asyncio.Queue[bytes | _Closing] = asyncio.Queue()
         self._queued = 0  # bytes waiting in _out
@@ -379,9 +380,21 @@ class ConnectionHandler:
         metrics.changes_merged.inc(result.row_changes)
         metrics.conflicts.inc(result.conflicts)
         metrics.rejected.inc(len(result.rejected))
-        self.session.merged(
-            upto_seq=result.upto_seq, rejected=result.rejected, log_seq=max(result.positions, default=0)
-        )
+        if result.deferred is not None:
+            deferred = result.deferred
+            self.session.merge_deferred(
+                upto_seq=result.upto_seq,
+                first_seq=deferred.first_seq,
+                code=deferred.code,
+                message=deferred.message,
+                retry_after_ms=deferred.retry_after_ms,
+                rejected=result.rejected,
+                log_seq=max(result.positions, default=0),
+            )
+        else:
+            self.session.merged(
+                upto_seq=result.upto_seq, rejected=result.rejected, log_seq=max(result.positions, default=0)
+            )
         self._dispatch()
 
     async def _read_log(self, action: ss.ReadLog) -> None:

@@ -8,7 +8,10 @@ set-based so that a batch costs a handful of statements, not one per row:
    connections of one site cannot merge the same changes twice. Changes at or
    below it are skipped (at most once per (site, seq)).
 2. Each transaction is checked against the schema; one that fails is refused
-   whole and recorded, and the ack moves past it.
+   whole and recorded, and the ack moves past it. One stamped too far ahead
+   of the server's clock is deferred instead: it and every later one are left
+   out, unrecorded, and the ack stops before it, so the client pushes it
+   again once the server's time has caught up (``MergeResult.deferred``).
 3. One ``SELECT ... FOR UPDATE`` per table locks the rows the push touches
    (ordered by id, tables in a fixed order, so pushes never deadlock on them).
 4. The merge is decided in Python with the pure rule (``merge_plan``).
@@ -52,7 +55,7 @@ from syncstore.errors import SyncError, ValidationError
 from syncstore_server import clocks, merge_plan
 from syncstore_server.merge_plan import Row, RowKey
 from syncstore_server.tables import SCHEMA, VECTOR_COLUMNS_QUERY, Catalog
-from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES, Checked, Refused, check_tx
+from syncstore_server.validate import DEFAULT_MAX_TX_CHANGES, Checked, Deferred, Refused, check_tx
 
 log = logging.getLogger("syncstore.server.store")
 
@@ -78,12 +81,23 @@ _decode_tx = msgspec.msgpack.Decoder(p.ServerTx).decode
 _decode_value = msgspec.msgpack.decode
 
 
+class Deferral(NamedTuple):
+    """A pushed transaction left for later, and everything pushed after it."""
+
+    tx: int
+    first_seq: int  # its first change not merged before: the ack stops before it
+    code: str
+    message: str
+    retry_after_ms: int
+
+
 class MergeResult(NamedTuple):
     upto_seq: int  # every change of the site with seq <= this is merged (or refused)
     rejected: list[p.Rejection]
     row_changes: int  # rows written
     conflicts: int
     positions: list[int]  # log positions written
+    deferred: Deferral | None = None  # a transaction (and what follows) to push again later
 
 
 class _ConcurrentInsert(Exception):
@@ -177,13 +191,18 @@ class ChangeStore:
     async def _isolate(self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: psycopg.Error) -> MergeResult:
         if len(txs) == 1:
             return await self._refuse(tenant, site, txs[0], Refused("bad_value", _pg_message(exc)))
-        results = [await self.merge(tenant, site, [tx]) for tx in txs]
+        results = []
+        for tx in txs:
+            results.append(await self.merge(tenant, site, [tx]))
+            if results[-1].deferred is not None:
+                break  # what follows a deferred transaction waits with it
         return MergeResult(
             max(r.upto_seq for r in results),
             [rej for r in results for rej in r.rejected],
             sum(r.row_changes for r in results),
             sum(r.conflicts for r in results),
             [pos for r in results for pos in r.positions],
+            results[-1].deferred,
         )
 
     async def _refuse(self, tenant: str, site: bytes, tx: p.LocalTx, refusal: Refused) -> MergeResult:
@@ -214,7 +233,8 @@ class ChangeStore:
             last = max((c.seq for tx in txs for c in tx.changes), default=acked)
             work: list[tuple[p.LocalTx, list[Checked]]] = []
             refused: list[tuple[p.LocalTx, Refused]] = []
-            for tx in txs:
+            deferred: Deferral | None = None
+            for index, tx in enumerate(txs):
                 fresh = tx.changes if tx.changes[0].seq > acked else [c for c in tx.changes if c.seq > acked]
                 if not fresh:
                     continue  # merged before: a retry after a lost ack
@@ -224,6 +244,11 @@ class ChangeStore:
                     checked = check_tx(
                         tx, now_ms=now_ms, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
                     )
+                except Deferred as later:
+                    # Merge what precedes it; ack up to there, never past it.
+                    deferred = Deferral(tx.tx, fresh[0].seq, later.code, later.message, later.retry_after_ms)
+                    last = max((c.seq for before in txs[:index] for c in before.changes), default=acked)
+                    break
                 except Refused as refusal:
                     refused.append((tx, refusal))
                     continue
@@ -250,7 +275,9 @@ class ChangeStore:
                 await also(conn)
             if last > acked:
                 await self._raise_ack(conn, tenant, site, last)
-        return MergeResult(max(acked, last), rejected, written, conflicts, positions)
+        if deferred is not None:
+            log.info("deferred transaction %s of tenant %r: %s", deferred.tx, tenant, deferred.message)
+        return MergeResult(max(acked, last), rejected, written, conflicts, positions, deferred)
 
     async def _lock_site(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes) -> int:
         cur = await conn.execute(

@@ -3,6 +3,10 @@
 A pushed transaction either passes whole or is refused whole, for good: a
 refusal names the first problem (a code and a clear message) and the server
 records it and acks past it, since sending the same bytes again cannot succeed.
+One refusal is only for now (:class:`Deferred`): a change stamped further
+ahead of the server's clock than the drift cap. The same bytes succeed once
+the server's time catches up, so the server neither records it nor acks past
+it (see ``ChangeStore.merge``).
 What passes comes out in canonical stored form (see :mod:`syncstore.schema`),
 so the server writes and hands back exactly what every replica holds. Values
 go through the same compiled row checker as the replica's writes
@@ -32,6 +36,15 @@ class Refused(Exception):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
+
+
+class Deferred(Refused):
+    """A transaction that may merge later: stamped ahead of the server's clock
+    by more than the drift cap. ``retry_after_ms``: when it would pass."""
+
+    def __init__(self, code: str, message: str, *, retry_after_ms: int):
+        super().__init__(code, message)
+        self.retry_after_ms = retry_after_ms
 
 
 class Checked(NamedTuple):
@@ -95,10 +108,12 @@ def check_change(change: p.LocalChange, *, now_ms: int, max_drift_ms: int) -> Ch
         raise Refused("bad_clock", f"{where}: clock stamp {change.hlc} is out of range")
     ahead = (change.hlc >> hlc_mod.COUNTER_BITS) - now_ms
     if ahead > max_drift_ms:
-        raise Refused(
+        raise Deferred(
             "clock_drift",
-            f"{where}: the change is stamped {ahead} ms in the future (the limit is {max_drift_ms} ms): "
-            f"the writer's clock is wrong",
+            f"{where}: the change is stamped {ahead} ms ahead of the server's clock (it accepts "
+            f"{max_drift_ms} ms): the writer's clock runs ahead. Nothing from this transaction on was "
+            f"merged; push it again once the server's time has caught up, or re-stamp it",
+            retry_after_ms=ahead - max_drift_ms,
         )
     values = change.values
     if type(values) is not dict or not values:

@@ -5,6 +5,7 @@
     │   └── TransitionError        a status change the state machine forbids
     ├── NotFoundError              no such row (table, row_id)
     ├── ClockDriftError            a clock stamp too far in the future
+    │   └── SyncClockDriftError    (also a SyncError) pushes wait: the replica's clock is ahead
     ├── ReplicaError               the replica file cannot be used
     │   ├── ReplicaLockedError     another process holds the lock too long
     │   ├── NotAReplicaError       the file is not a syncstore replica / not SQLite
@@ -12,7 +13,10 @@
     ├── CapabilityError            an optional feature is unavailable here
     ├── ProtocolError              a malformed or unexpected sync message (code)
     ├── AuthError                  a missing, expired or forged token
-    ├── SyncError                  the sync connection failed (retryable)
+    │   └── SyncAuthError          (also a SyncError) the sync server refused the token
+    ├── SyncError                  the sync connection failed (retryable unless marked)
+    │   ├── SyncAuthError          the token was refused: the AuthError above
+    │   └── SyncClockDriftError    pushes wait for the server's time: the ClockDriftError above
     ├── ExternalServiceError       an HTTP service (e.g. an embedder) failed
     │   └── CircuitOpenError       calls refused while a circuit breaker is open
     └── WorkflowError              a workflow definition or run cannot proceed
@@ -23,7 +27,10 @@
         └── PermanentStepError         raised by a step: fail now, do not retry
 
 Errors from the libraries underneath (apsw, psycopg, websockets, httpx) are
-converted to these at the boundary, so callers catch one root.
+converted to these at the boundary, so callers catch one root. The sync client
+(``store.sync()``) raises only :class:`SyncError` and its subclasses; the two
+that are also something else keep old ``except AuthError`` / ``except
+ClockDriftError`` handlers working.
 
 Every error carries structured fields beside its message: ``code`` (a stable
 name, recorded as an event's ``error_code``), ``retryable`` (whether trying the
@@ -65,14 +72,20 @@ class NotFoundError(SyncstoreError, LookupError):
 class ClockDriftError(SyncstoreError):
     code = "clock_drift"
 
-    def __init__(self, *, stamp_ms: int, now_ms: int, max_drift_ms: int):
+    def __init__(self, *, stamp_ms: int, now_ms: int, max_drift_ms: int, message: str | None = None):
         self.stamp_ms = stamp_ms
         self.now_ms = now_ms
         self.max_drift_ms = max_drift_ms
         super().__init__(
-            f"clock stamp is {stamp_ms - now_ms} ms in the future "
+            message
+            or f"clock stamp is {stamp_ms - now_ms} ms in the future "
             f"(the limit is {max_drift_ms} ms): the sender's clock is wrong"
         )
+
+    @property
+    def ahead_ms(self) -> int:
+        """How far the stamp is ahead of the time it was checked against."""
+        return self.stamp_ms - self.now_ms
 
 
 class ReplicaError(SyncstoreError):
@@ -110,6 +123,24 @@ class AuthError(SyncstoreError):
 
 class SyncError(SyncstoreError):
     code = "sync"
+    retryable = True
+    retry_after: float | None = None  # seconds the server asked the client to wait, if it said
+
+
+class SyncAuthError(SyncError, AuthError):
+    """The sync server refused the token (missing, forged, expired, revoked, or
+    lacking the scope): no retry with the same token can succeed."""
+
+    code = "auth"
+    retryable = False
+
+
+class SyncClockDriftError(SyncError, ClockDriftError):
+    """Local changes are stamped further ahead of the sync server's time than
+    it accepts; they wait in the change log until its time catches up (or are
+    re-stamped, see :func:`syncstore.sync.restamp_pending`). Retryable."""
+
+    code = "clock_drift"
     retryable = True
 
 

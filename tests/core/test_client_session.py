@@ -304,6 +304,40 @@ def test_resolved_is_sent_only_when_ready():
     assert s.events_received() == []
 
 
+def test_settled_waits_until_the_server_confirmed_reading_a_resolution():
+    s = ready()
+    s.receive(p.UpToDate(cursor=0))
+    assert s.settled
+    s.resolved(["c1"])
+    _, ping = s.messages_to_send()
+    assert not s.settled
+    s.receive(p.Pong(nonce=ping.nonce))
+    assert s.settled
+
+
+def test_pushes_dropped_by_the_server_are_retracted_and_pushed_again():
+    s = ready()
+    s.push([local_tx(1, 1)])
+    s.push([local_tx(2, 2), local_tx(3, 3)])
+    s.messages_to_send()
+    s.receive(p.Ack(upto_seq=1))
+    s.receive(p.Error(code="clock_drift", message="ahead", retry_after_ms=250))
+    assert s.events_received()[-1] == cs.SessionError("clock_drift", "ahead", False, 250)
+    assert s.in_flight == 1 and s.state is cs.State.READY
+    s.retract_pushes()
+    assert s.in_flight == 0 and s.pushed_seq == s.acked_seq == 1
+    s.push([local_tx(2, 2)])  # from the deferred transaction again
+    assert s.messages_to_send() == [p.Push(txs=[local_tx(2, 2)])]
+
+
+def test_welcomed_carries_the_servers_clock_and_drift_cap():
+    s = session()
+    s.start()
+    s.receive(p.Welcome(tenant="acme", acked_seq=0, server_time_ms=123, max_drift_ms=5_000))
+    welcomed = next(e for e in s.events_received() if isinstance(e, cs.Welcomed))
+    assert (welcomed.server_time_ms, welcomed.max_drift_ms) == (123, 5_000)
+
+
 def test_bad_configuration_is_refused():
     with pytest.raises(ValueError):
         session(max_in_flight=0)

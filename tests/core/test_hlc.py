@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncstore.core import hlc
-from syncstore.core.hlc import COUNTER_BITS, COUNTER_MAX, HybridClock
+from syncstore.core.hlc import COUNTER_BITS, COUNTER_MAX, HybridClock, ServerTime, pack, unpack
 from syncstore.errors import ClockDriftError, SyncstoreError
 
 MS = st.integers(min_value=0, max_value=2**46)  # far past any real date, still < 2**63 packed
@@ -173,3 +173,38 @@ def test_clock_never_goes_backwards(steps, start_counter):
             assert produced > previous and produced > stamp
         assert clock.last >= previous
         previous = clock.last
+
+
+def test_a_clock_given_the_servers_time_refuses_to_tick_past_its_cap():
+    wall = [1_000_000]
+    clock = HybridClock(now=lambda: wall[0])
+    clock.server = ServerTime(server_ms=999_000, local_ms=1_000_000, max_drift_ms=5_000)
+    assert unpack(clock.tick())[0] == 1_000_000  # 1 s ahead of the server: accepted
+    clock.observe(pack(1_004_000, 0))  # the clock has run ahead since
+    assert unpack(clock.tick())[0] == 1_004_000
+    last = clock.last
+    clock.observe(pack(1_004_000, 65_535))
+    with pytest.raises(ClockDriftError) as refused:
+        clock.tick_many(2)  # would roll into the next millisecond: past the cap
+    assert "restamp" in str(refused.value)
+    assert clock.last == pack(1_004_000, 65_535) and clock.last != last
+    wall[0] += 1  # time passes, the server's too: room again
+    assert unpack(clock.tick_many(2))[0] == 1_004_001
+    clock.server = None
+    clock.observe(pack(10_000_000, 0))
+    assert clock.tick() > pack(10_000_000, 0)  # no server time: no limit
+
+
+def test_server_time_counts_no_time_for_a_clock_set_back():
+    server = ServerTime(server_ms=500, local_ms=1_000, max_drift_ms=60)
+    assert server.now(1_400) == 900 and server.limit(1_400) == 960
+    assert server.now(700) == 500  # stepped back: how much time passed is unknown
+    assert ServerTime.decode(server.encode()) == server
+    assert ServerTime.decode("garbage") is None and ServerTime.decode(None) is None
+
+
+def test_reset_takes_an_earlier_stamp():
+    clock = HybridClock(now=lambda: 0, last=pack(5_000, 3))
+    clock.reset(pack(1_000, 0))
+    assert clock.last == pack(1_000, 0)
+    assert clock.tick() == pack(1_000, 1)

@@ -105,6 +105,33 @@ def test_one_merge_at_a_time_in_push_order():
     assert not session.busy
 
 
+def test_welcome_tells_the_drift_cap():
+    session = ss.ServerSession(tables=TABLES, max_drift_ms=5_000, now_ms=Clock())
+    session.receive(p.Hello(token="t", site=SITE))
+    session.actions()
+    session.accept(ss.Identity("acme", frozenset({"sync"}), None), acked_seq=0)
+    (action,) = session.actions()
+    assert (action.message.max_drift_ms, action.message.server_time_ms) == (5_000, 1_000_000)
+
+
+def test_a_deferred_merge_acks_before_it_and_drops_what_follows_until_pushed_again():
+    session = ready()
+    session.receive(push((1, [1]), (2, [2]), (3, [3])))
+    session.receive(push((4, [4])))  # queued behind the first
+    session.actions()
+    session.merge_deferred(upto_seq=1, first_seq=2, code="clock_drift", message="ahead", retry_after_ms=500)
+    assert sent(session.actions()) == [
+        p.Ack(upto_seq=1),
+        p.Error(code="clock_drift", message="ahead", fatal=False, retry_after_ms=500),
+    ]
+    assert not session.busy and session.state is ss.State.READY  # the queued push was dropped
+    session.receive(push((4, [4])))  # sent before the client heard: dropped too
+    assert session.actions() == []
+    session.receive(push((2, [2]), (3, [3]), (4, [4])))  # from the deferred transaction again
+    (merge,) = session.actions()
+    assert isinstance(merge, ss.Merge) and merge.last_seq == 4
+
+
 def test_merged_without_a_merge_is_a_driver_bug():
     with pytest.raises(ProtocolError):
         ready().merged(upto_seq=1)

@@ -8,7 +8,7 @@ from syncstore.core import protocol as p
 from syncstore.core.hlc import pack
 from syncstore.core.merge import DELETED
 
-from syncstore_server.validate import Refused, check_change, check_tx
+from syncstore_server.validate import Deferred, Refused, check_change, check_tx
 
 NOW = 1_700_000_000_000
 HLC = pack(NOW, 0)
@@ -73,10 +73,11 @@ def test_refusals_name_their_cause(c, code, words):
     assert words in refusal.message
 
 
-def test_a_clock_too_far_ahead_is_refused():
+def test_a_clock_too_far_ahead_is_deferred_not_refused_for_good():
     ahead = pack(NOW + 61_000, 0)
     refusal = refused(change({"title": "x"}, hlc=ahead))
-    assert refusal.code == "clock_drift" and "61000 ms in the future" in refusal.message
+    assert isinstance(refusal, Deferred) and refusal.retry_after_ms == 1_000
+    assert refusal.code == "clock_drift" and "61000 ms ahead of the server's clock" in refusal.message
     assert check(change({"title": "x"}, hlc=pack(NOW + 59_000, 0))).hlc == pack(NOW + 59_000, 0)
 
 

@@ -16,10 +16,12 @@ import msgspec
 import syncstore
 from syncstore.cli.common import json_option, with_store
 from syncstore.cli.output import emit_json, fail, table
+from syncstore.core.hlc import from_ms as hlc_from_ms
 from syncstore.core.hlc import unpack
 from syncstore.sync import conflicts as cf
+from syncstore.sync.restamp import restamp_pending
 
-_STATUS_FIELDS = ("connected", "pending_changes", "acked_seq", "cursor", "last_error")
+_STATUS_FIELDS = ("connected", "pending_changes", "pending_resolutions", "acked_seq", "cursor", "last_error")
 
 
 # --- sync -------------------------------------------------------------------------
@@ -84,7 +86,7 @@ def _watch(store: syncstore.Store, url: str, token: str, as_json: bool) -> None:
     else:
         click.echo(f"stopped: {final.pending_changes} changes pending, acked {final.acked_seq}, cursor {final.cursor}")
     if handle.error is not None:
-        fail(f"sync stopped: {handle.error}")
+        fail(handle.stopped or f"sync stopped: {handle.error}")
 
 
 @sync.command("status")
@@ -103,10 +105,20 @@ def echo_status(status: dict[str, Any]) -> None:
     """The sync lines of ``syncstore status`` and ``syncstore sync status``."""
     tenant = status["tenant"] or "(never synced)"
     click.echo(f"sync      tenant {tenant}, {'connected' if status['connected'] else 'not connected'}")
+    if status.get("stopped"):
+        click.echo(f"          {status['stopped']}")
+    resolutions = status.get("pending_resolutions", 0)
     click.echo(
-        f"          {status['pending_changes']} changes pending, acked up to {status['acked_seq']} "
-        f"of {status['last_seq']}, cursor {status['cursor']}"
+        f"          {status['pending_changes']} changes pending"
+        + (f", {resolutions} conflict resolutions not yet reported" if resolutions else "")
+        + f", acked up to {status['acked_seq']} of {status['last_seq']}, cursor {status['cursor']}"
     )
+    if status.get("clock_ahead_ms"):
+        click.echo(
+            f"          clock {status['clock_ahead_ms'] / 1000:.1f} s ahead of the server's (it accepts "
+            f"{status['max_drift_ms'] / 1000:g} s): local writes are refused and pending changes wait; "
+            f"correct this machine's clock, then: syncstore sync restamp"
+        )
     if status["last_synced_at"]:
         click.echo(f"          last up to date {status['last_synced_at']}")
     if status["last_error"]:
@@ -115,6 +127,31 @@ def echo_status(status: dict[str, Any]) -> None:
         click.echo(f"          {status['rejected']} pushes rejected by the server: syncstore sync rejected")
     if status["open_conflicts"]:
         click.echo(f"          {status['open_conflicts']} open conflicts: syncstore conflicts list")
+
+
+@sync.command("restamp")
+@json_option
+@with_store
+def restamp(store: syncstore.Store, as_json: bool) -> None:
+    """Re-stamp the changes this replica stamped while its clock ran ahead.
+
+    Changes stamped further ahead of the sync server's time than it accepts
+    wait in the change log, and local writes are refused meanwhile. Correct
+    this machine's clock, then run this: those changes get new stamps from it
+    (rows, change log and conflict checks alike) and go out with the next sync.
+    """
+    done = restamp_pending(store)
+    if as_json:
+        emit_json(done)
+        return
+    if not done.changes:
+        click.echo(f"nothing to re-stamp: no change is stamped past {_when(hlc_from_ms(done.limit_ms))}")
+    else:
+        click.echo(
+            f"re-stamped {done.changes} changes ({done.pending} not yet synced) on {done.rows} rows; "
+            f"they go out with the next sync"
+        )
+    click.echo(f"clock {_when(done.clock_before)} -> {_when(done.clock_after)}")
 
 
 @sync.command("rejected")

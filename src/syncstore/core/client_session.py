@@ -60,6 +60,8 @@ class Welcomed(NamedTuple):
     acked_seq: int
     previous_acked: int
     server_id: str
+    server_time_ms: int = 0  # the server's clock when it welcomed us (0: not said)
+    max_drift_ms: int = 0  # how far ahead of it the server accepts stamps (0: not said)
 
 
 class Acked(NamedTuple):
@@ -88,6 +90,7 @@ class SessionError(NamedTuple):
     code: str
     message: str
     fatal: bool
+    retry_after_ms: int = 0  # the server says the same may succeed after this long
 
 
 class ResolutionsDelivered(NamedTuple):
@@ -291,9 +294,9 @@ class ClientSession:
 
     @property
     def settled(self) -> bool:
-        """Ready, caught up with the server, no push waiting for its Ack, and
-        what our pushes added to the server's log received back (with the
-        conflict records they made)."""
+        """Ready, caught up with the server, no push waiting for its Ack, no
+        resolution waiting to be confirmed read, and what our pushes added to
+        the server's log received back (with the conflict records they made)."""
         return (
             self.state is State.READY
             and self.subscribed
@@ -301,6 +304,7 @@ class ClientSession:
             and not self._snapshots
             and not self._in_flight
             and not self._fetches
+            and not self._awaiting_pong
             and self.cursor >= self.awaited_log_seq
         )
 
@@ -347,6 +351,13 @@ class ClientSession:
         self._outgoing.append(p.Push(txs=list(txs)))
         self._in_flight.append(seqs[-1])
         self.pushed_seq = seqs[-1]
+
+    def retract_pushes(self) -> None:
+        """The server dropped our pushes after its last Ack (it deferred one of
+        them, e.g. stamped ahead of its clock): forget those in flight, so the
+        next push starts right after the acknowledged sequence."""
+        self._in_flight.clear()
+        self.pushed_seq = self.acked_seq
 
     def resolved(self, conflict_ids: Sequence[str]) -> None:
         """Tell the server these conflict records were resolved here."""
@@ -416,7 +427,9 @@ class ClientSession:
         if msg.max_batch > 0:
             self.max_batch = min(self.max_batch, msg.max_batch)
         self.state = State.READY
-        self._events.append(Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id))
+        self._events.append(
+            Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id, msg.server_time_ms, msg.max_drift_ms)
+        )
         self.subscribe(self.subscriptions)
 
     def subscribe(self, subscriptions: Sequence[Subscription]) -> None:
@@ -518,7 +531,7 @@ class ClientSession:
             self._fetches.clear()
         if msg.fatal:
             self.state = State.FAILED
-        self._events.append(SessionError(msg.code, msg.message, msg.fatal))
+        self._events.append(SessionError(msg.code, msg.message, msg.fatal, msg.retry_after_ms))
 
     def _on_ping(self, msg: p.Ping) -> None:
         self._outgoing.append(p.Pong(nonce=msg.nonce))

@@ -167,6 +167,10 @@ class Welcome(_Message, tag="welcome"):
     server_time_ms: int = 0
     max_batch: int = 0  # most changes one Push may carry (0: no limit given)
     max_frame: int = 0  # largest frame in bytes the server accepts
+    # How far ahead of ``server_time_ms`` a change may be stamped (0: not
+    # said; the default cap applies). A client holds back changes stamped
+    # further ahead, and refuses new local writes past it.
+    max_drift_ms: int = 0
 
 
 class Push(_Message, tag="push"):
@@ -272,6 +276,9 @@ class Error(_Message, tag="error"):
     code: str
     message: str
     fatal: bool = False
+    # Not 0: the same request may succeed after this many milliseconds (e.g.
+    # a push stamped ahead of the server's clock, ``clock_drift``).
+    retry_after_ms: int = 0
 
 
 class Ping(_Message, tag="ping"):

@@ -289,6 +289,7 @@ class ServerSession:
         server_id: str = "",
         schema: int = 0,
         now_ms: Callable[[], int] = wall_ms,
+        max_drift_ms: int = 0,
     ):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -297,7 +298,11 @@ class ServerSession:
         self.max_frame = max_frame
         self.server_id = server_id
         self.schema = schema
+        self.max_drift_ms = max_drift_ms  # told the client in Welcome (0: not told)
         self._now_ms = now_ms
+        # A push deferred from this sequence on (merge_deferred): later pushes
+        # the client sent before it heard are dropped until it pushes from here again.
+        self._deferred_from: int | None = None
         self.state = State.AWAIT_HELLO
         self.site: bytes | None = None
         self.identity: Identity | None = None
@@ -409,6 +414,7 @@ class ServerSession:
                 server_time_ms=self._now_ms(),
                 max_batch=self.max_batch,
                 max_frame=self.max_frame,
+                max_drift_ms=self.max_drift_ms,
             )
         )
 
@@ -435,6 +441,29 @@ class ServerSession:
             self._leave_live()
             self._read_or_wake()
         self._next_merge()
+
+    def merge_deferred(
+        self,
+        *,
+        upto_seq: int,
+        first_seq: int,
+        code: str,
+        message: str,
+        retry_after_ms: int = 0,
+        rejected: Sequence[p.Rejection] = (),
+        log_seq: int = 0,
+    ) -> None:
+        """The merge asked for last stopped at a transaction that may merge
+        later (its first change ``first_seq``): Ack what came before, say why
+        with a non-fatal Error, and drop the pushes that follow it, queued or
+        still on their way, until the client pushes from ``first_seq`` again."""
+        if not self._merging:
+            raise ProtocolError("merge_deferred() with no merge running", code="state")
+        self._pushes.clear()
+        self._deferred_from = first_seq
+        self.merged(upto_seq=upto_seq, rejected=rejected, log_seq=log_seq)
+        if self.state is not State.CLOSED:
+            self._send(p.Error(code=code, message=message, fatal=False, retry_after_ms=retry_after_ms))
 
     def merge_failed(self, code: str, message: str) -> None:
         """The merge could not run (the database is away): nothing was merged.
@@ -671,6 +700,10 @@ class ServerSession:
         if any(b <= a for a, b in zip(seqs, seqs[1:])) or seqs[0] < 1 or seqs[-1] > MAX_INT64:
             self._error("bad_push", "changes must come in increasing sequence order, from 1", fatal=False)
             return
+        if self._deferred_from is not None:
+            if seqs[0] > self._deferred_from:
+                return  # sent before the client heard of the deferral: it pushes again from there
+            self._deferred_from = None
         if len(msg.txs) > 1 and len(seqs) > self.max_batch:
             # One transaction larger than the limit may come alone (it is never
             # split); several together must fit.

@@ -28,7 +28,7 @@ import msgspec
 
 from syncstore import schema
 from syncstore.core import merge
-from syncstore.core.hlc import DEFAULT_MAX_DRIFT_MS, HybridClock
+from syncstore.core.hlc import DEFAULT_MAX_DRIFT_MS, HybridClock, ServerTime
 from syncstore.core.ids import new_site_id, uuid7
 from syncstore.errors import (
     NotFoundError,
@@ -113,12 +113,21 @@ _READ_CLOCK = (
     "max(c.last_tx, coalesce(l.tx, 0)) from _ss_clock c "
     "left join (select seq, tx, hlc from _ss_changes order by seq desc limit 1) l where c.id = 1"
 )
+# The sync server's time as last measured, while this replica's clock runs
+# past what the server accepts (kept by syncstore.sync; see core.hlc.ServerTime).
+SERVER_TIME_KEY = "sync.server_time"
+_READ_SERVER_TIME = "select value from _ss_meta where key = 'sync.server_time'"
 _LAST_SEQ = "select max(last_seq, coalesce((select max(seq) from _ss_changes), 0)) from _ss_clock where id = 1"
 _WRITE_CLOCK = "update _ss_clock set last_hlc = ?, last_seq = ?, last_tx = ? where id = 1"
 _HLC_MAX = 2**63 - 1
 
 
 _M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _server_time(conn: apsw.Connection) -> ServerTime | None:
+    found = conn.execute(_READ_SERVER_TIME).fetchone()
+    return None if found is None else ServerTime.decode(found[0])
 
 
 def _stamp(hlc: Any) -> int:
@@ -335,7 +344,10 @@ class Replica:
             version = conn.data_version()
             if version != self._version:
                 last_hlc, self._last_seq, self._last_tx = conn.execute(_READ_CLOCK).fetchone()
-                self.clock.observe(last_hlc)
+                # The file's clock, even when lower than this connection's:
+                # re-stamping (syncstore.sync.restamp) may have set it back.
+                self.clock.reset(last_hlc)
+                self.clock.server = _server_time(conn)
                 self._no_tombstones.clear()
                 self._version = version
         except BaseException:
@@ -884,6 +896,12 @@ class Replica:
             LoggedChange(seq, tx, tbl, pk, hlc, clocks.decode_values(cols), clocks.decode_seen(seen))
             for seq, tx, tbl, pk, hlc, cols, seen in self._conn.execute(sql, params)
         ]
+
+    @_boundary
+    def last_stamp(self) -> int:
+        """The newest clock stamp this file's clock has handed out or seen
+        (what the next local write must pass), as committed."""
+        return self._conn.execute(_READ_CLOCK).fetchone()[0]
 
     @_boundary
     def last_seq(self) -> int:

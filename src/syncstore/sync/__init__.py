@@ -10,12 +10,13 @@ Pieces, each in its own module: :mod:`~syncstore.sync.transport` (the
 websocket), :mod:`~syncstore.sync.connection` (one connection driven to a goal),
 :mod:`~syncstore.sync.background` (reconnecting thread), :mod:`~syncstore.sync.state`
 (what the replica remembers), :mod:`~syncstore.sync.status`,
-:mod:`~syncstore.sync.conflicts`. The protocol itself is
+:mod:`~syncstore.sync.conflicts`, :mod:`~syncstore.sync.restamp`. The protocol itself is
 :mod:`syncstore.core.client_session`, with no I/O.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from syncstore.errors import SyncError, SyncstoreError
@@ -29,13 +30,15 @@ from syncstore.sync.conflicts import (
     list_rejected,
     resolve_conflict,
 )
-from syncstore.sync.connection import RoundResult, SyncConnection
+from syncstore.sync.connection import RoundResult, SyncConnection, sync_error
+from syncstore.sync.restamp import Restamped, restamp_pending
 from syncstore.sync.state import SyncState
 from syncstore.sync.status import SyncStatus, read_status
 
 __all__ = [
     "LocalConflict",
     "Rejected",
+    "Restamped",
     "RoundResult",
     "SyncHandle",
     "SyncStatus",
@@ -43,12 +46,15 @@ __all__ = [
     "list_conflicts",
     "list_rejected",
     "resolve_conflict",
+    "restamp_pending",
     "start_sync",
     "sync_once",
     "sync_status",
 ]
 
 DEFAULT_TIMEOUT = 60.0
+
+log = logging.getLogger("syncstore.sync")
 
 
 def _file_path(replica: Replica) -> str:
@@ -61,18 +67,28 @@ def sync_once(replica: Replica, url: str, *, token: str, timeout: float | None =
     """One round: push every local change written so far and pull until up to date.
 
     Runs in the calling thread on a connection of its own to the replica file;
-    remote changes fire ``replica``'s change notifications. Raises
-    :class:`~syncstore.errors.SyncError` (or AuthError) when the round cannot
-    finish within ``timeout`` seconds; the error is also kept as the last error.
-    Options: ``max_in_flight``, ``max_batch``, ``open_timeout``, ``max_frame``.
+    remote changes fire ``replica``'s change notifications. Raises only
+    :class:`~syncstore.errors.SyncError` and its subclasses (``SyncAuthError``
+    for a refused token, ``SyncClockDriftError`` when local changes must wait
+    for the server's clock) when the round cannot finish within ``timeout``
+    seconds; the error is also kept as the last error.
+    Options: ``max_in_flight``, ``max_batch``, ``open_timeout``, ``max_frame``,
+    ``max_queue``, ``max_queue_bytes``, ``transport_factory``, ``shapes``.
     """
-    own = Replica(_file_path(replica), busy_timeout_ms=options.pop("busy_timeout_ms", replica.busy_timeout_ms))
+    path = _file_path(replica)
+    try:
+        own = Replica(path, busy_timeout_ms=options.pop("busy_timeout_ms", replica.busy_timeout_ms))
+    except Exception as exc:
+        raise sync_error(exc) from exc
     try:
         connection = SyncConnection(own, url, token=token, notify=_forward(replica), **options)
         try:
             return connection.run(until_settled=True, timeout=timeout)
-        except SyncstoreError as exc:
-            SyncState(own).failed(str(exc))
+        except SyncError as exc:
+            try:
+                SyncState(own).failed(str(exc))
+            except SyncstoreError as also:  # the file is busy: the caller still gets the real error
+                log.warning("cannot record the sync error in %s: %s", path, also)
             raise
     finally:
         own.close()
@@ -99,11 +115,12 @@ def start_sync(replica: Replica, url: str, *, token: str, **options: Any) -> Syn
 
 
 def sync_status(replica: Replica) -> SyncStatus:
-    """Where ``replica`` stands: pending changes, acked sequence, cursor, last error."""
+    """Where ``replica`` stands: pending changes and resolutions, acked
+    sequence, cursor, last error, and why a background sync stopped."""
     handle: SyncHandle | None = getattr(replica, "_sync_handle", None)
     running = handle is not None and handle.running
     connected = running and handle.connected  # type: ignore[union-attr]
-    return read_status(replica, running=running, connected=connected)
+    return read_status(replica, running=running, connected=connected, stopped=handle.stopped if handle else None)
 
 
 def _forward(replica: Replica):

@@ -3,8 +3,9 @@
 A conflict record arrives with the server transaction that made it and is
 kept in ``_ss_conflicts``. Resolving one is an ordinary local write of the
 chosen value (so it syncs like any edit and wins over both versions, being
-newer), plus a local mark and a ``Resolved`` message to the server on the
-next connection.
+newer), plus a local mark and a ``Resolved`` message to the server: at once
+on an open background connection, else on the next connection. Until the
+server confirms it read it, it counts as pending (``pending_resolutions``).
 """
 
 from __future__ import annotations
@@ -135,7 +136,14 @@ def resolve_conflict(replica: Replica, conflict_id: str, *, keep: str | None = N
             "update _ss_conflicts set resolved_at = ?, resolution = ?, reported = 0 where id = ?",
             (schema.now_iso(), keep or "value", record.id),
         )
-        return get_conflict(replica, record.id)
+        resolved = get_conflict(replica, record.id)
+    # A background sync of this store reports it on its open connection now
+    # (a resolution that wrote nothing, keeping a live row, commits no change
+    # that would wake it).
+    handle = getattr(replica, "_sync_handle", None)
+    if handle is not None:
+        handle.wake()
+    return resolved
 
 
 def _write(replica: Replica, record: LocalConflict, chosen: Any) -> None:

@@ -6,10 +6,17 @@ It joins three things that know nothing of each other: the protocol session
 (:mod:`syncstore.sync.state`). The change log is the offline queue: pushes are
 read from it after the last sequence the server has, so whatever was written
 while offline, or by another process on the same file, goes out in order.
+
+:meth:`SyncConnection.run` raises only :class:`~syncstore.errors.SyncError`
+(and its subclasses): whatever else goes wrong below it, a replica error or a
+bug, is converted at this boundary, with the original as its ``__cause__``.
+A failure is marked final (``retryable`` False) only for the conditions named
+in :data:`AUTH_CODES`, :data:`FATAL_CODES` and :func:`fatal`'s callers.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Callable, Sequence
@@ -17,17 +24,42 @@ from typing import Callable, Sequence
 import msgspec
 
 from syncstore.core import client_session as cs
+from syncstore.core import hlc
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
 from syncstore.core.server_session import parse_resume
-from syncstore.errors import AuthError, ProtocolError, SyncError
+from syncstore.errors import (
+    AuthError,
+    NotAReplicaError,
+    ProtocolError,
+    SchemaVersionError,
+    SyncAuthError,
+    SyncClockDriftError,
+    SyncError,
+    SyncstoreError,
+)
 from syncstore.replica.store import Change, Replica
 from syncstore.sync.state import SyncState, synced_tables, whole_tables
-from syncstore.sync.transport import DEFAULT_MAX_FRAME, DEFAULT_OPEN_TIMEOUT, Closed, Received, Transport
+from syncstore.sync.transport import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_OPEN_TIMEOUT,
+    TRANSPORT_ERRORS,
+    Closed,
+    Received,
+    Transport,
+    Wake,
+    describe,
+)
+
+log = logging.getLogger("syncstore.sync")
+
+DRIFT_RETRY_S = 30.0  # most time between pushes the server deferred for its clock
 
 # Codes of server errors that no retry can fix: the token, then the rest.
-AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "forbidden"})
-FATAL_CODES = frozenset({"protocol_version", "bad_site"})
+AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "token_revoked", "forbidden"})
+FATAL_CODES = frozenset({"protocol_version", "bad_site", "tenant_deleted"})
 
 
 def fatal(message: str, *, code: str) -> SyncError:
@@ -36,6 +68,30 @@ def fatal(message: str, *, code: str) -> SyncError:
     exc.code = code
     exc.retryable = False
     return exc
+
+
+def sync_error(exc: BaseException) -> SyncError:
+    """Any failure of a sync round as a SyncError (raise it ``from exc``).
+    A replica file that is not a replica, or was made by a newer syncstore,
+    is final; anything else may pass (a locked file, a full disk, a bug
+    that a later connection does not hit)."""
+    if isinstance(exc, SyncError):
+        return exc
+    if isinstance(exc, AuthError):
+        converted: SyncError = SyncAuthError(str(exc))
+    elif isinstance(exc, TRANSPORT_ERRORS):
+        # From a transport that let it through (another transport_factory's).
+        converted = SyncError(f"the connection failed ({describe(exc)})")
+    elif isinstance(exc, SyncstoreError):
+        converted = SyncError(str(exc))
+        converted.code = exc.code
+        converted.retryable = not isinstance(exc, (NotAReplicaError, SchemaVersionError))
+    else:
+        converted = SyncError(f"the sync client failed unexpectedly ({type(exc).__name__}: {exc})")
+        converted.code = "internal"
+    return converted
+
+
 
 
 class RoundResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +127,8 @@ class SyncConnection:
         poll_interval: float = 1.0,
         transport_factory: Callable[..., Transport] = Transport,
         shapes: Sequence[p.Shape] | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     ):
         self.replica = replica
         self.url = url
@@ -95,6 +153,18 @@ class SyncConnection:
         self._filtered: dict[str, sh.ShapeFilter] = {}
         self._chunk_after: dict[str, str] = {}  # per snapshot: the id its last chunk this session ended at
         self._fetch_upto = 0  # this connection asked for the rows of our changes up to here
+        self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
+        # Resolutions: the ones sent on this connection, and whether to look for new ones.
+        self._resolutions_sent: set[str] = set()
+        self._look_for_resolutions = True
+        # The server's clock, from its Welcome: (its time then, our monotonic time then).
+        self._server_clock: tuple[int, float] | None = None
+        self._max_drift_ms = hlc.DEFAULT_MAX_DRIFT_MS
+        self._keeps_server_time = False  # the replica keeps the server's time (our clock is past its cap)
+        self.held: SyncClockDriftError | None = None  # why local changes are held back now
+        self._look_again_at = 0.0  # when held: when to look at them again (monotonic)
+        self._warned = False  # the hold was logged (once per connection)
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -108,6 +178,22 @@ class SyncConnection:
         until_settled: bool,
         timeout: float | None = None,
         stop: threading.Event | None = None,
+    ) -> RoundResult:
+        """Connect and sync until ``stop`` is set or, with ``until_settled``,
+        until settled. Raises only SyncError (see :func:`sync_error`)."""
+        try:
+            return self._run(until_settled=until_settled, timeout=timeout, stop=stop)
+        except SyncError:
+            raise
+        except Exception as exc:
+            raise sync_error(exc) from exc
+
+    def _run(
+        self,
+        *,
+        until_settled: bool,
+        timeout: float | None,
+        stop: threading.Event | None,
     ) -> RoundResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -136,12 +222,17 @@ class SyncConnection:
         open_timeout = self._open_timeout
         if deadline is not None:
             open_timeout = max(0.1, min(open_timeout, deadline - time.monotonic()))
-        transport = self._transport_factory(self.url, open_timeout=open_timeout, max_frame=self._max_frame)
+        transport = self._transport_factory(
+            self.url,
+            open_timeout=open_timeout,
+            max_frame=self._max_frame,
+            max_queue=self._max_queue,
+            max_queue_bytes=self._max_queue_bytes,
+        )
         self._transport = transport
         try:
             target = self.replica.last_seq()
             session.start()
-            resolutions_sent = False
             while True:
                 if stop is not None and stop.is_set():
                     break
@@ -152,9 +243,8 @@ class SyncConnection:
                         session.cursor = 0
                         self._chunk_after = {}
                         session.subscribe(self.state.subscriptions(self.shapes))
-                    if not resolutions_sent:
-                        session.resolved(self.state.unreported_resolutions())
-                        resolutions_sent = True
+                    if self._look_for_resolutions:
+                        self._report_resolutions(session)
                 for message in session.messages_to_send():
                     transport.send(message)
                 self._changed(session)
@@ -162,6 +252,8 @@ class SyncConnection:
                 # a writer that never pauses must not keep the round going.
                 if until_settled and session.settled and session.acked_seq >= target:
                     break
+                if until_settled and session.settled and self.held is not None:
+                    raise self.held
                 wait = self._poll
                 if deadline is not None:
                     left = deadline - time.monotonic()
@@ -171,12 +263,18 @@ class SyncConnection:
                             f"(acked {session.acked_seq} of {target}, up to date: {session.up_to_date})"
                         )
                     wait = min(wait, left)
+                if self.held is not None:
+                    wait = max(0.0, min(wait, self._look_again_at - time.monotonic()))
                 item = transport.get(wait)
                 if isinstance(item, Received):
                     session.receive(item.message)
                     self._handle(session, session.events_received())
                 elif isinstance(item, Closed):
                     raise item.error
+                else:
+                    # Woken by a local commit (a resolution among them?), or
+                    # idle for a poll interval (another process's?).
+                    self._look_for_resolutions = True
         except ProtocolError as exc:
             raise SyncError(f"{transport.url}: the server broke the protocol ({exc})") from None
         finally:
@@ -188,11 +286,102 @@ class SyncConnection:
     # --- pushing --------------------------------------------------------------
 
     def _fill_pushes(self, session: cs.ClientSession) -> None:
+        held = self.held
+        if held is not None:
+            if time.monotonic() < self._look_again_at:
+                return
+            self.held = None  # look again: _within_drift holds them again if need be
         while session.can_push:
             batch = self._next_batch(session)
             if not batch:
-                return
+                break
+            batch = self._within_drift(batch)
+            if not batch:
+                break
             session.push(batch)
+        if held is not None and self.held is None:
+            log.info("local changes held back for the server's clock go out now")
+            self._check_clock()
+
+    # --- resolutions ------------------------------------------------------------
+
+    def _report_resolutions(self, session: cs.ClientSession) -> None:
+        """Send the resolutions made here that the server was not told of and
+        this connection has not sent yet (a resolution made while connected
+        goes out at once: its commit wakes the loop)."""
+        self._look_for_resolutions = False
+        fresh = [i for i in self.state.unreported_resolutions() if i not in self._resolutions_sent]
+        if fresh:
+            session.resolved(fresh)
+            self._resolutions_sent.update(fresh)
+
+    # --- the server's clock -------------------------------------------------------
+
+    def _server_now_ms(self) -> int | None:
+        if self._server_clock is None:
+            return None
+        server_ms, at = self._server_clock
+        return server_ms + int((time.monotonic() - at) * 1000)
+
+    def _within_drift(self, batch: list[p.LocalTx]) -> list[p.LocalTx]:
+        """The leading transactions of ``batch`` the server accepts now; from
+        the first stamped past its cap on, every change waits (they are pushed
+        in order), and :attr:`held` says why."""
+        server_now = self._server_now_ms()
+        if server_now is None:
+            return batch
+        limit = server_now + self._max_drift_ms
+        for index, tx in enumerate(batch):
+            newest = max(change.hlc for change in tx.changes) >> hlc.COUNTER_BITS
+            if newest > limit:
+                self._hold(self._ahead_error(tx.tx, newest, server_now))
+                return batch[:index]
+        return batch
+
+    def _ahead_error(self, tx: int, stamp_ms: int, server_now: int) -> SyncClockDriftError:
+        cap = self._max_drift_ms
+        ahead = stamp_ms - server_now
+        exc = SyncClockDriftError(
+            stamp_ms=stamp_ms,
+            now_ms=server_now,
+            max_drift_ms=cap,
+            message=(
+                f"{self.state.pending_changes()} local changes wait: from transaction {tx} on they are "
+                f"stamped {ahead / 1000:.1f} s ahead of the sync server's time, and it accepts {cap / 1000:g} s. "
+                f"They go out once its time catches up (in about {(ahead - cap) / 1000:.0f} s); to send them "
+                f"sooner, correct this machine's clock and run `syncstore sync restamp`"
+            ),
+        )
+        exc.retry_after = (ahead - cap) / 1000
+        return exc
+
+    def _hold(self, why: SyncClockDriftError, *, look_again_s: float | None = None) -> None:
+        """Push nothing more until the server's time has caught up, looking
+        again after ``look_again_s`` at the latest (default: the poll
+        interval; the changes may be re-stamped meanwhile)."""
+        if not self._warned:
+            log.warning("%s", why)
+            self._warned = True
+        self.held = why
+        wait_s = why.retry_after or 0.0
+        most = self._poll if look_again_s is None else look_again_s
+        self._look_again_at = time.monotonic() + max(0.05, min(wait_s, most))
+        self._check_clock()
+
+    def _check_clock(self) -> None:
+        """Keep the server's time in the replica while the replica's clock is
+        past the server's cap (every connection to the file then refuses
+        local writes the server would refuse), and forget it once it is not."""
+        server_now = self._server_now_ms()
+        if server_now is None:
+            return
+        ahead_ms = (self.replica.last_stamp() >> hlc.COUNTER_BITS) - server_now
+        if ahead_ms > self._max_drift_ms:
+            self.state.keep_server_time(hlc.ServerTime(server_now, hlc.wall_ms(), self._max_drift_ms))
+            self._keeps_server_time = True
+        elif self._keeps_server_time:
+            self.state.keep_server_time(None)
+            self._keeps_server_time = False
 
     def _next_batch(self, session: cs.ClientSession) -> list[p.LocalTx]:
         limit = session.max_batch
@@ -344,6 +533,11 @@ class SyncConnection:
                 code="site_reused",
             )
         self.state.welcomed(tenant=event.tenant, acked_seq=event.acked_seq)
+        if event.server_time_ms > 0:
+            self._server_clock = (event.server_time_ms, time.monotonic())
+            self._max_drift_ms = event.max_drift_ms or hlc.DEFAULT_MAX_DRIFT_MS
+            self._keeps_server_time = self.state.server_time is not None
+            self._check_clock()
 
     def _server_error(self, event: cs.SessionError) -> None:
         # Even an error the server calls non-fatal ends this connection: it
@@ -351,12 +545,32 @@ class SyncConnection:
         # or served, so waiting on would hang. The next connection starts clean.
         text = f"server error {event.code}: {event.message}"
         if event.code in AUTH_CODES:
-            exc = AuthError(text)
+            exc = SyncAuthError(text)
             exc.code = event.code
             raise exc
         if event.code in FATAL_CODES:
             raise fatal(text, code=event.code)
-        raise SyncError(text)
+        if event.code == "clock_drift" and not event.fatal:
+            # The server merged what came before a push stamped past its cap
+            # and dropped the rest: hold them on this connection (downloads
+            # go on) and push again when its time has caught up.
+            session = self.session
+            assert session is not None
+            session.retract_pushes()
+            why = SyncClockDriftError(
+                stamp_ms=0, now_ms=0, max_drift_ms=self._max_drift_ms,
+                message=f"{self.state.pending_changes()} local changes wait: {text}",
+            )  # fmt: skip
+            why.retry_after = event.retry_after_ms / 1000
+            # Each try costs the server a merge: look again less often than
+            # our own estimate of its clock would.
+            self._hold(why, look_again_s=max(self._poll, DRIFT_RETRY_S))
+            return
+        error = SyncError(text)
+        error.code = event.code
+        if event.retry_after_ms > 0:
+            error.retry_after = event.retry_after_ms / 1000
+        raise error
 
     def _changed(self, session: cs.ClientSession, *, connected: bool = True) -> None:
         if self._on_update is not None:

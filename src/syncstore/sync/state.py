@@ -23,7 +23,8 @@ from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
 from syncstore.core.client_session import SnapshotChunk, Subscription, group_transactions
 from syncstore.replica import clocks
-from syncstore.replica.store import Change, LoggedChange, RemoteChange, Replica
+from syncstore.core.hlc import ServerTime
+from syncstore.replica.store import SERVER_TIME_KEY, Change, LoggedChange, RemoteChange, Replica
 
 # What a snapshot cell may hold, by column type (values arrive canonical from
 # the server's own readers; a row that does not fit goes through apply_remote,
@@ -121,6 +122,9 @@ LAST_ERROR = "sync.last_error"
 LAST_ERROR_AT = "sync.last_error_at"
 LAST_CONNECTED_AT = "sync.last_connected_at"
 LAST_SYNCED_AT = "sync.last_synced_at"
+STOPPED = "sync.stopped"  # why the last background sync stopped for good, and what to do
+STOPPED_AT = "sync.stopped_at"
+SERVER_TIME = SERVER_TIME_KEY  # the server's time, kept while this replica's clock runs past its cap
 
 _encode = msgspec.msgpack.encode
 
@@ -205,6 +209,40 @@ class SyncState:
         """Local changes the server has not acknowledged (the offline queue)."""
         return self._conn.execute("select count(*) from _ss_changes where seq > ?", (self.acked_seq,)).fetchone()[0]
 
+    def pending_resolutions(self) -> int:
+        """Conflicts resolved here that the server has not been told of yet."""
+        return self._conn.execute(
+            "select count(*) from _ss_conflicts where resolved_at is not null and reported = 0"
+        ).fetchone()[0]
+
+    @property
+    def server_time(self) -> ServerTime | None:
+        """The server's time as kept while this replica's clock is past its cap."""
+        found = self.replica.meta_get(SERVER_TIME)
+        return None if found is None else ServerTime.decode(found)
+
+    def keep_server_time(self, server_time: ServerTime | None) -> None:
+        """Keep (or with None, forget) the server's time: while it is kept,
+        every connection to the file refuses local writes past its cap."""
+        with self.replica.transaction():
+            if server_time is None:
+                self._conn.execute("delete from _ss_meta where key = ?", (SERVER_TIME,))
+            else:
+                self._set(SERVER_TIME, server_time.encode())
+
+    @property
+    def stopped(self) -> str | None:
+        return self.replica.meta_get(STOPPED)
+
+    def stop(self, message: str | None) -> None:
+        """Record why the background sync stopped for good (None: it runs again)."""
+        with self.replica.transaction():
+            if message is None:
+                self._conn.execute("delete from _ss_meta where key in (?, ?)", (STOPPED, STOPPED_AT))
+            else:
+                self._set(STOPPED, message)
+                self._set(STOPPED_AT, schema.now_iso())
+
     def _set(self, key: str, value: Any) -> None:
         self._conn.execute("insert or replace into _ss_meta (key, value) values (?, ?)", (key, value))
 
@@ -216,6 +254,7 @@ class SyncState:
             self._set(TENANT, tenant)
             self._set(ACKED, acked_seq)
             self._set(LAST_CONNECTED_AT, schema.now_iso())
+            self._conn.execute("delete from _ss_meta where key in (?, ?)", (STOPPED, STOPPED_AT))
 
     def acked(self, upto_seq: int, rejected: Iterable[p.Rejection]) -> None:
         """Move the acked sequence and keep each refused transaction, in one transaction."""

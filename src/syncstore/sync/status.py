@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from syncstore.core import hlc
 from syncstore.replica.store import Replica
 from syncstore.sync import state as st
 
@@ -22,12 +23,37 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
     last_synced_at: str | None  # when this replica last caught up with the server
     rejected: int  # local transactions the server refused (see `syncstore sync rejected`)
     open_conflicts: int  # conflict records not yet resolved here
+    pending_resolutions: int = 0  # conflicts resolved here the server has not been told of
+    # How far this replica's clock runs ahead of the sync server's time, when
+    # more than the server accepts (0 otherwise): local writes are refused and
+    # pending changes wait (see `syncstore sync restamp`).
+    clock_ahead_ms: int = 0
+    max_drift_ms: int = 0  # what the server accepts (known while clock_ahead_ms is set)
+    stopped: str | None = None  # why the background sync stopped for good, and what to do
+    stopped_at: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Everything the server has still to hear of: changes and resolutions."""
+        return self.pending_changes + self.pending_resolutions
 
 
-def read_status(replica: Replica, *, running: bool = False, connected: bool = False) -> SyncStatus:
+def read_status(
+    replica: Replica, *, running: bool = False, connected: bool = False, stopped: str | None = None
+) -> SyncStatus:
+    """The status kept in ``replica``; ``stopped`` is the in-process reason a
+    background sync stopped, when the file could not record it."""
     state = st.SyncState(replica)
     conn = replica.connection
     meta = replica.meta_get
+    ahead, cap = 0, 0
+    server = state.server_time
+    if server is not None:
+        ahead = (replica.last_stamp() >> hlc.COUNTER_BITS) - server.now(hlc.wall_ms())
+        cap = server.max_drift_ms
+        if ahead <= cap:
+            ahead = 0
+    recorded = meta(st.STOPPED)
     return SyncStatus(
         running=running,
         connected=connected,
@@ -42,4 +68,9 @@ def read_status(replica: Replica, *, running: bool = False, connected: bool = Fa
         last_synced_at=meta(st.LAST_SYNCED_AT),
         rejected=conn.execute("select count(*) from _ss_sync_rejected").fetchone()[0],
         open_conflicts=conn.execute("select count(*) from _ss_conflicts where resolved_at is null").fetchone()[0],
+        pending_resolutions=state.pending_resolutions(),
+        clock_ahead_ms=max(0, ahead),
+        max_drift_ms=cap if ahead else 0,
+        stopped=None if running else (recorded or stopped),
+        stopped_at=None if running else meta(st.STOPPED_AT),
     )
