@@ -58,5 +58,7 @@ def test_a_refused_token_stops_the_sync_and_the_page_says_why(store, console_for
         wait_for(lambda: "stopped because" in client.get("/sync").text, what="the sync to stop")
         page = client.get("/sync").text
         assert "not-a-token" not in page
+        banner = client.get("/_/banner").text
+        assert 'data-state="stopped"' in banner and 'id="sync-stopped"' in banner
         failed = console.post(client, "/sync/now")
         assert failed.status_code == 502 and 'class="error" id="sync-message"' in failed.text

@@ -33,13 +33,16 @@ RECONNECT_WAIT = 2 * BACKOFF_MAX
 class Banner(msgspec.Struct, frozen=True, kw_only=True):
     """What the banner on every page says."""
 
-    state: str  # "online", "offline" or "local" (no server configured)
+    state: str  # "online", "offline", "stopped" (for good: see ``stopped``) or "local" (no server configured)
     server: str | None
-    pending: int
+    pending: int  # what the server has still to hear of: changes and conflict resolutions
+    resolutions: int  # ... of which resolutions
     last_synced_at: str | None
     rejected: int
     conflicts: int
     last_error: str | None
+    stopped: str | None  # why the background sync stopped for good, and what to do
+    clock_ahead_ms: int  # how far this machine's clock runs past what the server accepts (0: fine)
 
 
 class SyncControl:
@@ -93,24 +96,27 @@ class SyncControl:
         status = status or self.status()
         if not self.configured:
             state = "local"
+        elif self.online:
+            state = "online"
         else:
-            state = "online" if self.online else "offline"
+            state = "offline" if self.running else "stopped"
         return Banner(
             state=state,
             server=self.url,
-            pending=status.pending_changes,
+            pending=status.pending,
+            resolutions=status.pending_resolutions,
             last_synced_at=status.last_synced_at,
             rejected=status.rejected,
             conflicts=status.open_conflicts,
             last_error=status.last_error,
+            stopped=status.stopped if self.configured else None,
+            clock_ahead_ms=status.clock_ahead_ms,
         )
 
     @property
     def stopped_error(self) -> str | None:
-        """Why the background sync stopped for good, if it did."""
-        if self.handle is None or self.handle.error is None:
-            return None
-        return str(self.handle.error)
+        """Why the background sync stopped for good, if it did: one line saying what to do."""
+        return None if self.handle is None else self.handle.stopped
 
     def sync_now(self, *, timeout: float = 30.0) -> str:
         """Push and pull now; returns a sentence saying what happened. Raises the
