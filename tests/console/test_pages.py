@@ -150,6 +150,16 @@ def test_archive_and_the_message_log(store, console, client):
     assert refused.status_code == 400 and len(store.messages.for_task(task.id)) == 2
 
 
+def test_a_task_page_lists_its_agent_runs(store, client):
+    task = store.tasks.create("With runs")
+    other = store.tasks.create("Without")
+    first = run_agent(store, "planner", task_id=task.id)
+    second = run_agent(store, "coder", task_id=task.id)
+    run_agent(store, "coder", task_id=other.id)
+    assert rows(client.get(f"/tasks/{task.id}").text, "task-runs") == [second, first]
+    assert 'id="task-runs"' not in client.get(f"/tasks/{store.tasks.create('none').id}").text
+
+
 def test_a_live_region_is_served_alone(store, client):
     store.tasks.create("Only me")
     fragment = client.get("/tasks", params={"fragment": "task_table"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Callable, Mapping, NamedTuple, Sequence, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
@@ -64,6 +64,3 @@ def choice(params: Mapping[str, str], name: str, allowed: Sequence[str]) -> str 
         raise ValidationError(f"must be one of {', '.join(allowed)}", field=name)
     return value
 
-
-def keep(params: Mapping[str, str], *names: str) -> dict[str, Any]:
-    return {name: params[name] for name in names if name in params}

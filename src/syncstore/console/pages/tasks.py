@@ -33,9 +33,16 @@ def task_list(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
     return {"tasks": rows, "page": page, "filters": params}
 
 
+RUNS_SHOWN = 20
+
+
 def task_detail(store: Store, task_id: str) -> dict[str, Any]:
-    """The library reads behind a task's page: the task and its message log."""
-    return {"task": store.tasks.get(task_id), "messages": store.messages.for_task(task_id)}
+    """The library reads behind a task's page: the task, its message log and its newest agent runs."""
+    return {
+        "task": store.tasks.get(task_id),
+        "messages": store.messages.for_task(task_id),
+        "runs": store.executions.list(task_id=task_id, order_by="created_at", descending=True, limit=RUNS_SHOWN),
+    }
 
 
 def _detail(request: Request, data: dict[str, Any], *, values: Mapping[str, Any] | None = None, error: str | None = None) -> Response:
