@@ -363,7 +363,9 @@ class ConnectionHandler:
         assert identity is not None and self.session.site is not None
         started = time.perf_counter()
         try:
-            result = await self.store.merge(identity.tenant, self.session.site, action.txs)
+            result = await self.store.merge(
+                identity.tenant, self.session.site, action.txs, client_schema=self.session.client_schema
+            )
         except (psycopg.Error, SyncError) as exc:
             log.warning("merge failed for tenant %r: %s", identity.tenant, type(exc).__name__)
             self.session.merge_failed("unavailable", "the server could not merge the push; connect again and retry")

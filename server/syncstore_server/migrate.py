@@ -79,8 +79,10 @@ def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         else:
             downs[version] = path.read_text()
     versions = sorted(ups)
-    if versions != list(range(1, len(versions) + 1)):
-        raise SchemaVersionError(f"server migrations must be numbered 1..n without gaps, found {versions}")
+    # Versions only increase; numbers may be skipped (work in progress elsewhere
+    # reserves its own), as the replica's migrations allow.
+    if any(v < 1 for v in versions) or len(versions) != len(set(versions)) or set(downs) - set(ups):
+        raise SchemaVersionError(f"server migrations must be numbered 1, 2, ... once each with an up file, found {versions}")
     return [Migration(v, ups[v][0], ups[v][1], downs.get(v)) for v in versions]
 
 
@@ -106,7 +108,7 @@ def status(conn: psycopg.Connection, *, known: list[Migration] | None = None) ->
         if migration is None:
             raise SchemaVersionError(
                 f"the database has server schema version {row.version} ({row.name}), newer than this "
-                f"server knows ({len(known)}): upgrade syncstore"
+                f"server knows (up to {max((m.version for m in known), default=0)}): upgrade syncstore"
             )
         if migration.checksum != row.checksum:
             raise SchemaVersionError(
@@ -116,13 +118,13 @@ def status(conn: psycopg.Connection, *, known: list[Migration] | None = None) ->
     done = {row.version for row in applied}
     pending = [m for m in known if m.version not in done]
     current = max(done, default=0)
-    return Status(current, len(known), applied, pending)
+    return Status(current, max((m.version for m in known), default=0), applied, pending)
 
 
 def migrate(conn: psycopg.Connection, *, target: int | None = None) -> list[Migration]:
     """Apply pending migrations up to ``target`` (all by default); return those applied."""
     known = available()
-    target = len(known) if target is None else target
+    target = known[-1].version if target is None and known else (target or 0)
     done: list[Migration] = []
     conn.autocommit = True
     with conn.transaction():

@@ -163,6 +163,7 @@ class ChangeStore:
         *,
         also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
         renumber: bool = False,
+        client_schema: int | None = None,
     ) -> MergeResult:
         """Merge one push: each transaction atomically, each change at most once.
 
@@ -170,11 +171,13 @@ class ChangeStore:
         conflict resolved together with the value that resolves it).
         ``renumber`` gives the changes the site's next sequence numbers (for
         the server's own writes, which have no local log).
+        ``client_schema``: the pushing client's schema version, when older than
+        this server's (its inserts lack the newer columns, which take defaults).
         """
         for attempt in range(MAX_ATTEMPTS):
             try:
                 async with self.pool.connection() as conn:
-                    return await self._merge(conn, tenant, site, txs, also, renumber)
+                    return await self._merge(conn, tenant, site, txs, also, renumber, client_schema)
             except _RETRY as exc:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
@@ -185,15 +188,17 @@ class ChangeStore:
                 log.warning("push of tenant %r isolating a refused value: %s", tenant, _pg_message(exc))
                 # A value PostgreSQL refused that the schema check let pass:
                 # find the transaction at fault, refuse it, merge the rest.
-                return await self._isolate(tenant, site, txs, exc)
+                return await self._isolate(tenant, site, txs, exc, client_schema)
         raise SyncError(f"a push from tenant {tenant!r} kept conflicting with other pushes; it was not merged")
 
-    async def _isolate(self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: psycopg.Error) -> MergeResult:
+    async def _isolate(
+        self, tenant: str, site: bytes, txs: Sequence[p.LocalTx], exc: psycopg.Error, client_schema: int | None = None
+    ) -> MergeResult:
         if len(txs) == 1:
             return await self._refuse(tenant, site, txs[0], Refused("bad_value", _pg_message(exc)))
         results = []
         for tx in txs:
-            results.append(await self.merge(tenant, site, [tx]))
+            results.append(await self.merge(tenant, site, [tx], client_schema=client_schema))
             if results[-1].deferred is not None:
                 break  # what follows a deferred transaction waits with it
         return MergeResult(
@@ -223,6 +228,7 @@ class ChangeStore:
         txs: Sequence[p.LocalTx],
         also: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None,
         renumber: bool = False,
+        client_schema: int | None = None,
     ) -> MergeResult:
         now_ms = self._now_ms()
         async with conn.transaction():
@@ -242,7 +248,8 @@ class ChangeStore:
                     tx = p.LocalTx(tx.tx, fresh)
                 try:
                     checked = check_tx(
-                        tx, now_ms=now_ms, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes
+                        tx, now_ms=now_ms, max_drift_ms=self.max_drift_ms, max_tx_changes=self.max_tx_changes,
+                        client_schema=client_schema,
                     )
                 except Deferred as later:
                     # Merge what precedes it; ack up to there, never past it.

@@ -11,6 +11,11 @@ What passes comes out in canonical stored form (see :mod:`syncstore.schema`),
 so the server writes and hands back exactly what every replica holds. Values
 go through the same compiled row checker as the replica's writes
 (:mod:`syncstore.replica.rowcheck`), so both ends agree on what is valid.
+
+A client of an older schema version (``client_schema``, from its Hello) does
+not know the columns added since: its insert of a row leaves them out, and
+they take their defaults, as a newer client's insert of the same row would
+write them (at the insert's clock); its updates never touch them.
 """
 
 from __future__ import annotations
@@ -64,11 +69,28 @@ def check_tx(
     now_ms: int,
     max_drift_ms: int = hlc_mod.DEFAULT_MAX_DRIFT_MS,
     max_tx_changes: int = DEFAULT_MAX_TX_CHANGES,
+    client_schema: int | None = None,
 ) -> list[Checked]:
-    """The changes of one transaction, checked; raises :class:`Refused`."""
+    """The changes of one transaction, checked; raises :class:`Refused`.
+    ``client_schema``: the pushing client's schema version (None: this server's)."""
     if len(tx.changes) > max_tx_changes:
         raise Refused("tx_too_large", f"a transaction carries at most {max_tx_changes} changes, got {len(tx.changes)}")
-    return [check_change(change, now_ms=now_ms, max_drift_ms=max_drift_ms) for change in tx.changes]
+    newer = _newer_columns(client_schema)
+    return [check_change(change, now_ms=now_ms, max_drift_ms=max_drift_ms, newer=newer) for change in tx.changes]
+
+
+_NEWER: dict[tuple[int, int, int], tuple[Any, dict[str, tuple[schema.Column, ...]]]] = {}
+
+
+def _newer_columns(version: int | None) -> dict[str, tuple[schema.Column, ...]] | None:
+    """Per table, the columns a client of ``version`` does not know (None: it knows them all)."""
+    if version is None or version >= schema.SCHEMA_VERSION:
+        return None
+    key = (id(schema.TABLES), schema.SCHEMA_VERSION, version)
+    cached = _NEWER.get(key)
+    if cached is None or cached[0] is not schema.TABLES:
+        cached = _NEWER[key] = (schema.TABLES, schema.added_after(version))
+    return cached[1]
 
 
 class _Spec(NamedTuple):
@@ -96,7 +118,16 @@ def _spec(tbl: schema.Table) -> _Spec:
 _SPECS = {name: _spec(tbl) for name, tbl in schema.TABLES.items()}
 
 
-def check_change(change: p.LocalChange, *, now_ms: int, max_drift_ms: int) -> Checked:
+def check_change(
+    change: p.LocalChange,
+    *,
+    now_ms: int,
+    max_drift_ms: int,
+    newer: dict[str, tuple[schema.Column, ...]] | None = None,
+) -> Checked:
+    """One change checked. ``newer``: per table, the columns the pushing
+    client does not know (an insert of its leaves them out: they take their
+    defaults)."""
     spec = _SPECS.get(change.table) if type(change.table) is str else None
     if spec is None:
         raise Refused("unknown_table", f"no synced table {change.table!r}")
@@ -124,6 +155,9 @@ def check_change(change: p.LocalChange, *, now_ms: int, max_drift_ms: int) -> Ch
         deleted = values.pop(DELETED, _MISSING)
         if values.get("id", change.id) != change.id:
             raise Refused("bad_id", f"{where}: the id column says something else")
+    if newer is not None and deleted == 0 and change.seen is None and tbl.name in newer:
+        # An older client's insert: the columns it does not know take their defaults.
+        values = {**{c.name: c.default for c in newer[tbl.name]}, **values}
     try:
         if len(values) == spec.width and change.seen is None:
             # A whole row (as a replica's insert always is): the compiled insert

@@ -9,6 +9,16 @@ hold float32 bytes. The server converts to real PostgreSQL types (``jsonb``,
 values byte for byte.
 
 SQL identifiers anywhere in syncstore come only from these definitions.
+
+Versions: the synced tables as a whole have a version, :data:`SCHEMA_VERSION`,
+and every table and column says in which version it came (``since``). A peer
+of any version can so work out what a peer of an older one knows
+(:func:`tables_at`): a server sends an older client only those tables and
+columns, and a client keeps back from an older server what it could not
+take. To add a column or a table: raise ``SCHEMA_VERSION``, give the new
+ones ``since=`` the new version (a required column also needs a default, which
+an older client's inserts take), and add the migrations that make them.
+Nothing is ever removed or renamed: a peer of an older version still sends it.
 """
 
 from __future__ import annotations
@@ -29,6 +39,10 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 # with .match; it ends in \Z because "$" would also accept a trailing newline.
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 MAX_TEXT = 1_000_000  # characters in one text value
+# The version of the synced tables (see the module docstring). Version 1 is
+# every table and column with no ``since`` of its own; a peer that does not
+# say its version (it predates versions) is of version 1.
+SCHEMA_VERSION = 2  # 2: the LangGraph tables
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 
 
@@ -48,6 +62,7 @@ class Column(msgspec.Struct, frozen=True):
     # JSON columns: "object" or "array" when the value must be one (the typed
     # record holds a dict or a list); None accepts any JSON value.
     shape: str | None = None
+    since: int = 1  # the schema version that added the column
 
 
 class Table(msgspec.Struct, frozen=True):
@@ -56,6 +71,7 @@ class Table(msgspec.Struct, frozen=True):
     append_only: bool = False  # insert-only: rows are never updated or deleted
     indexes: tuple[str, ...] = ()  # columns with an index; shape filters may use them
     timestamps: bool = True  # created_at/updated_at maintained by the store
+    since: int = 1  # the schema version that added the table
 
     def column(self, name: str) -> Column:
         for column in self.columns:
@@ -72,6 +88,12 @@ def C(name: str, type_: str, **kw: Any) -> Column:
     assert type_ in TYPES and _IDENT.match(name), (name, type_)
     assert kw.get("shape") in (None, "object", "array") and (type_ == "json" or "shape" not in kw), (name, kw)
     return Column(name, type_, **kw)
+
+
+def added_in(version: int, tbl: Table) -> Table:
+    """``tbl`` as a table that came in schema ``version``, every column with it."""
+    columns = tuple(msgspec.structs.replace(c, since=max(c.since, version)) for c in tbl.columns)
+    return msgspec.structs.replace(tbl, since=version, columns=columns)
 
 
 TASK_STATUSES = ("pending", "in_progress", "paused", "completed", "merged", "cancelled", "failed")
@@ -290,6 +312,84 @@ TABLES: dict[str, Table] = {
             indexes=("execution_id",),
             timestamps=False,
         ),
+        # LangGraph's durable state (syncstore.integrations.langgraph, replica
+        # migration 0012). Row ids are made from the LangGraph key (thread,
+        # namespace, checkpoint, ...; see integrations/langgraph/keys.py), so two
+        # replicas that write one checkpoint write one row, and two checkpoints
+        # never share a row: replicas of one tenant never conflict on them. Rows
+        # are written once (a write with a special index may be replaced) and
+        # deleted by delete_thread/prune. A thread's rows are a range of the
+        # primary key, so only the lookups of every read have an index.
+        added_in(2, Table(
+            "langgraph_checkpoints",
+            (
+                C("id", "text", required=True),
+                C("thread_id", "text", required=True),
+                C("checkpoint_ns", "text", default=""),
+                C("checkpoint_id", "text", required=True),
+                C("parent_checkpoint_id", "text"),
+                C("run_id", "text"),  # from the metadata, for delete_for_runs
+                C("type", "text"),  # the serializer's type tag of ``checkpoint``
+                C("checkpoint", "blob"),  # the checkpoint without its channel values
+                C("metadata", "json", default="{}", shape="object"),
+                C("created_at", "timestamp"),
+            ),
+            indexes=("thread_id",),  # a thread's latest checkpoint
+            timestamps=False,
+        )),
+        added_in(2, Table(
+            # One channel value per (thread, namespace, channel, version): stored once,
+            # shared by every checkpoint whose channel_versions name that version.
+            "langgraph_checkpoint_blobs",
+            (
+                C("id", "text", required=True),
+                C("thread_id", "text", required=True),
+                C("checkpoint_ns", "text", default=""),
+                C("channel", "text", required=True),
+                C("version", "text", required=True),
+                C("type", "text"),
+                C("blob", "blob"),
+            ),
+            timestamps=False,  # read by id only
+        )),
+        added_in(2, Table(
+            "langgraph_checkpoint_writes",
+            (
+                C("id", "text", required=True),
+                C("thread_id", "text", required=True),
+                C("checkpoint_ns", "text", default=""),
+                C("checkpoint_id", "text", required=True),
+                C("task_id", "text", required=True),
+                C("task_path", "text", default=""),
+                C("idx", "integer", required=True),
+                C("channel", "text", required=True),
+                C("type", "text"),
+                C("blob", "blob"),
+            ),
+            indexes=("thread_id",),  # a checkpoint's pending writes
+            timestamps=False,
+        )),
+        added_in(2, Table(
+            # LangGraph's long-term memory (BaseStore): one row per (namespace, key),
+            # its id a UUIDv5 of both, so a key written on two replicas is one row
+            # whose columns merge last-write-wins. ``namespace`` is the JSON array
+            # of its labels; ``embeddings`` one float32 row per indexed text.
+            "langgraph_store",
+            (
+                C("id", "text", required=True),
+                C("namespace", "text", required=True),
+                C("key", "text", required=True),
+                C("value", "json", required=True, shape="object"),
+                C("embeddings", "blob"),
+                C("embedding_fields", "json", shape="array"),
+                C("embedding_model", "text"),
+                C("embedding_dimensions", "integer", minimum=1),
+                C("expires_at", "timestamp"),
+                C("ttl_minutes", "real", minimum=0),
+                *_TIMES,
+            ),
+            indexes=("namespace", "expires_at"),
+        )),
     )
 }
 
@@ -299,6 +399,63 @@ def table(name: str) -> Table:
         return TABLES[name]
     except (KeyError, TypeError):
         raise ValidationError(f"unknown table {name!r}") from None
+
+
+# --- versions ---------------------------------------------------------------
+
+# Per (tables, SCHEMA_VERSION, version): the tables a peer of that version knows
+# (the tables are kept with the answer: a test may swap them for another set).
+_AT: dict[tuple[int, int, int], tuple[dict[str, Table], dict[str, Table]]] = {}
+
+
+def peer_version(announced: int) -> int:
+    """The schema version a peer announced, as this library takes it: 0 (a
+    peer from before versions, which does not say) is version 1."""
+    return max(1, announced)
+
+
+def tables_at(version: int) -> dict[str, Table]:
+    """The synced tables as a peer of schema ``version`` knows them: the
+    tables and columns added later left out (all of them at this library's
+    version or later)."""
+    key = (id(TABLES), SCHEMA_VERSION, version)
+    cached = _AT.get(key)
+    if cached is not None and cached[0] is TABLES:
+        return cached[1]
+    if version >= SCHEMA_VERSION:
+        found = TABLES
+    else:
+        found = {
+            name: msgspec.structs.replace(tbl, columns=tuple(c for c in tbl.columns if c.since <= version))
+            for name, tbl in TABLES.items()
+            if tbl.since <= version
+        }
+    _AT[key] = (TABLES, found)
+    return found
+
+
+def added_after(version: int) -> dict[str, tuple[Column, ...]]:
+    """Per table, the columns added after ``version`` (every column of a table
+    added after it); tables with none are left out."""
+    out = {}
+    for name, tbl in TABLES.items():
+        newer = tbl.columns if tbl.since > version else tuple(c for c in tbl.columns if c.since > version)
+        if newer:
+            out[name] = newer
+    return out
+
+
+def _check_versions(tables: Mapping[str, Table], version: int) -> None:
+    for tbl in tables.values():
+        assert 1 <= tbl.since <= version, (tbl.name, tbl.since)
+        for col in tbl.columns:
+            assert tbl.since <= col.since <= version, (tbl.name, col.name, col.since)
+            # An older client's insert leaves a newer column out: it must take a default.
+            assert not (col.since > tbl.since and col.required and col.default is None), (tbl.name, col.name)
+        assert tbl.columns[0].name == "id" and tbl.columns[0].since == tbl.since, tbl.name
+
+
+_check_versions(TABLES, SCHEMA_VERSION)
 
 
 # --- canonical values -------------------------------------------------------

@@ -117,13 +117,7 @@ class Run:
     # --- the context manager ------------------------------------------------------
 
     def __enter__(self) -> Run:
-        fields = dict(self._fields)
-        fields.update(provider=self.provider, model=self.model, metadata=self.metadata)
-        created = self._executions.create(self.agent_type, status="running", **fields)
-        self.id = created.id
-        self.correlation_id = created.correlation_id
-        self.trace_id = created.trace_id
-        self._started = time.perf_counter()
+        self._begin()
         self._token = _CURRENT.set(self)
         return self
 
@@ -134,6 +128,23 @@ class Run:
             except ValueError:  # left in another context (a generator moved between tasks)
                 _CURRENT.set(None)
             self._token = None
+        self._end(exc)
+
+    # The two writes, apart from the context variable, so that syncstore.aio can
+    # make them in its worker thread while the variable is set in the caller's task.
+
+    def _begin(self) -> None:
+        """Insert the execution as running."""
+        fields = dict(self._fields)
+        fields.update(provider=self.provider, model=self.model, metadata=self.metadata)
+        created = self._executions.create(self.agent_type, status="running", **fields)
+        self.id = created.id
+        self.correlation_id = created.correlation_id
+        self.trace_id = created.trace_id
+        self._started = time.perf_counter()
+
+    def _end(self, exc: BaseException | None) -> None:
+        """Record the outcome of the block (``exc``: what escaped it, if anything)."""
         if self.finished is not None:
             return
         if exc is None:

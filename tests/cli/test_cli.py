@@ -167,3 +167,24 @@ def test_bad_option_values_are_usage_errors(run):
     assert result.exit_code == 2 and "someday" in result.output
     result = run("tasks", "list", "--limit", "-1", ok=False)
     assert result.exit_code == 2
+
+
+def test_sync_status_says_once_what_waits_for_a_newer_server_and_what_is_not_yet_undone(run, replica_path, monkeypatch):
+    from schema_versions import use_new
+
+    from syncstore.core import protocol as p
+    from syncstore.sync.state import SERVER_SCHEMA, SyncState
+
+    old = use_new(monkeypatch)  # this library is a version newer than the server it met
+    with syncstore.open(replica_path) as store:
+        state = SyncState(store)
+        row_id = store.insert("tasks", {"title": "t", "status_message": "new"})
+        state.hold([p.LocalChange(1, "tasks", row_id, 1, {"status_message": "new"})])
+        store.meta_set(SERVER_SCHEMA, old)
+        state.acked(0, [p.Rejection(tx=1, code="bad_value", message="refused")])
+    text = run("sync", "status").output
+    assert f"1 local change kept here: the server knows schema version {old} and they need {old + 1}" in text
+    assert "tasks.status_message, workflows" in text
+    assert "1 rejected pushes not yet undone here" in text
+    status = json.loads(run("sync", "status", "--json").output)
+    assert status["held_changes"] == 1 and status["reverting"] == 1 and status["server_schema"] == old

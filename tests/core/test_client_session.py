@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncstore.schema import SCHEMA_VERSION
 from syncstore.core import client_session as cs
 from syncstore.core import protocol as p
 from syncstore.errors import ProtocolError
@@ -59,7 +60,10 @@ def test_start_sends_hello_with_persisted_position():
     s = session(cursor=42, acked_seq=7, schema=3)
     s.start()
     (hello,) = s.messages_to_send()
-    assert hello == p.Hello(token="secret-token", site=SITE, schema=3, cursor=42, acked_seq=7, changes_cursor=True)
+    assert hello == p.Hello(
+        token="secret-token", site=SITE, schema=3, cursor=42, acked_seq=7, changes_cursor=True,
+        synced_schema=SCHEMA_VERSION,
+    )
     assert s.state is cs.State.HELLO_SENT
     with pytest.raises(ProtocolError):
         s.start()

@@ -66,6 +66,23 @@ def test_a_resumed_snapshot_keeps_its_position_and_the_stream_starts_there():
     assert last.message.position == 40 and last.message.last and log == ss.ReadLog(40)
 
 
+def test_a_subscribe_of_the_same_id_drops_the_chunk_being_read_and_starts_the_snapshot_again():
+    """The client counts a subscription's snapshot from its latest Subscribe: a
+    last chunk of the one it replaced would end the new one before it came."""
+    s = ready()
+    s.receive(p.Subscribe(shapes=[WEB], snapshot=True, id="a"))
+    (read,) = s.actions()
+    s.receive(p.Subscribe(shapes=[WEB], snapshot=True, id="a"))  # while that chunk is read
+    assert s.actions() == []
+    s.snapshot_read([row("r1", title="x")], position=40, exhausted=True)
+    (again,) = s.actions()  # the old chunk is not sent; the new snapshot starts
+    assert again == ss.ReadSnapshot(sh.check_shape(WEB), "", True)
+    s.snapshot_read([row("r1", title="x")], position=41, exhausted=True)
+    last, log = s.actions()
+    assert last.message == p.Snapshot(rows=[row("r1", title="x")], position=41, last=True, id="a")
+    assert log == ss.ReadLog(41)
+
+
 def test_the_stream_waits_for_every_snapshot_and_starts_at_the_smallest_position():
     s = ready()
     s.receive(p.Subscribe(shapes=[p.Shape("tasks")], snapshot=True, id="a"))
@@ -269,7 +286,7 @@ def test_the_client_fetches_in_bounded_messages_and_settles_only_once_answered()
     s.receive(p.UpToDate(cursor=0))
     assert s.settled
     ids = [f"r{i:05}" for i in range(p.MAX_FETCH_IDS + 1)]
-    s.fetch("tasks", ids + ids[:3])
+    assert s.fetch("tasks", ids + ids[:3]) == ["f1", "f2"]
     first, second = s.messages_to_send()
     assert first == p.Fetch(id="f1", table="tasks", ids=ids[: p.MAX_FETCH_IDS])
     assert second == p.Fetch(id="f2", table="tasks", ids=ids[p.MAX_FETCH_IDS :])
@@ -279,8 +296,8 @@ def test_the_client_fetches_in_bounded_messages_and_settles_only_once_answered()
     s.receive(p.Rows(id="f1", rows=[]))
     assert s.settled and s.cursor == 0  # fetched rows never move the cursor
     assert [e for e in s.events_received() if isinstance(e, cs.RowsFetched)] == [
-        cs.RowsFetched([row("r01000", title="x")]),
-        cs.RowsFetched([]),
+        cs.RowsFetched([row("r01000", title="x")], "f2"),
+        cs.RowsFetched([], "f1"),
     ]
     with pytest.raises(ProtocolError):
         s.receive(p.Rows(id="f1", rows=[]))  # not asked for (any more)

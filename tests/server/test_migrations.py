@@ -119,3 +119,20 @@ def test_instances_starting_together_apply_each_migration_once(database_url):
     assert errors == []
     with psycopg.connect(database_url) as conn:
         assert [h.version for h in migrate.history(conn)] == [m.version for m in migrate.available()]
+
+
+def test_migration_numbers_may_skip_reserved_ones_but_not_repeat(tmp_path):
+    for name in ("0001_a.up.sql", "0002_b.up.sql", "0009_c.up.sql", "0009_c.down.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    assert [(m.version, m.down is not None) for m in migrate.available(tmp_path)] == [(1, False), (2, False), (9, True)]
+    (tmp_path / "0005_orphan.down.sql").write_text("SELECT 1;")  # a down file without its up file
+    with pytest.raises(SchemaVersionError):
+        migrate.available(tmp_path)
+
+
+def test_the_shipped_migrations_apply_to_the_highest_version(database_url):
+    shipped = migrate.available()
+    with psycopg.connect(database_url) as conn:
+        assert [m.version for m in migrate.migrate(conn)] == [m.version for m in shipped]
+        state = migrate.check(conn)
+    assert state.current == state.latest == shipped[-1].version

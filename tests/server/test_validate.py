@@ -97,3 +97,37 @@ def test_a_transaction_over_the_size_cap_is_refused():
 def test_append_only_tables_take_inserts():
     values = {"id": ROW, "task_id": ROW, "position": 0, "role": "user", DELETED: 0}
     assert check(change(values, table="task_messages")).values["role"] == "user"
+
+
+# --- a client of an older schema version ----------------------------------------------
+
+
+@pytest.fixture
+def branch_is_newer(monkeypatch) -> int:
+    """tasks.branch (default "") made one version newer than the rest; returns the older version."""
+    import msgspec
+
+    from syncstore import schema
+
+    version = schema.SCHEMA_VERSION + 1
+    tasks = schema.TABLES["tasks"]
+    columns = tuple(msgspec.structs.replace(c, since=version) if c.name == "branch" else c for c in tasks.columns)
+    monkeypatch.setattr(schema, "TABLES", {**schema.TABLES, "tasks": msgspec.structs.replace(tasks, columns=columns)})
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", version)
+    return version - 1
+
+
+def test_an_older_clients_insert_takes_the_newer_columns_defaults(branch_is_newer):
+    from syncstore import schema
+
+    row = {"id": ROW, **{c.name: c.default for c in schema.table("tasks").columns[1:]}, "title": "t", DELETED: 0}
+    del row["branch"]
+    tx = p.LocalTx(1, [change(row)])
+    (checked,) = check_tx(tx, now_ms=NOW, client_schema=branch_is_newer)
+    assert checked.values["branch"] == "" and checked.values["title"] == "t"
+    (same,) = check_tx(tx, now_ms=NOW)  # a client of this version: the row lacks a column it names
+    assert "branch" not in same.values
+    # Its updates never touch the newer column.
+    (update,) = check_tx(p.LocalTx(2, [change({"title": "u"}, seen={"title": (HLC, b"s" * 16)})]), now_ms=NOW,
+                         client_schema=branch_is_newer)  # fmt: skip
+    assert update.values == {"title": "u"}

@@ -147,6 +147,44 @@ def replica_rows(store: syncstore.Store, table: str = "tasks") -> dict[str, dict
     return {row["id"]: {n: row[n] for n in names[1:]} for row in store.query(f"select * from {table}")}
 
 
+def server_cells(database_url: str, tenant: str, table: str = "tasks") -> dict[str, dict[str, list[Any]]]:
+    """The tenant's rows as PostgreSQL holds them, cell by cell with clocks:
+    ``{id: {column: [value, hlc, site as hex]}}``, a deleted row as its
+    ``_deleted`` cell alone (compare with :func:`replica_cells`)."""
+    from syncstore_server.clocks import overrides
+
+    tbl = schema.table(table)
+    out: dict[str, dict[str, list[Any]]] = {}
+    with psycopg.connect(database_url) as conn:
+        clocks = {
+            row_id: (hlc, bytes(site), blob)
+            for row_id, hlc, site, blob in conn.execute(
+                f"select id, _hlc, _site, _clocks from syncstore.{tbl.name} where tenant = %s", (tenant,)
+            )
+        }
+        for row_id, deleted, values in tenant_rows(conn, tbl, tenant):
+            if deleted:
+                out[row_id] = {"_deleted": [1]}
+                continue
+            hlc, site, blob = clocks[row_id]
+            extra = overrides(blob) if blob else {}
+            out[row_id] = {}
+            for name, value in {**values, "_deleted": 0}.items():
+                at_hlc, at_site = extra.get(name, (hlc, site))
+                out[row_id][name] = [value, at_hlc, bytes(at_site).hex()]
+    return out
+
+
+def replica_cells(store: syncstore.Store, table: str = "tasks") -> dict[str, dict[str, list[Any]]]:
+    """The replica's rows in the form of :func:`server_cells`."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for (row_id,) in store.connection.execute(f"select id from {schema.table(table).name}"):
+        out[row_id] = {n: [c.value, c.hlc, c.site.hex()] for n, c in store.cells(table, row_id).items()}
+    for (row_id,) in store.connection.execute("select pk from _ss_tombstones where tbl = ?", (table,)):
+        out[row_id] = {"_deleted": [1]}
+    return out
+
+
 def server_acked(database_url: str, tenant: str, site: bytes) -> int:
     with psycopg.connect(database_url) as conn:
         found = conn.execute(

@@ -125,6 +125,10 @@ def echo_status(status: dict[str, Any]) -> None:
         click.echo(f"          last error {status['last_error']} ({status['last_error_at']})")
     if status["rejected"]:
         click.echo(f"          {status['rejected']} pushes rejected by the server: syncstore sync rejected")
+    if status.get("reverting"):
+        click.echo(f"          {status['reverting']} rejected pushes not yet undone here (the next connection does)")
+    if status.get("schema_notice"):
+        click.echo(f"          {status['schema_notice']}")
     if status["open_conflicts"]:
         click.echo(f"          {status['open_conflicts']} open conflicts: syncstore conflicts list")
 
@@ -166,8 +170,11 @@ def rejected(store: syncstore.Store, limit: int, as_json: bool) -> None:
         return
     rows = []
     for r in found:
-        rows.append((r.tx, r.code, r.message[:80], ", ".join(sorted({f"{c.table} {c.id}" for c in r.changes}))[:80], r.rejected_at))
-    table(None, ["tx", "code", "message", "rows", "rejected at"], rows)
+        rows.append((
+            r.tx, r.code, r.message[:80], ", ".join(sorted({f"{c.table} {c.id}" for c in r.changes}))[:80],
+            r.rejected_at, r.reverted_at or "not yet",
+        ))  # fmt: skip
+    table(None, ["tx", "code", "message", "rows", "rejected at", "undone here"], rows)
 
 
 # --- conflicts ------------------------------------------------------------------

@@ -13,6 +13,12 @@ States::
     HELLO_SENT / READY --Error(fatal)--> FAILED
     any --a message that breaks the protocol--> FAILED (ProtocolError raised)
 
+Schema versions: the Hello says which version of the synced tables this
+client knows, the Welcome the server's. With an older server the session
+subscribes only to shapes it can serve and fetches only from tables it knows
+(the driver keeps back from pushes what it cannot take, and :meth:`skip`
+counts a run of changes left with nothing as acknowledged).
+
 Subscriptions: on Welcome the session sends one Subscribe per
 :class:`Subscription` it was given (by default one for every table, whole,
 from the cursor). A subscription with ``snapshot`` first receives its shapes'
@@ -34,7 +40,9 @@ import enum
 from collections import deque
 from typing import Any, Iterable, NamedTuple, Protocol as TypingProtocol, Sequence, Union
 
+from syncstore import schema as synced  # (``schema`` is also a parameter below)
 from syncstore.core import protocol as p
+from syncstore.core import versions
 from syncstore.core.merge import DELETED
 from syncstore.errors import ProtocolError
 
@@ -62,6 +70,7 @@ class Welcomed(NamedTuple):
     server_id: str
     server_time_ms: int = 0  # the server's clock when it welcomed us (0: not said)
     max_drift_ms: int = 0  # how far ahead of it the server accepts stamps (0: not said)
+    server_schema: int = 1  # the version of the synced tables the server knows
 
 
 class Acked(NamedTuple):
@@ -70,6 +79,9 @@ class Acked(NamedTuple):
 
     upto_seq: int
     rejected: list[p.Rejection]
+    # What the server merged up to (None: ``upto_seq``); ``upto_seq`` may reach
+    # past it, over changes that carried nothing an older server takes.
+    merged: int | None = None
 
 
 class RemoteTx(NamedTuple):
@@ -134,6 +146,7 @@ class RowsFetched(NamedTuple):
     at any time; the cursor does not move)."""
 
     rows: list[p.RowChange]
+    id: str = ""  # the fetch answered (as fetch() returned it)
 
 
 Event = Union[
@@ -252,7 +265,9 @@ class ClientSession:
         self.pushed_seq = acked_seq  # the last sequence sent (or known merged)
         self.max_frame = 0  # largest frame the server accepts (0: not given)
         self.awaited_log_seq = 0  # where the server logged our pushes (Ack.log_seq)
-        self._in_flight: deque[int] = deque()  # last sequence of each unacked push
+        # Each unacked push: (its last sequence, the last sequence it stands
+        # for, with the ones after it that carried nothing this server takes).
+        self._in_flight: deque[tuple[int, int]] = deque()
         self._nonce = 0
         self._awaiting_pong: dict[int, list[str]] = {}  # ping nonce -> resolutions sent before it
         self._fetches: set[str] = set()  # Fetch ids sent and not answered
@@ -264,6 +279,11 @@ class ClientSession:
         )
         self._snapshots: set[str] = set()  # subscriptions whose snapshot has not ended
         self.subscribed = False  # Subscribes sent and not ended by MustResnapshot
+        # Schema versions: ours, and from the Welcome the server's; with an
+        # older server, the tables and columns it knows (None: all of ours).
+        self.synced_schema = synced.SCHEMA_VERSION
+        self.server_schema = 0
+        self.server_known: versions.Known | None = None
 
     def __repr__(self) -> str:  # never shows the token
         return (
@@ -297,16 +317,17 @@ class ClientSession:
         """Ready, caught up with the server, no push waiting for its Ack, no
         resolution waiting to be confirmed read, and what our pushes added to
         the server's log received back (with the conflict records they made)."""
-        return (
+        if not (
             self.state is State.READY
             and self.subscribed
-            and self.up_to_date
-            and not self._snapshots
             and not self._in_flight
             and not self._fetches
             and not self._awaiting_pong
-            and self.cursor >= self.awaited_log_seq
-        )
+        ):
+            return False
+        if not self.subscriptions:
+            return True  # nothing to follow (an older server knows none of our shapes)
+        return self.up_to_date and not self._snapshots and self.cursor >= self.awaited_log_seq
 
     @property
     def fetching(self) -> int:
@@ -330,12 +351,16 @@ class ClientSession:
                 cursor=self.cursor,
                 acked_seq=self.acked_seq,
                 changes_cursor=True,
+                synced_schema=self.synced_schema,
             )
         )
         self.state = State.HELLO_SENT
 
-    def push(self, txs: Sequence[p.LocalTx]) -> None:
-        """Send local transactions, which must follow the last ones sent."""
+    def push(self, txs: Sequence[p.LocalTx], *, through: int = 0) -> None:
+        """Send local transactions, which must follow the last ones sent.
+        ``through``: the push also stands for the sequence numbers after its
+        last change up to this one, which carried nothing this server can
+        take (they count as acknowledged with it)."""
         if not self.can_push:
             raise ProtocolError(
                 f"cannot push now (state {self.state.value}, {len(self._in_flight)} pushes in flight)", code="state"
@@ -349,8 +374,24 @@ class ClientSession:
                 code="state",
             )
         self._outgoing.append(p.Push(txs=list(txs)))
-        self._in_flight.append(seqs[-1])
-        self.pushed_seq = seqs[-1]
+        self._in_flight.append((seqs[-1], max(seqs[-1], through)))
+        self.pushed_seq = max(seqs[-1], through)
+
+    def skip(self, through: int) -> None:
+        """The local changes after the last pushed up to ``through`` carry
+        nothing this server can take (the driver keeps them back for a newer
+        one): they count as acknowledged once every push before them is."""
+        if self.state is not State.READY:
+            raise ProtocolError(f"cannot skip changes now ({self.state.value})", code="state")
+        if through <= self.pushed_seq:
+            return
+        self.pushed_seq = through
+        if self._in_flight:
+            sent, _ = self._in_flight[-1]
+            self._in_flight[-1] = (sent, through)
+        elif through > self.acked_seq:
+            self.acked_seq = through
+            self._events.append(Acked(through, [], 0))
 
     def retract_pushes(self) -> None:
         """The server dropped our pushes after its last Ack (it deferred one of
@@ -373,21 +414,27 @@ class ClientSession:
             self._outgoing.append(p.Resolved(conflict_ids=list(conflict_ids)))
             self._outgoing.append(p.Ping(nonce=self._nonce))
 
-    def fetch(self, table: str, ids: Iterable[str]) -> None:
+    def fetch(self, table: str, ids: Iterable[str]) -> list[str]:
         """Ask for these rows as the server holds them now (a RowsFetched
-        event each answer), in Fetches of at most ``MAX_FETCH_IDS`` ids."""
+        event each answer), in Fetches of at most ``MAX_FETCH_IDS`` ids;
+        returns the fetches' ids (none for a table an older server lacks)."""
         if self.state is not State.READY:
             raise ProtocolError(f"cannot fetch rows now ({self.state.value})", code="state")
         if table not in self.tables:
             raise ProtocolError(f"{table!r} is not a synced table", code="state")
+        if not versions.knows_table(self.server_known, table):
+            return []  # an older server: it holds no such rows
         wanted = list(dict.fromkeys(ids))
         if not all(isinstance(i, str) for i in wanted):
             raise ProtocolError("row ids are strings", code="state")
+        sent = []
         for start in range(0, len(wanted), p.MAX_FETCH_IDS):
             self._fetch_count += 1
             fetch_id = f"f{self._fetch_count}"
             self._fetches.add(fetch_id)
             self._outgoing.append(p.Fetch(id=fetch_id, table=table, ids=wanted[start : start + p.MAX_FETCH_IDS]))
+            sent.append(fetch_id)
+        return sent
 
     def receive(self, message: p.Message) -> None:
         """Take one message from the server. Raises ProtocolError (and the
@@ -426,9 +473,19 @@ class ClientSession:
         self.max_frame = msg.max_frame
         if msg.max_batch > 0:
             self.max_batch = min(self.max_batch, msg.max_batch)
+        self.server_schema = synced.peer_version(msg.synced_schema)
+        self.server_known = versions.known(min(self.server_schema, self.synced_schema))
         self.state = State.READY
         self._events.append(
-            Welcomed(msg.tenant, msg.acked_seq, previous, msg.server_id, msg.server_time_ms, msg.max_drift_ms)
+            Welcomed(
+                msg.tenant,
+                msg.acked_seq,
+                previous,
+                msg.server_id,
+                server_time_ms=msg.server_time_ms,
+                max_drift_ms=msg.max_drift_ms,
+                server_schema=self.server_schema,
+            )
         )
         self.subscribe(self.subscriptions)
 
@@ -436,6 +493,14 @@ class ClientSession:
         """Send these subscriptions (on Welcome, and after a Resnapshot)."""
         if self.state is not State.READY:
             raise ProtocolError(f"cannot subscribe now ({self.state.value})", code="state")
+        if self.server_known is not None:
+            # An older server: the shapes of tables (or filters on columns) it
+            # does not know wait for a newer one.
+            subscriptions = [
+                sub._replace(shapes=shapes)
+                for sub in subscriptions
+                if (shapes := [s for s in sub.shapes if versions.knows_shape(self.server_known, s)])
+            ]
         self.subscriptions = list(subscriptions)
         self._live = any(not sub.snapshot for sub in self.subscriptions)  # a shape follows the log from the cursor
         self._streaming = False  # the server's stream has started for these subscriptions
@@ -462,11 +527,13 @@ class ClientSession:
         # the same replica (a second process) may have pushed the rest.
         self.pushed_seq = max(self.pushed_seq, msg.upto_seq)
         self.awaited_log_seq = max(self.awaited_log_seq, msg.log_seq)
-        while self._in_flight and self._in_flight[0] <= msg.upto_seq:
-            self._in_flight.popleft()
-        if msg.upto_seq > self.acked_seq or msg.rejected:
-            self.acked_seq = max(self.acked_seq, msg.upto_seq)
-            self._events.append(Acked(self.acked_seq, list(msg.rejected)))
+        reach = msg.upto_seq
+        while self._in_flight and self._in_flight[0][0] <= msg.upto_seq:
+            reach = max(reach, self._in_flight.popleft()[1])
+        if reach > self.acked_seq or msg.rejected:
+            self.acked_seq = max(self.acked_seq, reach)
+            merged = None if reach == msg.upto_seq else msg.upto_seq
+            self._events.append(Acked(self.acked_seq, list(msg.rejected), merged))
 
     def _on_changes(self, msg: p.Changes) -> None:
         self._require_ready(msg)
@@ -522,7 +589,7 @@ class ClientSession:
         if msg.id not in self._fetches:
             self._violation(f"Rows for {msg.id!r}, which was not fetched", code="unexpected_message")
         self._fetches.discard(msg.id)
-        self._events.append(RowsFetched(list(msg.rows)))
+        self._events.append(RowsFetched(list(msg.rows), msg.id))
 
     def _on_error(self, msg: p.Error) -> None:
         if msg.code == "bad_fetch":

@@ -156,13 +156,17 @@ class Hello(_Message, tag="hello"):
     # UpToDate that follows live changes into the Changes frame (one frame
     # per commit instead of two). Older clients leave it False and get both.
     changes_cursor: bool = False
+    # The version of the synced tables the client knows
+    # (``syncstore.schema.SCHEMA_VERSION``; 0: a client from before versions,
+    # which is version 1). The server sends it only those tables and columns.
+    synced_schema: int = 0
 
 
 class Welcome(_Message, tag="welcome"):
     tenant: str
     acked_seq: int  # the server's record of this site's highest merged sequence
     protocol: int = PROTOCOL_VERSION
-    schema: int = 0
+    schema: int = 0  # the server's database migration (for people reading logs)
     server_id: str = ""
     server_time_ms: int = 0
     max_batch: int = 0  # most changes one Push may carry (0: no limit given)
@@ -171,6 +175,10 @@ class Welcome(_Message, tag="welcome"):
     # said; the default cap applies). A client holds back changes stamped
     # further ahead, and refuses new local writes past it.
     max_drift_ms: int = 0
+    # The version of the synced tables the server knows (0: a server from
+    # before versions, which is version 1). A newer client keeps back what
+    # an older server could not take.
+    synced_schema: int = 0
 
 
 class Push(_Message, tag="push"):

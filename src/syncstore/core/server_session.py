@@ -59,6 +59,13 @@ through the stream and merges to the same rows.
 
 Compaction: a read that finds the stream's position older than the oldest
 position the log keeps answers MustResnapshot and ends every subscription.
+
+Schema versions: the Welcome says which version of the synced tables this
+server knows. A client of an older version (its Hello says which) is sent
+only the tables and columns of its version, in every message that carries
+rows (:func:`syncstore.core.versions.narrow`), and may subscribe to and fetch
+only those tables; the driver passes its version to the merge, which fills
+the newer columns of its inserts with their defaults.
 """
 
 from __future__ import annotations
@@ -67,8 +74,10 @@ import enum
 from collections import deque
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
+from syncstore import schema as synced  # (``schema`` is also a parameter below)
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core import versions
 from syncstore.core.hlc import wall_ms
 from syncstore.errors import ProtocolError
 
@@ -206,14 +215,16 @@ class Delivery(list):  # type: ignore[type-arg]
 
     def __init__(self, entries: Iterable[tuple[int, p.ServerTx]] = ()):
         super().__init__(entries)
-        self._frames: dict[tuple[bool, int], tuple[bytes, ...]] = {}
+        self._frames: dict[tuple[bool, int, int | None], tuple[bytes, ...]] = {}
 
-    def frames(self, *, folded: bool, max_frame: int) -> tuple[bytes, ...]:
-        """The Changes frames, ending with the cursor (``folded``) or followed by an UpToDate."""
-        key = (folded, max_frame)
+    def frames(self, *, folded: bool, max_frame: int, known: versions.Known | None = None) -> tuple[bytes, ...]:
+        """The Changes frames, ending with the cursor (``folded``) or followed
+        by an UpToDate; for a client of an older schema version, only what
+        ``known`` holds."""
+        key = (folded, max_frame, None if known is None else id(known))
         found = self._frames.get(key)
         if found is None:
-            txs = [tx for _, tx in self]
+            txs = [tx for _, tx in self] if known is None else [versions.narrow_tx(tx, known) for _, tx in self]
             cursor = self[-1][0]
             if folded:
                 found = tuple(encode_changes(txs, cursor=cursor, max_frame=max_frame))
@@ -226,7 +237,7 @@ class Delivery(list):  # type: ignore[type-arg]
 class _Job:
     """A snapshot in progress: the shapes of one Subscribe, shape by shape, by id."""
 
-    __slots__ = ("id", "shapes", "index", "after", "position", "cursor", "columnar")
+    __slots__ = ("id", "shapes", "index", "after", "position", "cursor", "columnar", "replaced")
 
     def __init__(
         self, sub_id: str, shapes: list[sh.ShapeFilter], index: int, after: str, cursor: int, columnar: bool = False
@@ -238,6 +249,7 @@ class _Job:
         self.position: int | None = cursor or None
         self.cursor = cursor
         self.columnar = columnar  # the client reads Snapshot.columns
+        self.replaced = False  # a later Subscribe of the same id took its place
 
 
 def resume_key(index: int, after_id: str) -> str:
@@ -327,6 +339,12 @@ class ServerSession:
         self._jobs: deque[_Job] = deque()
         self._job: _Job | None = None  # the snapshot whose chunk is being read
         self.changes_cursor = False  # the client reads Changes.cursor (its Hello said so)
+        # Schema versions: ours, the client's (from its Hello), and, for an
+        # older client, the tables and columns it knows (what it is sent).
+        self.synced_schema = synced.SCHEMA_VERSION
+        self.client_schema = 0
+        self._known: versions.Known | None = None
+        self._client_tables = self.tables
 
     def __repr__(self) -> str:  # never shows the token
         tenant = self.identity.tenant if self.identity else None
@@ -415,6 +433,7 @@ class ServerSession:
                 max_batch=self.max_batch,
                 max_frame=self.max_frame,
                 max_drift_ms=self.max_drift_ms,
+                synced_schema=self.synced_schema,
             )
         )
 
@@ -533,7 +552,8 @@ class ServerSession:
             # All of it is new to this stream (the usual case): the frames the
             # other streams of these shapes get are exactly ours.
             self.position = entries[-1][0]
-            self._actions.append(SendEncoded(entries.frames(folded=self.changes_cursor, max_frame=self.max_frame)))
+            frames = entries.frames(folded=self.changes_cursor, max_frame=self.max_frame, known=self._known)
+            self._actions.append(SendEncoded(frames))
             return
         out = [tx for seq, tx in entries if seq > self.position]
         if not out:
@@ -556,7 +576,7 @@ class ServerSession:
         if job is None:
             raise ProtocolError("snapshot_read() with no snapshot read running", code="state")
         self._job = None
-        if self.state is not State.READY or job.id not in self._subscriptions:
+        if self.state is not State.READY or job.id not in self._subscriptions or job.replaced:
             self._next_snapshot()
             return
         if job.position is None:
@@ -679,6 +699,10 @@ class ServerSession:
             return
         self.site = bytes(msg.site)
         self.changes_cursor = msg.changes_cursor
+        self.client_schema = synced.peer_version(msg.synced_schema)
+        self._known = versions.known(self.client_schema)
+        if self._known is not None:
+            self._client_tables = self.tables & self._known.keys()
         self.state = State.AUTHENTICATING
         self._actions.append(Authenticate(msg.token, self.site, msg.cursor, msg.acked_seq))
 
@@ -729,7 +753,7 @@ class ServerSession:
             self._error("bad_subscribe", f"at most {sh.MAX_SHAPES} shapes in one Subscribe", fatal=False)
             return
         try:
-            filters = [sh.check_shape(shape, self.tables) for shape in msg.shapes]
+            filters = [sh.check_shape(shape, self._client_tables) for shape in msg.shapes]
             start = (0, "")
             if msg.resume:
                 if not msg.snapshot:
@@ -740,6 +764,11 @@ class ServerSession:
             return
         self._subscriptions[msg.id] = filters
         self._selection = sh.by_table(s for shapes in self._subscriptions.values() for s in shapes)
+        if self._job is not None and self._job.id == msg.id:
+            # Its chunk being read is not sent: the client counts the
+            # subscription's snapshot from this Subscribe on, and a last
+            # chunk of the old one would end it before the new one comes.
+            self._job.replaced = True
         if msg.snapshot:
             self._jobs = deque(job for job in self._jobs if job.id != msg.id)
             self._jobs.append(_Job(msg.id, filters, start[0], start[1], msg.cursor, msg.columnar))
@@ -785,7 +814,7 @@ class ServerSession:
     def _on_fetch(self, msg: p.Fetch) -> None:
         if not self._allowed(READ_SCOPES, "fetch rows"):
             return
-        problem = _fetch_problem(msg, self.tables)
+        problem = _fetch_problem(msg, self._client_tables)
         if problem:
             self._error("bad_fetch", problem, fatal=False)
             return
@@ -818,6 +847,8 @@ class ServerSession:
     # --- helpers ----------------------------------------------------------
 
     def _send(self, message: p.Message) -> None:
+        if self._known is not None:
+            message = versions.narrow(message, self._known)  # an older client: only what it knows
         self._actions.append(Send(message))
 
     def _error(self, code: str, message: str, *, fatal: bool, close_code: int = CLOSE_PROTOCOL_ERROR) -> None:

@@ -37,7 +37,7 @@ from syncstore.errors import (
     SyncstoreError,
     ValidationError,
 )
-from syncstore.replica import clocks, migrations, rowcheck
+from syncstore.replica import clocks, migrations, rowcheck, synced_schema
 from syncstore.replica.connection import DEFAULT_BUSY_TIMEOUT_MS, connect, replica_error
 
 log = logging.getLogger("syncstore.replica")
@@ -53,7 +53,9 @@ class Change(NamedTuple):
     id: str
     op: str  # "insert", "update" or "delete"
     columns: tuple[str, ...]
-    origin: str  # "local" or "remote"
+    # "local", "remote", or "reverted": a local write the server refused for
+    # good was undone (the row returned to the server's state).
+    origin: str
 
 
 class LoggedChange(NamedTuple):
@@ -74,6 +76,17 @@ class RemoteChange(NamedTuple):
     table: str
     id: str
     cells: dict[str, merge.Cell]
+
+
+class RevertRow(NamedTuple):
+    """A row to return to the server's state where refused local writes left
+    it: ``server`` is the server's row whole (None: it holds no such row),
+    ``clocks`` the (hlc, site) of the refused writes."""
+
+    table: str
+    id: str
+    server: dict[str, merge.Cell] | None
+    clocks: frozenset[tuple[int, bytes]]
 
 
 Subscriber = Callable[[list[Change]], None]
@@ -283,6 +296,7 @@ class Replica:
                 )
             return
         migrations.migrate(conn, self.path)
+        synced_schema.take(conn)  # cells of columns this library adds: unwritten, not written at insert
         # Only a new replica writes here: opening must not wait for another writer.
         if conn.execute("select 1 from _ss_meta where key = 'site_id'").fetchone() is None:
             conn.execute("insert or ignore into _ss_meta (key, value) values ('site_id', ?)", (new_site_id(),))
@@ -778,6 +792,134 @@ class Replica:
         if not written:
             return None  # only a clock moved (a newer "live" stamp): nothing visible changed
         return Change(tbl.name, change.id, "update", tuple(written), "remote")
+
+    @_boundary
+    def revert(self, rows: Iterable[RevertRow]) -> list[Change]:
+        """Undo refused local writes, in one transaction; returns what changed
+        here (origin ``"reverted"``).
+
+        Each cell that still holds the clock of a refused write takes the
+        server's cell as it is, value and clock (the server holds no such
+        cell: it goes); every other cell merges with the server's by the
+        merge rule, so later local writes, and newer remote ones, stay. A row
+        left with no ``_deleted`` cell (a refused insert of a row the server
+        never had) goes, tombstone and all. The server's cells are checked as
+        :meth:`apply_remote` checks them; a bad one aborts the whole batch.
+        """
+        batch = [
+            (row, self._checked_remote(RemoteChange(row.table, row.id, row.server)).cells if row.server else {})
+            for row in rows
+        ]
+        applied: list[Change] = []
+        with self.transaction():
+            newest = 0
+            for row, server in batch:
+                note = self._revert_row(row, server)
+                if note is not None:
+                    applied.append(note)
+                    if self._subscribers:
+                        self._notes.append(note)
+                if server:
+                    newest = max(newest, max(c.hlc for c in server.values()))
+            if newest:
+                self.clock.observe(newest)  # later local writes sort after the server's cells
+                self._tx_used = True
+        return applied
+
+    def _revert_row(self, row: RevertRow, server: dict[str, merge.Cell]) -> Change | None:
+        tbl = schema.table(row.table)
+        sql = self._sql[tbl.name]
+        conn = self._conn
+        current = self._row_cells(tbl, row.id)
+        live = current is not None
+        if current is None:
+            current = self._buried_cells(tbl.name, row.id) or {}
+        kept = {name: cell for name, cell in current.items() if (cell.hlc, cell.site) not in row.clocks}
+        merged, _ = merge.merge_row(kept, server)
+        if merged == current:
+            return None
+        deleted = merged.get(DELETED)
+        if deleted is None:
+            # Nothing left of the row: the server never had it.
+            conn.execute("delete from _ss_tombstones where tbl = ? and pk = ?", (tbl.name, row.id))
+            if not live:
+                return None
+            conn.execute(sql.delete, (row.id,))
+            return Change(tbl.name, row.id, "delete", (), "reverted")
+        if deleted.value == 1:
+            self._bury(tbl.name, row.id, deleted, merged)
+            if not live:
+                return None
+            conn.execute(sql.delete, (row.id,))
+            return Change(tbl.name, row.id, "delete", (), "reverted")
+        names = (*tbl.column_names[1:], DELETED)
+        cells = {}
+        for name in names:
+            cell = merged.get(name)
+            if cell is None:  # a cell nobody has written: the default, at the zero clock
+                cell = merge.Cell(0 if name == DELETED else tbl.column(name).default, *clocks.ZERO)
+            cells[name] = cell
+        base_hlc, base_site, blob = clocks.compress({n: (c.hlc, c.site) for n, c in cells.items()})
+        values = [cells[c].value for c in sql.columns[1:]]
+        if not live:
+            conn.execute("delete from _ss_tombstones where tbl = ? and pk = ?", (tbl.name, row.id))
+            conn.execute(sql.insert, (row.id, *values, base_hlc, base_site, blob))
+            return Change(tbl.name, row.id, "insert", sql.columns, "reverted")
+        assignments = "".join(f"{n} = ?, " for n in sql.columns[1:])
+        conn.execute(
+            f"update {tbl.name} set {assignments}_hlc = ?, _site = ?, _clocks = ? where id = ?",
+            (*values, base_hlc, base_site, blob, row.id),
+        )
+        written = tuple(n for n in sql.columns[1:] if cells[n].value != current[n].value)
+        if not written:
+            return None  # only clocks moved: nothing visible changed
+        return Change(tbl.name, row.id, "update", written, "reverted")
+
+    @_boundary
+    def rewrite(self, table: str, row_id: str, columns: Iterable[str] | None = None) -> bool:
+        """Write a row's current values again at a new clock, as a local
+        change that syncs like any edit: of ``columns``, or, with None, the
+        whole row (for a server that may never have had it): every column as
+        an insert, or a deleted row's delete. Values do not change, so
+        subscribers hear nothing. False when there is nothing to write (no
+        such row; ``columns`` of a row not live here, or none of its)."""
+        tbl = schema.table(table)
+        with self.transaction():
+            cells = self._row_cells(tbl, row_id)
+            if cells is None:
+                buried = self._buried_cells(tbl.name, row_id)
+                if buried is None or columns is not None:
+                    return False
+                hlc = self.clock.tick()
+                self._conn.execute(
+                    "update _ss_tombstones set hlc = ?, site = ? where tbl = ? and pk = ?",
+                    (hlc, self.site_id, tbl.name, row_id),
+                )
+                seen = {name: (cell.hlc, cell.site) for name, cell in buried.items()}
+                self._log(tbl.name, row_id, hlc, {DELETED: 1}, seen)
+                return True
+            if columns is None:
+                names = list(tbl.column_names[1:])
+            else:
+                names = [n for n in dict.fromkeys(columns) if n != DELETED and n in cells]
+                if not names:
+                    return False
+            hlc = self.clock.tick()
+            at = (hlc, self.site_id)
+            if columns is None:
+                self._conn.execute(
+                    f"update {tbl.name} set _hlc = ?, _site = ?, _clocks = null where id = ?", (*at, row_id)
+                )
+                values = {"id": row_id, **{n: cells[n].value for n in names}, DELETED: 0}
+                self._log(tbl.name, row_id, hlc, values, None)
+            else:
+                base_hlc, base_site, blob = self._conn.execute(self._sql[tbl.name].select_clock, (row_id,)).fetchone()
+                self._conn.execute(
+                    f"update {tbl.name} set _clocks = ? where id = ?", (clocks.with_writes(blob, names, at), row_id)
+                )
+                seen = {n: (cells[n].hlc, cells[n].site) for n in names}
+                self._log(tbl.name, row_id, hlc, {n: cells[n].value for n in names}, seen)
+        return True
 
     def _row_cells(self, tbl: schema.Table, row_id: str) -> dict[str, merge.Cell] | None:
         row = self._fetch(self._sql[tbl.name].select, (row_id,))

@@ -49,7 +49,8 @@ class Rejected(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     message: str
     rejected_at: str
-    changes: list[p.LocalChange]
+    changes: list[p.LocalChange]  # as they were pushed, values and clocks
+    reverted_at: str | None = None  # when the rows went back to the server's state here (None: not yet)
 
 
 _COLUMNS = (
@@ -168,14 +169,15 @@ def _write(replica: Replica, record: LocalConflict, chosen: Any) -> None:
 
 
 def list_rejected(replica: Replica, *, limit: int | None = 100) -> list[Rejected]:
-    """Pushes the server refused for good, newest first, with what they carried."""
+    """Pushes the server refused for good, newest first, with what they carried
+    (the rows they wrote are returned to the server's state here)."""
     decode = msgspec.msgpack.Decoder(p.LocalTx).decode
-    sql = "select tx, code, message, rejected_at, changes from _ss_sync_rejected order by tx desc"
+    sql = "select tx, code, message, rejected_at, changes, reverted_at from _ss_sync_rejected order by tx desc"
     params: list[Any] = []
     if limit is not None:
         sql += " limit ?"
         params.append(limit)
     return [
-        Rejected(tx=tx, code=code, message=message, rejected_at=at, changes=decode(blob).changes)
-        for tx, code, message, at, blob in replica.connection.execute(sql, params)
+        Rejected(tx=tx, code=code, message=message, rejected_at=at, changes=decode(blob).changes, reverted_at=reverted)
+        for tx, code, message, at, blob, reverted in replica.connection.execute(sql, params)
     ]

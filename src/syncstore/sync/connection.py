@@ -12,6 +12,16 @@ while offline, or by another process on the same file, goes out in order.
 bug, is converted at this boundary, with the original as its ``__cause__``.
 A failure is marked final (``retryable`` False) only for the conditions named
 in :data:`AUTH_CODES`, :data:`FATAL_CODES` and :func:`fatal`'s callers.
+
+A transaction the server refuses for good is undone here: the rows it wrote
+are fetched as the server holds them and each cell that still holds a refused
+write takes the server's (``Replica.revert``); subscribers hear of it with
+origin ``"reverted"``. Until that is done (a connection may drop first) the
+refusal stays marked unreverted and the next connection fetches again.
+
+With an older server (a lower schema version in its Welcome), the parts of
+pushes it cannot take are held in the replica and written again, as new
+changes, once a server that knows them is met.
 """
 
 from __future__ import annotations
@@ -19,14 +29,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import msgspec
 
+from syncstore import schema
 from syncstore.core import client_session as cs
 from syncstore.core import hlc
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core import versions
+from syncstore.core.merge import Cell
 from syncstore.core.server_session import parse_resume
 from syncstore.errors import (
     AuthError,
@@ -38,7 +51,7 @@ from syncstore.errors import (
     SyncError,
     SyncstoreError,
 )
-from syncstore.replica.store import Change, Replica
+from syncstore.replica.store import Change, Replica, RevertRow
 from syncstore.sync.state import SyncState, synced_tables, whole_tables
 from syncstore.sync.transport import (
     DEFAULT_MAX_FRAME,
@@ -165,6 +178,16 @@ class SyncConnection:
         self.held: SyncClockDriftError | None = None  # why local changes are held back now
         self._look_again_at = 0.0  # when held: when to look at them again (monotonic)
         self._warned = False  # the hold was logged (once per connection)
+        # Refused transactions being undone on this connection: per fetch, the
+        # rows it asked for; per row, the clocks of the refused writes; per
+        # transaction, the fetches it still waits for.
+        self._reverts: dict[str, tuple[str, list[str]]] = {}
+        self._revert_clocks: dict[tuple[str, str], set[tuple[int, bytes]]] = {}
+        self._revert_waits: dict[int, set[str]] = {}
+        # Rows whose revert fetch is out, and those of them a server change
+        # reached meanwhile (fetched again once reverted: see _reverted).
+        self._reverting: set[tuple[str, str]] = set()
+        self._refetch: set[tuple[str, str]] = set()
 
     def wake(self) -> None:
         """Local changes were written: push them now rather than at the next poll."""
@@ -206,6 +229,8 @@ class SyncConnection:
         # connection that took their chunks: check from there on.
         self._chunk_after = {sub.id: _resumed_after(sub) for sub in subscriptions if sub.snapshot and sub.resume}
         self._fetch_upto = 0
+        self._reverts, self._revert_clocks, self._revert_waits = {}, {}, {}
+        self._reverting, self._refetch = set(), set()
         if self._filtered:
             self.state.start_reconciling()
         session = cs.ClientSession(
@@ -298,7 +323,18 @@ class SyncConnection:
             batch = self._within_drift(batch)
             if not batch:
                 break
-            session.push(batch)
+            through = batch[-1].changes[-1].seq
+            known = session.server_known
+            if known is not None:
+                # An older server: keep back what it cannot take (it would
+                # refuse it for good), push the rest.
+                batch, kept = versions.strip_push(batch, known)
+                if kept:
+                    self.state.hold(kept)
+            if batch:
+                session.push(batch, through=through)
+            else:
+                session.skip(through)
         if held is not None and self.held is None:
             log.info("local changes held back for the server's clock go out now")
             self._check_clock()
@@ -423,6 +459,8 @@ class SyncConnection:
     def _handle(self, session: cs.ClientSession, events: list[cs.Event]) -> None:
         for event in events:
             if isinstance(event, cs.RemoteTx):
+                if self._reverting:
+                    self._reached(event.tx.changes)
                 applied = self.state.apply(event.tx)
                 self._counts["received"] += 1
                 self._counts["conflicts"] += len(event.tx.conflicts)
@@ -431,10 +469,17 @@ class SyncConnection:
             elif isinstance(event, cs.Acked):
                 before = self.state.acked_seq
                 self.state.acked(event.upto_seq, event.rejected)
-                self._counts["pushed"] += max(0, event.upto_seq - before)
+                merged = event.upto_seq if event.merged is None else event.merged
+                self._counts["pushed"] += max(0, merged - before)
                 self._counts["rejected"] += len(event.rejected)
                 self._reconcile_acked(session, event.upto_seq)
+                if event.rejected:
+                    self._start_reverts(session)
             elif isinstance(event, cs.SnapshotChunk):
+                if self._reverting:
+                    self._reached(event.rows)
+                    if event.columns is not None:
+                        self._reached(p.RowChange(event.columns.table, i, {}) for i in event.columns.ids)
                 applied = self.state.apply_snapshot(event)
                 self._counts["snapshot_rows"] += event.count
                 if applied and self._notify is not None:
@@ -443,7 +488,12 @@ class SyncConnection:
             elif isinstance(event, cs.RowsFetched):
                 # Once every fetch is answered, the acked changes they were for are reconciled.
                 done = self._fetch_upto if not session.fetching else 0
-                applied = self.state.apply_rows(event.rows, reconciled_seq=done)
+                if event.id in self._reverts:
+                    applied = self._reverted(session, event)
+                    if done and self._filtered:
+                        self.state.reconciled(done)
+                else:
+                    applied = self.state.apply_rows(event.rows, reconciled_seq=done)
                 if applied and self._notify is not None:
                     self._notify(applied)
             elif isinstance(event, cs.Resnapshot):
@@ -457,11 +507,94 @@ class SyncConnection:
                 self.state.reported(event.conflict_ids)
             elif isinstance(event, cs.Welcomed):
                 self._welcomed(event)
+                self._schema_met(session, event.server_schema)
                 # Pushes merged on a connection that dropped before their Ack,
                 # or whose fetches were cut off with it.
                 self._reconcile_acked(session, event.acked_seq)
+                self._start_reverts(session)  # refusals an earlier connection did not finish undoing
             elif isinstance(event, cs.SessionError):
                 self._server_error(event)
+
+    # --- rejected pushes: back to the server's state -----------------------------
+
+    def _start_reverts(self, session: cs.ClientSession) -> None:
+        """Fetch the rows of the refused transactions not yet undone (and not
+        being undone on this connection), to return them to the server's state."""
+        site = self.replica.site_id
+        txs = [tx for tx in self.state.unreverted() if tx.tx not in self._revert_waits]
+        if not txs:
+            return
+        wanted: dict[str, list[str]] = {}
+        rows_of: dict[int, set[tuple[str, str]]] = {}
+        for tx in txs:
+            keys = rows_of.setdefault(tx.tx, set())
+            for change in tx.changes:
+                key = (change.table, change.id)
+                self._revert_clocks.setdefault(key, set()).add((change.hlc, site))
+                if key not in keys:
+                    keys.add(key)
+                    wanted.setdefault(change.table, []).append(change.id)
+        covers: dict[tuple[str, str], str] = {}
+        for table, ids in wanted.items():
+            ids = list(dict.fromkeys(ids))
+            for k, fetch_id in enumerate(session.fetch(table, ids)):
+                asked = ids[k * p.MAX_FETCH_IDS : (k + 1) * p.MAX_FETCH_IDS]  # fetch() splits them so
+                self._reverts[fetch_id] = (table, asked)
+                for row_id in asked:
+                    covers[(table, row_id)] = fetch_id
+                    self._reverting.add((table, row_id))
+        for tx, keys in rows_of.items():
+            if keys and all(key in covers for key in keys):
+                # (A table an older server lacks cannot be fetched: that
+                # refusal waits for a server that knows it.)
+                self._revert_waits[tx] = {covers[key] for key in keys}
+
+    def _reverted(self, session: cs.ClientSession, event: cs.RowsFetched) -> list[Change]:
+        table, ids = self._reverts.pop(event.id)
+        server = {
+            row.id: {name: Cell(*cell) for name, cell in row.cells.items()}
+            for row in event.rows
+            if row.table == table and row.cells
+        }
+        rows = [
+            RevertRow(table, row_id, server.get(row_id), frozenset(self._revert_clocks.get((table, row_id), ())))
+            for row_id in ids
+        ]
+        done = []
+        for tx, waits in list(self._revert_waits.items()):
+            waits.discard(event.id)
+            if not waits:
+                done.append(tx)
+                del self._revert_waits[tx]
+        applied = self.state.revert(rows, done=done)
+        again = []
+        for row_id in ids:
+            self._reverting.discard((table, row_id))
+            if (table, row_id) in self._refetch:
+                self._refetch.discard((table, row_id))
+                again.append(row_id)
+        if again:
+            # A server change of these rows came while their fetch was out: it
+            # may have lost, here, to a refused cell, and the rows may have
+            # been read before it. Read them again and merge (no revert).
+            session.fetch(table, again)
+        return applied
+
+    def _reached(self, rows: Iterable[p.RowChange]) -> None:
+        reverting = self._reverting
+        for row in rows:
+            key = (row.table, row.id)
+            if key in reverting:
+                self._refetch.add(key)
+
+    # --- schema versions ----------------------------------------------------------
+
+    def _schema_met(self, session: cs.ClientSession, server_schema: int) -> None:
+        """Shapes whose rows miss columns a server now sends are taken again by
+        snapshot; changes held for a server of this version are written again."""
+        if self.state.schema_met(server_schema):
+            session.subscribe(self.state.subscriptions(self.shapes))
+        self.state.release_held(min(server_schema, schema.SCHEMA_VERSION))
 
     # --- filtered shapes: rows the stream may never correct ---------------------
 

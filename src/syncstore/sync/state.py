@@ -3,10 +3,12 @@
 Positions and the last error are ``sync.*`` keys in ``_ss_meta``; rejected
 pushes and conflict records are the local-only tables of replica migration
 0003; the shapes synced, and where a cut-off snapshot continues, are
-``_ss_shapes`` (migration 0008). Every write that moves a position happens in the same SQLite
-transaction as the data it stands for, so a crash never leaves a cursor ahead
-of the rows it claims (nothing skipped) or an acked sequence ahead of the
-server (nothing left unsent).
+``_ss_shapes`` (migration 0008); whether a rejected push was reverted, and
+the parts of changes an older server could not take, are migration 0011's.
+Every write that moves a position happens in the same SQLite transaction as
+the data it stands for, so a crash never leaves a cursor ahead of the rows it
+claims (nothing skipped) or an acked sequence ahead of the server (nothing
+left unsent).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from syncstore import schema
 from syncstore.core import merge
 from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
+from syncstore.core import versions
 from syncstore.core.client_session import SnapshotChunk, Subscription, group_transactions
 from syncstore.replica import clocks
 from syncstore.core.hlc import ServerTime
-from syncstore.replica.store import SERVER_TIME_KEY, Change, LoggedChange, RemoteChange, Replica
+from syncstore.replica.store import SERVER_TIME_KEY, Change, LoggedChange, RemoteChange, Replica, RevertRow
 
 # What a snapshot cell may hold, by column type (values arrive canonical from
 # the server's own readers; a row that does not fit goes through apply_remote,
@@ -125,8 +128,15 @@ LAST_SYNCED_AT = "sync.last_synced_at"
 STOPPED = "sync.stopped"  # why the last background sync stopped for good, and what to do
 STOPPED_AT = "sync.stopped_at"
 SERVER_TIME = SERVER_TIME_KEY  # the server's time, kept while this replica's clock runs past its cap
+# The schema version this replica's rows are complete for: the lower of its
+# own and the servers' it followed since (a server of an older version sends
+# no newer columns). Below this library's and the server's, the shapes of
+# tables that changed since are taken again by snapshot.
+SCHEMA = "sync.schema"
+SERVER_SCHEMA = "sync.server_schema"  # the last server's schema version
 
 _encode = msgspec.msgpack.encode
+_decode_tx = msgspec.msgpack.Decoder(p.LocalTx).decode
 
 
 def synced_tables() -> list[str]:
@@ -279,6 +289,122 @@ class SyncState:
         ]
         txs = group_transactions(entries)
         return _encode(txs[0] if txs else p.LocalTx(tx=tx, changes=[]))
+
+    # --- rejected pushes: back to the server's state ----------------------------
+
+    def unreverted(self) -> list[p.LocalTx]:
+        """The refused transactions whose rows were not yet returned to the
+        server's state, as they were pushed, oldest first."""
+        return [
+            _decode_tx(blob)
+            for (blob,) in self._conn.execute(
+                "select changes from _ss_sync_rejected where reverted_at is null order by tx"
+            )
+        ]
+
+    def revert(self, rows: Iterable[RevertRow], *, done: Iterable[int] = ()) -> list[Change]:
+        """Return these rows to the server's state (see ``Replica.revert``) and
+        mark the refused transactions ``done`` reverted, in one transaction."""
+        now = schema.now_iso()
+        with self.replica.transaction():
+            applied = self.replica.revert(rows)
+            self._conn.executemany(
+                "update _ss_sync_rejected set reverted_at = ? where tx = ?", [(now, tx) for tx in done]
+            )
+        return applied
+
+    # --- schema versions: what an older server cannot take -----------------------
+
+    def hold(self, changes: Iterable[p.LocalChange]) -> None:
+        """Keep parts of changes an older server could not take, to write them
+        again for a server that knows them."""
+        now = schema.now_iso()
+        with self.replica.transaction():
+            self._conn.executemany(
+                "insert or ignore into _ss_held (seq, tbl, pk, hlc, cols, seen, since, held_at) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.seq, c.table, c.id, c.hlc, clocks.encode_values(c.values), clocks.encode_seen(c.seen),
+                        versions.needed_version(c), now,
+                    )  # fmt: skip
+                    for c in changes
+                ],
+            )
+
+    def held(self) -> tuple[int, int]:
+        """How many held changes there are, and the schema version the newest needs (0: none)."""
+        count, since = self._conn.execute("select count(*), coalesce(max(since), 0) from _ss_held").fetchone()
+        return count, since
+
+    def release_held(self, server_schema: int) -> int:
+        """A server of ``server_schema`` knows what was held for it: write it
+        again as new local changes (at new clocks, so they sync like any
+        edit), in one transaction; returns how many rows were written.
+
+        A held cell that a later write replaced here is not written again
+        (the later write stands). A row of a table the server did not know at
+        all is written whole, as an insert."""
+        site = self.replica.site_id
+        with self.replica.transaction():
+            found = list(
+                self._conn.execute(
+                    "select seq, tbl, pk, hlc, cols from _ss_held where since <= ? order by seq", (server_schema,)
+                )
+            )
+            if not found:
+                return 0
+            rows: dict[tuple[str, str], tuple[set[str], set[int], bool]] = {}
+            for _, table, row_id, hlc, cols in found:
+                names, stamps, whole = rows.setdefault((table, row_id), (set(), set(), False))
+                values = clocks.decode_values(cols)
+                names.update(values)
+                stamps.add(hlc)
+                if merge.DELETED in values:  # the whole change was held: the table was unknown
+                    rows[(table, row_id)] = (names, stamps, True)
+            written = 0
+            for (table, row_id), (names, stamps, whole) in rows.items():
+                if table not in schema.TABLES:
+                    continue
+                if whole:
+                    written += self.replica.rewrite(table, row_id)
+                    continue
+                cells = self.replica.cells(table, row_id) or {}
+                held_at = {(stamp, site) for stamp in stamps}
+                still = [n for n in names if n in cells and (cells[n].hlc, cells[n].site) in held_at]
+                if still:
+                    written += self.replica.rewrite(table, row_id, still)
+            self._conn.execute("delete from _ss_held where since <= ?", (server_schema,))
+        return written
+
+    def schema_met(self, server_schema: int) -> bool:
+        """Note the schema version of the server just met. True when this
+        replica's rows were complete for an older version than this library
+        and the server now share: the shapes of tables that changed since are
+        marked for a snapshot (subscribe again to take them)."""
+        shared = min(schema.SCHEMA_VERSION, server_schema)
+        with self.replica.transaction():
+            self._set(SERVER_SCHEMA, server_schema)
+            recorded = self.replica.meta_get(SCHEMA)
+            if recorded is None:
+                # Before versions were recorded a replica synced at version 1;
+                # one that never synced has nothing to take again.
+                synced = self._conn.execute("select 1 from _ss_shapes where state = 'live' limit 1").fetchone()
+                recorded = 1 if synced or self.cursor else shared
+            recorded = int(recorded)
+            self._set(SCHEMA, shared)
+            if shared <= recorded:
+                return False
+            tables = [name for name in schema.added_after(recorded) if name in schema.tables_at(shared)]
+            marked = 0
+            for name in tables:
+                self._conn.execute(
+                    "update _ss_shapes set state = 'snapshot', position = 0, resume = '' "
+                    "where tbl = ? and state = 'live'",
+                    (name,),
+                )
+                marked += self._conn.changes()
+            return marked > 0
 
     def apply(self, tx: p.ServerTx) -> list[Change]:
         """Apply one server transaction, its conflict records and the cursor, atomically."""

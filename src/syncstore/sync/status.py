@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from syncstore.core import hlc
+from syncstore import schema
+from syncstore.core import hlc, versions
 from syncstore.replica.store import Replica
 from syncstore.sync import state as st
 
@@ -31,6 +32,11 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
     max_drift_ms: int = 0  # what the server accepts (known while clock_ahead_ms is set)
     stopped: str | None = None  # why the background sync stopped for good, and what to do
     stopped_at: str | None = None
+    reverting: int = 0  # refused transactions whose rows are not yet back to the server's state
+    synced_schema: int = 0  # the version of the synced tables this library knows
+    server_schema: int | None = None  # ... and the last server met (None: never met)
+    held_changes: int = 0  # local changes kept back from an older server (see schema_notice)
+    schema_notice: str | None = None  # one line on what an older server cannot take
 
     @property
     def pending(self) -> int:
@@ -54,6 +60,8 @@ def read_status(
         if ahead <= cap:
             ahead = 0
     recorded = meta(st.STOPPED)
+    held, needs = state.held()
+    server_schema = meta(st.SERVER_SCHEMA)
     return SyncStatus(
         running=running,
         connected=connected,
@@ -73,4 +81,19 @@ def read_status(
         max_drift_ms=cap if ahead else 0,
         stopped=None if running else (recorded or stopped),
         stopped_at=None if running else meta(st.STOPPED_AT),
+        reverting=conn.execute("select count(*) from _ss_sync_rejected where reverted_at is null").fetchone()[0],
+        synced_schema=schema.SCHEMA_VERSION,
+        server_schema=None if server_schema is None else int(server_schema),
+        held_changes=held,
+        schema_notice=_notice(held, needs, None if server_schema is None else int(server_schema)),
+    )
+
+
+def _notice(held: int, needs: int, server_schema: int | None) -> str | None:
+    if not held:
+        return None
+    behind = server_schema if server_schema is not None else 1
+    return (
+        f"{held} local change{'s' if held != 1 else ''} kept here: the server knows schema version {behind} "
+        f"and they need {needs} ({versions.describe(behind)}); they sync once it is upgraded"
     )
