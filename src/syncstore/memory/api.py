@@ -25,8 +25,8 @@ from syncstore.errors import NotFoundError, ValidationError
 from syncstore.memory import engines, feed
 from syncstore.memory.access import AccessLog
 from syncstore.memory.embedders import Embedder, HashingEmbedder, normalize_rows
-from syncstore.memory.filters import FilterOptions, Filters, check_k, query_vector
-from syncstore.memory.ranking import Ranking
+from syncstore.shared.memory.filters import FilterOptions, Filters, check_k, query_vector
+from syncstore.shared.memory.ranking import Ranking
 from syncstore.memory.records import COLUMNS, TABLE, Hit, MemoryRecord, check_tags, from_row
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ class Memory:
     ) -> list[Hit]:
         """The ``k`` best memories for ``query`` among those passing the filters
         (see :class:`FilterOptions`), best first; ``k`` of them whenever ``k``
-        memories of this embedder's model pass (see :mod:`syncstore.memory.ranking`
+        memories of this embedder's model pass (see :mod:`syncstore.shared.memory.ranking`
         for the order)."""
         if not isinstance(query, str):
             raise ValidationError("the query must be text")

@@ -24,8 +24,8 @@ from syncstore.errors import ValidationError
 if TYPE_CHECKING:
     import numpy as np
 
-    from syncstore.memory.filters import Filters
-    from syncstore.memory.ranking import Ranking
+    from syncstore.shared.memory.filters import Filters
+    from syncstore.shared.memory.ranking import Ranking
 
 ENGINES = ("auto", "numpy", "sqlite-vec")
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors held in RAM before auto picks sqlite-vec

@@ -23,8 +23,8 @@ import numpy as np
 
 from syncstore import schema
 from syncstore.memory import feed
-from syncstore.memory.filters import Filters
-from syncstore.memory.ranking import Ranking, top_k
+from syncstore.shared.memory.filters import Filters
+from syncstore.shared.memory.ranking import Ranking, top_k
 
 if TYPE_CHECKING:
     from syncstore.store import Store
