@@ -49,7 +49,7 @@ from syncstore import schema
 from syncstore.errors import CapabilityError
 from syncstore.memory import feed
 from syncstore.memory.engines import hnsw_files
-from syncstore.memory.engines.numpy_engine import _Lookup, _recency_candidates
+from syncstore.memory.engines.numpy_engine import _GATHER_SHARE, _Lookup, _recency_candidates
 from syncstore.shared.memory.filters import Filters
 from syncstore.shared.memory.ranking import Ranking, top_k
 
@@ -62,7 +62,7 @@ CONNECTIVITY = 16  # links per row in the graph (HNSW's M)
 BUILD_EXPANSION = 80  # candidates considered while linking a new row (efConstruction)
 EXPANSION = 128  # rows the search walk keeps in view (efSearch), at least ``candidates``
 CANDIDATES = 100  # nearest rows ranked by the full formula
-EXACT_BELOW = 20_000  # rows passing the filters at or below which a search is exact
+EXACT_BELOW = 5_000  # rows passing the filters at or below which a search is exact
 STALE_SHARE = 0.5  # dead labels, as a share of live ones, that make the graph stale
 SAVE_SHARE = 0.1  # unsaved changes, as a share of rows, that make a refresh save
 
@@ -430,7 +430,9 @@ class HnswIndex:
 
     def _exact(self, query: np.ndarray, chosen: np.ndarray, filters: Filters, ranking: Ranking, k: int) -> list[tuple[str, float, float]]:
         """Score every passing row, as the numpy engine does."""
-        similarity = self._vectors()[chosen] @ query
+        vectors = self._vectors()
+        # A product over every vector beats gathering a large share of them first.
+        similarity = (vectors @ query)[chosen] if chosen.size > _GATHER_SHARE * len(vectors) else vectors[chosen] @ query
         importance = self._importance[chosen]
         touched = self._touched[chosen]
         rows = _recency_candidates(similarity, importance, ranking, k)
