@@ -64,6 +64,7 @@ EXPANSION = 128  # rows the search walk keeps in view (efSearch), at least ``can
 CANDIDATES = 100  # nearest rows ranked by the full formula
 EXACT_BELOW = 5_000  # rows passing the filters at or below which a search is exact
 STALE_SHARE = 0.5  # dead labels, as a share of live ones, that make the graph stale
+STALE_MIN = 1_000  # ...and at least this many (a small graph walks past a few dead labels cheaply)
 SAVE_SHARE = 0.1  # unsaved changes, as a share of rows, that make a refresh save
 
 
@@ -96,7 +97,7 @@ class HnswIndex:
         *,
         model: str,
         dimensions: int,
-        exact_below: int = EXACT_BELOW,
+        exact_below: int | None = None,
         candidates: int = CANDIDATES,
         expansion: int = EXPANSION,
         connectivity: int = CONNECTIVITY,
@@ -108,7 +109,7 @@ class HnswIndex:
         self.store = store
         self.model = model
         self.dimensions = dimensions
-        self.exact_below = exact_below
+        self.exact_below = EXACT_BELOW if exact_below is None else exact_below
         self.candidates = candidates
         self.expansion = expansion
         self.connectivity = connectivity
@@ -272,7 +273,7 @@ class HnswIndex:
         if graph.ntotal != labels or graph.d != self.dimensions:
             return False
         self._reset()
-        self._graph = faiss.downcast_index(graph)
+        self._graph = graph  # (read_index gives the concrete class; a downcast copy would not own it)
         self._ids = saved.ids
         self._label = {memory_id: label for label, memory_id in enumerate(saved.ids) if memory_id is not None}
         self._dead = labels - len(self._label)
@@ -351,7 +352,7 @@ class HnswIndex:
             self._apply([rows[memory_id] for memory_id in ids if memory_id in rows])
             self.cursor = cursor
             self._unsaved += len(ids)
-            if self._dead > STALE_SHARE * max(self.size, 1) and self._dead > 1_000:
+            if self._dead > STALE_SHARE * max(self.size, 1) and self._dead >= STALE_MIN:
                 self._build()  # too many dead labels: the walk wastes its steps on them
             elif self._unsaved > SAVE_SHARE * max(self.size, 1_000):
                 self._save()
