@@ -3,7 +3,7 @@
 Memories of many embedding models share ``syncstore.agent_memory``, whose
 ``embedding`` column is an untyped ``vector`` (any dimensions), so one HNSW
 index cannot serve them all: each (model, dimensions) gets a partial index of
-its own (:func:`syncstore.memory.server_search.create_hnsw_index`). The server
+its own (:func:`syncstore.shared.memory.server_search.create_hnsw_index`). The server
 builds one the first time that model is searched, in the background with
 ``CREATE INDEX CONCURRENTLY`` (writes go on meanwhile), and searches exactly
 until it is valid. Guards, since models are named by clients:
@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from syncstore.memory import server_search
+from syncstore.shared.memory import server_search
 
 from syncstore_server.tables import SCHEMA
 

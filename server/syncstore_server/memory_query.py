@@ -34,9 +34,9 @@ import msgspec
 import numpy as np
 
 from syncstore.errors import ValidationError
-from syncstore.memory.embedders import HashingEmbedder
-from syncstore.memory.filters import Filters
-from syncstore.memory.ranking import Ranking
+from syncstore.shared.embedders import HashingEmbedder
+from syncstore.shared.memory.filters import Filters
+from syncstore.shared.memory.ranking import Ranking
 
 DEFAULT_K = 10
 DEFAULT_MAX_K = 100
@@ -52,7 +52,7 @@ _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A checked search: ``text`` or ``vector`` (never both), and everything
-    :func:`syncstore.memory.server_search.search_filtered` takes besides."""
+    :func:`syncstore.shared.memory.server_search.search_filtered` takes besides."""
 
     text: str | None
     vector: Any  # np.ndarray (float32) when the caller sent one

@@ -1,6 +1,6 @@
 """Memory search for the HTTP endpoint: a checked request, one tenant, one answer.
 
-The search itself is :func:`syncstore.memory.server_search.search_filtered`
+The search itself is :func:`syncstore.shared.memory.server_search.search_filtered`
 (the filters, ranking and no-shortfall promise of local search), over
 ``syncstore.agent_memory`` with the tenant from the caller's token. It is
 synchronous psycopg with numpy scoring (the exact scan where embeddings are
@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from syncstore import schema
 from syncstore.errors import SyncError, ValidationError
-from syncstore.memory import server_search
+from syncstore.shared.memory import server_search
 
 from syncstore_server.memory_index import DEFAULT_MAX_INDEXES, DEFAULT_MIN_ROWS, HnswIndexes
 from syncstore_server.memory_query import DEFAULT_MAX_K, SearchRequest, embed_text

@@ -12,7 +12,15 @@ import syncstore
 from syncstore.memory import Memory
 
 MODEL = "test-vectors"
-ENGINES = ("numpy", "sqlite-vec")
+ENGINES = ("numpy", "sqlite-vec", "hnsw")
+
+
+@pytest.fixture(autouse=True)
+def walk_the_graph(monkeypatch):
+    """The hnsw engine scores small sets exactly; make it walk its graph even here."""
+    from syncstore.memory.engines import hnsw_engine
+
+    monkeypatch.setattr(hnsw_engine, "EXACT_BELOW", 0)
 
 
 def ids(memory, query, engine, **options):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from syncstore.memory import Ranking
-from syncstore.memory.ranking import DAY, top_k
+from syncstore.shared.memory.ranking import DAY, top_k
 
 MODEL = "test-vectors"
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)

@@ -14,7 +14,15 @@ from syncstore.memory.remote import search_server
 
 MODEL = "test-vectors"
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
-ENGINES = ("numpy", "sqlite-vec")
+ENGINES = ("numpy", "sqlite-vec", "hnsw")
+
+
+@pytest.fixture(autouse=True)
+def walk_the_graph(monkeypatch):
+    """The hnsw engine scores small sets exactly; make it walk its graph even here."""
+    from syncstore.memory.engines import hnsw_engine
+
+    monkeypatch.setattr(hnsw_engine, "EXACT_BELOW", 0)
 
 
 def add(store, unit, *, agent="a", kind="knowledge_base", tags=(), importance=5, vector=None, **extra):

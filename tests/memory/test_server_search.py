@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from syncstore.memory import Ranking
-from syncstore.memory.server_search import create_hnsw_index, embedding_type, index_plan, search_memory
+from syncstore.shared.memory.server_search import create_hnsw_index, embedding_type, index_plan, search_memory
 
 psycopg = pytest.importorskip("psycopg")
 

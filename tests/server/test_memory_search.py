@@ -21,7 +21,7 @@ import pytest
 import syncstore
 from syncstore.errors import AuthError, ValidationError
 from syncstore.memory import Filters, Ranking, remote
-from syncstore.memory.embedders import HashingEmbedder
+from syncstore.shared.embedders import HashingEmbedder
 from syncstore.memory.remote import encode_vector, search_server
 
 from syncstore_server.http import SEARCH_PATH, HttpSettings

@@ -19,7 +19,7 @@ import syncstore
 from syncstore.errors import CapabilityError
 from syncstore.memory import Ranking
 from syncstore.memory.remote import search_server
-from syncstore.memory.server_search import hnsw_index_name, index_plan
+from syncstore.shared.memory.server_search import hnsw_index_name, index_plan
 
 from syncstore_server.embedded import EmbeddedPostgres
 from syncstore_server.http import HttpSettings

@@ -45,7 +45,7 @@ _SETTINGS = "syncstore.memory.settings"
     default="auto",
     show_default=True,
     envvar="SYNCSTORE_MEMORY_ENGINE",
-    help="Search engine: in-memory numpy, sqlite-vec, or chosen by size.",
+    help="Search engine: in-memory numpy, sqlite-vec, hnsw (approximate, for large sets), or chosen by size.",
 )
 @click.pass_context
 def memory(ctx: click.Context, embedder: str, embedding_url: str | None, embedding_model: str | None, engine: str) -> None:

@@ -25,8 +25,8 @@ from syncstore.errors import NotFoundError, ValidationError
 from syncstore.memory import engines, feed
 from syncstore.memory.access import AccessLog
 from syncstore.memory.embedders import Embedder, HashingEmbedder, normalize_rows
-from syncstore.memory.filters import FilterOptions, Filters, check_k, query_vector
-from syncstore.memory.ranking import Ranking
+from syncstore.shared.memory.filters import FilterOptions, Filters, check_k, query_vector
+from syncstore.shared.memory.ranking import Ranking
 from syncstore.memory.records import COLUMNS, TABLE, Hit, MemoryRecord, check_tags, from_row
 
 if TYPE_CHECKING:
@@ -64,14 +64,22 @@ class Memory:
         engine: str = "auto",
         ranking: Ranking | None = None,
         memory_budget: int = engines.DEFAULT_MEMORY_BUDGET,
+        approximate_above: int = engines.APPROXIMATE_ABOVE,
+        storage: str = "float32",
     ):
         if engine not in engines.ENGINES:
             raise ValidationError(f"engine must be one of {', '.join(engines.ENGINES)}, not {engine!r}")
+        if storage not in engines.STORAGES:
+            raise ValidationError(f"storage must be one of {', '.join(engines.STORAGES)}, not {storage!r}")
+        if isinstance(approximate_above, bool) or not isinstance(approximate_above, int) or approximate_above < 0:
+            raise ValidationError("approximate_above must be a non-negative integer")
         self.store = store
         self.embedder = embedder or HashingEmbedder()
         self.engine = engine
         self.ranking = ranking or Ranking()
         self.memory_budget = memory_budget
+        self.approximate_above = approximate_above
+        self.storage = storage  # how the numpy engine holds vectors (float16 and int8 are approximate)
         self.access = AccessLog(store)
         self._indexes: dict[tuple[str, str, int], engines.Index] = {}
         self._sidecar: VecSidecar | None = None
@@ -85,6 +93,10 @@ class Memory:
         if self._task_search is not None:
             self._task_search.close()
         with self._lock:
+            for index in self._indexes.values():
+                closing = getattr(index, "close", None)
+                if closing is not None:
+                    closing()  # the hnsw engine saves what changed since its last save
             self._indexes.clear()
             if self._sidecar is not None:
                 self._sidecar.close()
@@ -282,7 +294,7 @@ class Memory:
     ) -> list[Hit]:
         """The ``k`` best memories for ``query`` among those passing the filters
         (see :class:`FilterOptions`), best first; ``k`` of them whenever ``k``
-        memories of this embedder's model pass (see :mod:`syncstore.memory.ranking`
+        memories of this embedder's model pass (see :mod:`syncstore.shared.memory.ranking`
         for the order)."""
         if not isinstance(query, str):
             raise ValidationError("the query must be text")
@@ -330,7 +342,7 @@ class Memory:
         """The engine's index of one vector space, opened (and loaded) on first use."""
         requested = engine or self.engine
         with self._lock:
-            for name in ("numpy", "sqlite-vec") if requested == "auto" else (requested,):
+            for name in ("hnsw", "numpy", "sqlite-vec") if requested == "auto" else (requested,):
                 if (name, model, dimensions) in self._indexes:
                     return self._indexes[(name, model, dimensions)]
             chosen = engines.choose(
@@ -340,6 +352,8 @@ class Memory:
                 vector_available=self.store.capabilities.vector,
                 readonly=self.store.readonly,
                 budget=self.memory_budget,
+                approximate_above=self.approximate_above,
+                hnsw_available=hnsw_engine_available(),
             )
             key = (chosen, model, dimensions)
             if key not in self._indexes:
@@ -350,7 +364,11 @@ class Memory:
         if name == "numpy":
             from syncstore.memory.engines.numpy_engine import NumpyIndex
 
-            return NumpyIndex(self.store, model=model, dimensions=dimensions)
+            return NumpyIndex(self.store, model=model, dimensions=dimensions, storage=self.storage)
+        if name == "hnsw":
+            from syncstore.memory.engines.hnsw_engine import HnswIndex
+
+            return HnswIndex(self.store, model=model, dimensions=dimensions)
         from syncstore.memory.engines.sqlite_vec_engine import SqliteVecIndex, VecSidecar
 
         if self._sidecar is None:
@@ -440,3 +458,8 @@ class Memory:
                 self._task_search = TaskSearch(self.store, embedder=self.embedder)
             return self._task_search
 
+
+def hnsw_engine_available() -> bool:
+    from syncstore.memory.engines.hnsw_engine import available
+
+    return available() is None

@@ -16,10 +16,8 @@ import msgspec
 
 from syncstore import schema
 from syncstore.errors import ValidationError
+from syncstore.shared.memory.columns import COLUMNS, TABLE
 
-TABLE = "agent_memory"
-# Every stored column but the vector, in schema order.
-COLUMNS = tuple(name for name in schema.TABLES[TABLE].column_names if name != "embedding")
 
 
 class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):

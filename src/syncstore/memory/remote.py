@@ -24,8 +24,8 @@ import msgspec
 import numpy as np
 
 from syncstore.errors import AuthError, ExternalServiceError, ValidationError
-from syncstore.memory.filters import FilterOptions, Filters
-from syncstore.memory.ranking import Ranking
+from syncstore.shared.memory.filters import FilterOptions, Filters
+from syncstore.shared.memory.ranking import Ranking
 
 PATH = "/v1/memory/search"
 SERVICE = "sync server memory search"

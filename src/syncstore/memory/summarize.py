@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from syncstore.memory.embedders.hashing import HashingEmbedder
+from syncstore.shared.embedders.hashing import HashingEmbedder
 from syncstore.memory.records import MemoryRecord
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

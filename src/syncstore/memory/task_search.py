@@ -21,8 +21,8 @@ import numpy as np
 
 from syncstore import records, schema
 from syncstore.memory.embedders import Embedder
-from syncstore.memory.filters import check_k
-from syncstore.memory.ranking import top_k
+from syncstore.shared.memory.filters import check_k
+from syncstore.shared.memory.ranking import top_k
 
 if TYPE_CHECKING:
     from syncstore.replica.store import Change

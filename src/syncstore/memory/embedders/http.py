@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from syncstore.errors import ExternalServiceError
-from syncstore.memory.embedders.base import Embedder, normalize_rows
+from syncstore.shared.embedders.base import Embedder, normalize_rows
 from syncstore.resilience import CircuitBreaker, retry
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from syncstore.errors import CapabilityError
-from syncstore.memory.embedders.base import Embedder, normalize_rows
+from syncstore.shared.embedders.base import Embedder, normalize_rows
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -1,8 +1,8 @@
-"""The two search engines and how one is chosen.
+"""The search engines and how one is chosen.
 
-Both index one vector space (embedding model and dimensions) each, search
-exactly, apply filters before ranking (so no shortfall), and stay in step
-through the memory feed.
+Each indexes one vector space (embedding model and dimensions), applies
+filters before ranking (so no shortfall), and stays in step through the
+memory feed. numpy and sqlite-vec search exactly; hnsw approximately.
 
 - ``numpy``: every vector in memory; one matrix-vector product per search,
   the fastest exact search here. Costs ``rows * dimensions * 4`` bytes of RAM
@@ -10,9 +10,14 @@ through the memory feed.
 - ``sqlite-vec``: vectors in a vec0 table in a sidecar file; little RAM, no
   load, slower scans (sqlite-vec computes distances without SIMD).
 
-``auto`` takes numpy while the matrix fits the memory budget and sqlite-vec
-beyond it (numpy anyway where sqlite-vec is not loaded or the replica is
-read-only).
+- ``hnsw``: an HNSW graph (faiss, the ``vectors`` extra) beside the replica;
+  about a millisecond at a million rows, approximate (see
+  :mod:`.hnsw_engine`), exact whenever the filters leave few rows.
+
+``auto`` takes hnsw from ``approximate_above`` rows (where faiss is
+installed), numpy below it, either while the vectors fit the memory budget,
+and sqlite-vec beyond it (numpy anyway where sqlite-vec is not loaded or the
+replica is read-only).
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from syncstore.errors import ValidationError
 if TYPE_CHECKING:
     import numpy as np
 
-    from syncstore.memory.filters import Filters
-    from syncstore.memory.ranking import Ranking
+    from syncstore.shared.memory.filters import Filters
+    from syncstore.shared.memory.ranking import Ranking
 
-ENGINES = ("auto", "numpy", "sqlite-vec")
+ENGINES = ("auto", "numpy", "sqlite-vec", "hnsw")
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of vectors held in RAM before auto picks sqlite-vec
+# Rows of one vector space from which auto searches approximately: below it an
+# exact numpy search takes a few milliseconds (measured: benchmarks/vector_search.py).
+APPROXIMATE_ABOVE = 200_000
+STORAGES = ("float32", "float16", "int8")
 
 
 class Index(Protocol):
@@ -50,11 +59,23 @@ class Index(Protocol):
         """These memories were just read (recency)."""
 
 
-def choose(name: str, *, rows: int, dimensions: int, vector_available: bool, readonly: bool, budget: int) -> str:
+def choose(
+    name: str,
+    *,
+    rows: int,
+    dimensions: int,
+    vector_available: bool,
+    readonly: bool,
+    budget: int,
+    approximate_above: int = APPROXIMATE_ABOVE,
+    hnsw_available: bool = False,
+) -> str:
     """The engine to use for a vector space of ``rows`` vectors."""
     if name not in ENGINES:
         raise ValidationError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
     if name != "auto":
         return name
     fits = rows * dimensions * 4 <= budget
+    if fits and hnsw_available and rows >= approximate_above:
+        return "hnsw"
     return "numpy" if fits or not vector_available or readonly else "sqlite-vec"

@@ -12,6 +12,14 @@ few bytes per row.
 
 It stays in step through the memory feed (:mod:`syncstore.memory.feed`):
 :meth:`refresh` applies what changed since its cursor, whoever wrote it.
+
+Compact storage (``storage=``): ``float16`` halves the matrix, ``int8``
+quarters it (each row scaled so its largest component is 127, the scale kept
+beside it). numpy has no fast products for either (its own run ~40x slower
+than float32 here), so their products run on numkong's SIMD kernels (the
+``vectors`` extra). Similarities are then those of the rounded vectors, so
+the top k may differ from the exact one where scores are close:
+benchmarks/vector_search.py measures recall and speed of each storage.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from syncstore import schema
+from syncstore.errors import CapabilityError
 from syncstore.memory import feed
-from syncstore.memory.filters import Filters
-from syncstore.memory.ranking import Ranking, top_k
+from syncstore.shared.memory.filters import Filters
+from syncstore.shared.memory.ranking import Ranking, top_k
 
 if TYPE_CHECKING:
     from syncstore.store import Store
@@ -38,10 +47,18 @@ _GATHER_SHARE = 0.25
 class NumpyIndex:
     name = "numpy"
 
-    def __init__(self, store: Store, *, model: str, dimensions: int):
+    def __init__(self, store: Store, *, model: str, dimensions: int, storage: str = "float32"):
+        if storage not in _STORAGE_DTYPES:
+            raise ValueError(f"storage must be one of {', '.join(_STORAGE_DTYPES)}")
+        if storage != "float32":
+            try:
+                import numkong  # noqa: F401
+            except ImportError:
+                raise CapabilityError(f"{storage} storage needs numkong; install syncstore[vectors]") from None
         self.store = store
         self.model = model
         self.dimensions = dimensions
+        self.storage = storage
         self._lock = threading.RLock()
         self._load()
 
@@ -74,12 +91,13 @@ class NumpyIndex:
         ("_touched", np.float64),
         ("_agent", np.int32),
         ("_type", np.int8),
+        ("_scale", np.float32),  # int8 storage: the factor each row was multiplied by
     )
 
     def _allocate(self, capacity: int) -> None:
         """Make room for ``capacity`` rows, keeping the rows held so far."""
         old = self._matrix
-        matrix = np.zeros((capacity, self.dimensions), dtype=np.float32)
+        matrix = np.zeros((capacity, self.dimensions), dtype=_STORAGE_DTYPES[self.storage])
         if old is not None:
             matrix[: self._n] = old[: self._n]
         self._matrix = matrix
@@ -113,7 +131,14 @@ class NumpyIndex:
             self._slot[row.id] = slot
         vector = np.frombuffer(row.vector, dtype=np.float32)
         norm = float(np.linalg.norm(vector))
-        self._matrix[slot] = vector / norm if norm > 0 else 0.0
+        unit = vector / norm if norm > 0 else np.zeros_like(vector)
+        if self.storage == "int8":
+            largest = float(np.abs(unit).max()) if unit.size else 0.0
+            scale = 127.0 / largest if largest > 0 else 1.0
+            self._matrix[slot] = np.round(unit * scale)
+            self._scale[slot] = scale
+        else:
+            self._matrix[slot] = unit
         self._importance[slot] = row.importance
         self._active[slot] = row.is_active
         self._expires[slot] = row.expires
@@ -226,11 +251,11 @@ class NumpyIndex:
             if chosen.size == 0:
                 return []
             if chosen.size == n:
-                similarity = self._matrix[:n] @ query
+                similarity = self._similarity(None, query)
             elif chosen.size < _GATHER_SHARE * n:
-                similarity = self._matrix[chosen] @ query
+                similarity = self._similarity(chosen, query)
             else:
-                similarity = (self._matrix[:n] @ query)[chosen]
+                similarity = self._similarity(None, query)[chosen]
             importance = self._importance[:n] if chosen.size == n else self._importance[chosen]
             touched = self._touched[:n] if chosen.size == n else self._touched[chosen]
             rows = _recency_candidates(similarity, importance, ranking, k)
@@ -240,6 +265,26 @@ class NumpyIndex:
             ids = _Lookup(self._ids, chosen)
             best = top_k(scores, ids, k)
             return [(ids[i], float(scores[i]), float(similarity[i])) for i in best]
+
+
+    def _similarity(self, rows: np.ndarray | None, query: np.ndarray) -> np.ndarray:
+        """Cosine similarity of the query with every row (``rows`` None) or with those rows."""
+        matrix = self._matrix[: self._n] if rows is None else self._matrix[rows]
+        if self.storage == "float32":
+            return matrix @ query
+        import numkong
+
+        if self.storage == "float16":
+            return np.asarray(numkong.cdist(query.astype(np.float16)[None], matrix, metric="dot"))[0]
+        largest = float(np.abs(query).max())
+        scale = 127.0 / largest if largest > 0 else 1.0
+        quantized = np.round(query * scale).astype(np.int8)
+        dots = np.asarray(numkong.cdist(quantized[None], matrix, metric="dot"))[0]
+        row_scale = self._scale[: self._n] if rows is None else self._scale[rows]
+        return dots / (row_scale.astype(np.float64) * scale)
+
+
+_STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
 
 
 def _recency_candidates(similarity: np.ndarray, importance: np.ndarray, ranking: Ranking, k: int) -> np.ndarray | None:

@@ -40,8 +40,8 @@ import numpy as np
 from syncstore import schema
 from syncstore.errors import CapabilityError, ReplicaError
 from syncstore.memory import feed
-from syncstore.memory.filters import Filters
-from syncstore.memory.ranking import Ranking, top_k
+from syncstore.shared.memory.filters import Filters
+from syncstore.shared.memory.ranking import Ranking, top_k
 from syncstore.replica.connection import connect
 
 if TYPE_CHECKING:

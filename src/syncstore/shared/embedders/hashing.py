@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from syncstore.memory.embedders.base import Embedder, normalize_rows
+from syncstore.shared.embedders.base import Embedder, normalize_rows
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MODEL = re.compile(r"^syncstore-hashing-v1:d(\d+):c(\d+)-(\d+):n([0-9.e+-]+):b([0-9.e+-]+)$")
