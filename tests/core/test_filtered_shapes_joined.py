@@ -355,6 +355,22 @@ STEPS = st.lists(
 )
 
 
+# Replica 1 follows repository r2 (pending or no status) and repository r1.
+# Replica 0 inserts task R1 at r1 (entry 1). Replica 1's first shape is read
+# at position 1 (R1 is not in it) and goes live; its connection ends before
+# the second shape's snapshot is read. Replica 0 moves R1 to r2 (entry 2).
+# Replica 1 connects again: the stream of its live shape starts at 1, and the
+# second shape's snapshot, read at 2, leaves R1 out. Entry 2 moves R1 out of
+# r1 and into r2: it reached replica 1 as the moved cell alone, as if R1 being
+# in the r1 shape before meant replica 1 held it whole (found by this property).
+@example(
+    shapes=[[WHOLE], [REPO_2_OPEN, REPO_1]],
+    schedule=[
+        ("insert", 0, R1, {"title": "a", "status": "pending", "repository": "r1"}),
+        *[("deliver", 0, False)] * 4, *[("deliver", 2, False)] * 5, ("deliver", 3, False),
+        ("update", 0, [(R1, {"repository": "r2"})]),
+    ],
+)  # fmt: skip
 # Replica 1 follows two filtered shapes and inserts task R1 at r2 before its
 # snapshot; its push merges, replica 0 moves R1 to r1, and replica 1's
 # snapshots (read during the final sync) leave R1 out: replica 1 kept R1 at
