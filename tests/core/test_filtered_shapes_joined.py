@@ -495,3 +495,33 @@ def test_a_move_into_a_shape_meeting_a_concurrent_move_out_leaves_the_writers_sh
         sh.check_shape(REPO_2_OPEN)
     )
     assert world.replicas[b].visible()[(TABLE, R1)] == on_server
+
+
+def test_a_row_leaving_a_shape_before_its_snapshot_comes_whole_and_outside_the_others():
+    """Fresh replica A follows repository r2 with status pending (or none),
+    and repository r1. Task R is at r1, completed (entry 1). A's first
+    snapshot is read at position 1 (R is not in it); B moves R to r2
+    (entry 2); A's second snapshot, read at 2, leaves R out; the stream
+    starts at 1. Entry 2 moves R out of A's r1 shape, and A never held R: the
+    moved cell alone would make A's copy a task at r2 with no status, inside
+    A's first shape, while the server's R (completed) lies outside it. A row
+    whose membership in any of a stream's shapes changes is sent whole."""
+    world = World([[REPO_2_OPEN, REPO_1], [WHOLE]])
+    a, b = range(2)
+    world.write(b, [((TABLE, R1), {"title": "t", "status": "completed", "repository": "r1"})])
+    world.sync(b)  # entry 1
+    link = world.connected[a]
+    link.deliver_to_server()  # Hello
+    link.deliver_to_client()  # Welcome: A subscribes to both shapes
+    while link.to_server:
+        link.deliver_to_server()
+    link.read_snapshot()  # the first shape, at position 1: R is not in it
+    assert world.server.waiting(link.session, ss.ReadSnapshot)  # the second waits
+    world.time.ms += 1
+    world.write(b, [((TABLE, R1), {"repository": "r2"})])
+    world.sync(b)  # entry 2: R leaves r1 for r2, completed
+    link.run_clean()  # the second snapshot, read at 2, leaves R out; the stream starts at 1
+    world.settle_everyone()
+    assert world.server.visible_in_shape(sh.check_shape(REPO_2_OPEN)) == {}
+    assert world.replicas[a].visible_in_shape(sh.check_shape(REPO_2_OPEN)) == {}
+    assert world.replicas[a].visible()[(TABLE, R1)] == {"title": "t", "status": "completed", "repository": "r2"}
