@@ -19,7 +19,9 @@ one or two shapes, whole-table or filtered, different replicas different ones.
   ``shapes.shape_key``): state, position, resume key.
 - The schedule interleaves single steps on every link, inserts, updates that
   move rows into and out of shapes (the filtered columns change), deletes,
-  inserts of a deleted id again, and cuts; then everyone syncs cleanly.
+  inserts of a deleted id again, cuts, and a replica following one more
+  shape (as a sync call with a longer list of shapes: it connects again, its
+  other shapes live, the new one by snapshot); then everyone syncs cleanly.
 
 - Reconciling (as ``SyncConnection`` does): after an Ack, the replica
   fetches the rows whose filtered columns its acked changes wrote; after
@@ -184,6 +186,16 @@ class FilteredReplica(SnapshotReplica):
         self.shapes = {key: ShapeProgress() for key in self.filters}  # a fresh replica
         self.reconciled = 0  # local changes up to here had their rows fetched back (SyncState.reconciled_seq)
 
+    def follow(self, shape: p.Shape) -> bool:
+        """One more shape (as SyncState.subscriptions records a new one): False if followed already."""
+        found = sh.check_shape(shape)
+        key = sh.shape_key(found)
+        if key in self.filters:
+            return False
+        self.filters[key] = found
+        self.shapes[key] = ShapeProgress()
+        return True
+
     def subscriptions(self) -> list[cs.Subscription]:
         """As SyncState.subscriptions: live shapes follow the log from the
         cursor; the others take a snapshot, resumed where it was cut off."""
@@ -292,6 +304,8 @@ class World(BaseWorld):
             super().local((kind, who, [((TABLE, i), values) for i, values in step[2]]))
         elif kind == "delete":
             super().local((kind, who, (TABLE, step[2])))
+        elif kind == "follow" and self.replicas[who].follow(step[2]):  # type: ignore[attr-defined]
+            self.reconnect(who)
 
 
 def assert_shapes_converged(world: World) -> None:
@@ -348,6 +362,7 @@ STEPS = st.lists(
         st.tuples(st.just("delete"), WHO, st.sampled_from(IDS)),
         st.tuples(st.just("cut"), WHO),
         st.tuples(st.just("tick")),
+        st.tuples(st.just("follow"), WHO, st.sampled_from(SHAPES)),
         *[deliver() for _ in range(12)],
     ),
     min_size=30,
