@@ -143,8 +143,11 @@ class DirectWrites:
                 while await self.publish() >= self.batch:
                     pass  # a full batch: more may be queued
                 backoff = 0.1
-            except psycopg.Error as exc:
-                log.warning("publishing direct writes failed (%s); will retry", type(exc).__name__)
+            except Exception as exc:  # the publisher never stops: direct writes would wait for ever
+                if isinstance(exc, psycopg.Error):
+                    log.warning("publishing direct writes failed (%s); will retry", type(exc).__name__)
+                else:
+                    log.exception("publishing direct writes failed; will retry")
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, self.sweep_interval_s)
                 self._wake.set()

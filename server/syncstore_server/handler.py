@@ -43,7 +43,7 @@ from syncstore_server import auth
 from syncstore_server.log_tail import LogTail
 from syncstore_server.metrics import Metrics
 from syncstore_server.notify import Notifier
-from syncstore_server.store import ChangeStore
+from syncstore_server.store import ChangeStore, SiteReused
 
 log = logging.getLogger("syncstore.server.handler")
 
@@ -319,13 +319,13 @@ class ConnectionHandler:
             self._dispatch()
             return
         try:
-            acked = await self.store.acked_seq(identity.tenant, action.site)
+            acked, fingerprint = await self.store.site_ack(identity.tenant, action.site)
         except psycopg.Error as exc:
             log.warning("cannot read acks (%s)", type(exc).__name__)
             self.session.refuse("unavailable", "the server cannot reach its database; try again")
             self._dispatch()
             return
-        self.session.accept(identity, acked_seq=acked)
+        self.session.accept(identity, acked_seq=acked, acked_fingerprint=fingerprint)
         if self.session.state is ss.State.READY:
             # One notifier subscription per tenant and process wakes the shared
             # log tail, which routes new entries to the live streams.
@@ -366,6 +366,11 @@ class ConnectionHandler:
             result = await self.store.merge(
                 identity.tenant, self.session.site, action.txs, client_schema=self.session.client_schema
             )
+        except SiteReused as exc:
+            log.warning("push refused for tenant %r: %s", identity.tenant, exc)
+            self.session.merge_failed("site_reused", str(exc))
+            self._dispatch()
+            return
         except (psycopg.Error, SyncError) as exc:
             log.warning("merge failed for tenant %r: %s", identity.tenant, type(exc).__name__)
             self.session.merge_failed("unavailable", "the server could not merge the push; connect again and retry")

@@ -13,7 +13,10 @@ Two kinds of stream:
   cache. A read must see every entry committed before it was asked for: a
   refresh reads the database from the newest entry cached, and a read may use
   a refresh only if that refresh *started* after the read asked. A burst of
-  reads costs at most two queries.
+  reads costs at most two queries. A database read continues with the cache
+  only where the cache holds every entry after the read's end; when the cache
+  moved past it meanwhile (created further on by another first read, or
+  trimmed), it says "more" and the stream reads again from its end.
 - **Live** (a stream that reached the end): each refresh hands the entries
   it fetched to the router in the same step that adds them to the cache, and
   a read that reaches the end says where (``head``): a stream that registers
@@ -89,7 +92,11 @@ class LogTail:
         self.max_tenants = tenants
         self.router = router if router is not None else Router()
         self._tails: OrderedDict[str, _Tail] = OrderedDict()
-        self._pokes: dict[str, int] = {}  # per tenant: commits heard of (to notice one during a read)
+        # Per tenant: the number of the last commit heard of (to notice one
+        # during a read). Numbers are unique across tenants and never reused,
+        # so a tenant left and joined again during a read cannot look unpoked.
+        self._pokes: dict[str, int] = {}
+        self._poked = 0
         self._joined: dict[str, tuple[int, Callable[[], None] | None]] = {}
 
     # --- who listens --------------------------------------------------------
@@ -114,7 +121,8 @@ class LogTail:
 
     def poke(self, tenant: str) -> None:
         """Something was committed to ``tenant``'s log: fetch it and route it."""
-        self._pokes[tenant] = self._pokes.get(tenant, 0) + 1
+        self._poked += 1
+        self._pokes[tenant] = self._poked
         tail = self._tails.get(tenant)
         if tail is None:
             return
@@ -147,8 +155,15 @@ class LogTail:
                     self._start_refresh(tenant, tail)
                 return TailRead(found, False, end, oldest)
             if not more and tail.high > end:
-                # The cache is ahead of the database read (entries were compacted
-                # away meanwhile): the cached entries after it complete the read.
+                # The cache moved past the end of the database read while it ran
+                # (entries committed meanwhile, read by a refresh or by another
+                # first read that started the cache further on).
+                if tail.low > end:
+                    # The cache lacks the entries in (end, tail.low]: going on
+                    # with it, or reporting its head, would skip them. Read again
+                    # from here; the database has them.
+                    return TailRead(found, True, end, oldest)
+                # The cached entries after it complete the read.
                 newer = [entry for entry in tail.entries if entry.seq > end]
                 room = max(0, limit - len(found))
                 found = found + newer[:room]
@@ -164,7 +179,9 @@ class LogTail:
             refresh = tail.refresh
             assert refresh is not None
             await asyncio.shield(refresh)
-        if after < tail.low:  # trimmed while we waited
+        if after < tail.low or self._tails.get(tenant) is not tail:
+            # Trimmed while we waited, or dropped (its refreshes stopped, so its
+            # head says nothing of what a live stream will be routed).
             return await self.read(tenant, after, limit=limit)
         newer = [entry for entry in tail.entries if entry.seq > after]
         more = len(newer) > limit or not tail.reaches_end

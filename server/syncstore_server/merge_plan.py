@@ -18,6 +18,12 @@ of some columns to a row the server does not hold is dropped: the row was
 deleted and its tombstone collected (see compaction), and writing its cells
 would bring it back. A write to a row that is a tombstone is logged with the
 row's ``_deleted`` cell, so a replica that never had the row keeps it deleted.
+
+A row is always created whole: an insert that leaves columns out (a client of
+an older schema, or one that builds its own changes) has them written with
+their defaults at its own clock, and logged so, exactly as a replica's insert
+writes every column. One that leaves out a required column cannot make a row
+any replica would take: its transaction is refused (:func:`unborn`).
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ def _empty(table: schema.Table) -> dict[str, Cell]:
 
 
 _EMPTY = {name: _empty(tbl) for name, tbl in schema.TABLES.items()}
+_REQUIRED = {name: tuple(c.name for c in tbl.columns[1:] if c.required) for name, tbl in schema.TABLES.items()}
 
 
 def empty_row(table: str) -> dict[str, Cell]:
@@ -118,6 +125,10 @@ def plan_tx(
             # The cells are made by map/zip: no Python-level loop per column.
             incoming = dict(zip(values, map(make, cell_class, zip(values.values(), repeat(hlc), repeat(site)))))
             cells = dict(_EMPTY[change.table])
+            if len(incoming) != len(cells):
+                # A partial insert: the other columns get their defaults, written
+                # by this insert (a cell at the zero clock is no replica's to take).
+                incoming = {name: make(Cell, (cell.value, hlc, site)) for name, cell in cells.items()} | incoming
             cells.update(incoming)
             row = rows[key] = Row(cells, exists=False)
             row.dirty = True
@@ -164,6 +175,25 @@ def plan_tx(
             cells[DELETED] = merged[DELETED]
     row_changes = [p.RowChange(table, row_id, cells) for (table, row_id), cells in written.items()]
     return PlannedTx(origin_tx, row_changes, conflicts)
+
+
+def unborn(changes: Iterable[Checked], rows: dict[RowKey, Row]) -> str | None:
+    """Why one client transaction would create a row without a column its table
+    requires (no replica could take that row), or None. ``rows`` holds the
+    rows that exist before it (as :func:`plan_tx` gets them)."""
+    born: set[RowKey] = set()
+    for change in changes:
+        key = (change.table, change.id)
+        if key in rows or key in born or change.values.get(DELETED) != 0:
+            continue
+        missing = [name for name in _REQUIRED[change.table] if name not in change.values]
+        if missing:
+            return (
+                f"{change.table} row {change.id!r} is not on the server: a change that makes it live "
+                f"must give {', '.join(missing)}"
+            )
+        born.add(key)
+    return None
 
 
 def conflict_record(conflict: Conflict, *, created_at: str) -> p.ConflictRecord:

@@ -48,6 +48,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncstore import schema
 from syncstore.core import hlc as hlc_mod
+from syncstore.core.fingerprint import change_fingerprint
 from syncstore.core import protocol as p
 from syncstore.core import server_session, shapes
 from syncstore.errors import SyncError, ValidationError
@@ -104,11 +105,27 @@ class _ConcurrentInsert(Exception):
     """A row this push took for new was inserted by another push meanwhile."""
 
 
+class SiteReused(Exception):
+    """The push's change at the site's acked sequence is not the one merged
+    there: it comes from another copy of the replica file (same site id,
+    another history). Nothing was merged; the client takes a new site id."""
+
+
+def _fingerprint(change: p.LocalChange) -> bytes:
+    return change_fingerprint(change.hlc, change.table, change.id)
+
+
 _RETRY = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, _ConcurrentInsert)
-# What PostgreSQL says of a value it will never take (a character the database's
-# encoding lacks, a vector over pgvector's size limit, JSON nested too deep):
-# the transaction carrying it is refused for good instead of failing the push.
-_REFUSED_VALUE = (pg_errors.DataError, pg_errors.ProgramLimitExceeded)
+
+
+def never_storable(exc: psycopg.Error) -> bool:
+    """Whether PostgreSQL said it will never take a value of the statement:
+    a data exception (SQLSTATE class 22: a character the database's encoding
+    lacks, a number out of range) or a program limit (class 54: a value too
+    large for an index or a vector, JSON nested past the stack depth limit).
+    The transaction carrying it is refused for good instead of failing the
+    push, which the client would retry for ever."""
+    return (exc.sqlstate or "").startswith(("22", "54"))
 
 
 async def load_catalog(conn: psycopg.AsyncConnection) -> Catalog:
@@ -146,12 +163,18 @@ class ChangeStore:
     # --- acks -----------------------------------------------------------------
 
     async def acked_seq(self, tenant: str, site: bytes) -> int:
+        return (await self.site_ack(tenant, site))[0]
+
+    async def site_ack(self, tenant: str, site: bytes) -> tuple[int, bytes]:
+        """How far this site is merged, and the fingerprint of its change there
+        (b"": none, or merged before fingerprints were kept)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT acked_seq FROM {SCHEMA}.site_acks WHERE tenant = %s AND site = %s", (tenant, site)
+                f"SELECT acked_seq, acked_fingerprint FROM {SCHEMA}.site_acks WHERE tenant = %s AND site = %s",
+                (tenant, site),
             )
             found = await cur.fetchone()
-        return found[0] if found else 0
+        return (found[0], bytes(found[1] or b"")) if found else (0, b"")
 
     # --- merging --------------------------------------------------------------
 
@@ -181,7 +204,9 @@ class ChangeStore:
             except _RETRY as exc:
                 log.info("push from tenant %r retried (%s)", tenant, type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
-            except _REFUSED_VALUE as exc:
+            except psycopg.Error as exc:
+                if not never_storable(exc):
+                    raise
                 if also is not None or renumber:
                     # The server's own write (a resolution): say so to whoever asked.
                     raise ValidationError(f"PostgreSQL refused the value: {_pg_message(exc)}") from None
@@ -212,12 +237,13 @@ class ChangeStore:
 
     async def _refuse(self, tenant: str, site: bytes, tx: p.LocalTx, refusal: Refused) -> MergeResult:
         async with self.pool.connection() as conn, conn.transaction():
-            acked = await self._lock_site(conn, tenant, site)
+            acked, known = await self._lock_site(conn, tenant, site)
+            _same_history([tx], acked, known)
             fresh = [c for c in tx.changes if c.seq > acked]
             rejected = []
             if fresh:
                 rejected = await self._record_refusals(conn, tenant, site, [(p.LocalTx(tx.tx, fresh), refusal)])
-                await self._raise_ack(conn, tenant, site, fresh[-1].seq)
+                await self._raise_ack(conn, tenant, site, fresh[-1].seq, _fingerprint(fresh[-1]))
             return MergeResult(max(acked, tx.changes[-1].seq), rejected, 0, 0, [])
 
     async def _merge(
@@ -233,9 +259,11 @@ class ChangeStore:
         now_ms = self._now_ms()
         async with conn.transaction():
             await conn.execute(SERVER_WRITER)  # not a direct write (migration 0004)
-            acked = await self._lock_site(conn, tenant, site)
+            acked, known = await self._lock_site(conn, tenant, site)
             if renumber:
                 txs = _renumber(txs, after=acked)
+            else:
+                _same_history(txs, acked, known)
             last = max((c.seq for tx in txs for c in tx.changes), default=acked)
             work: list[tuple[p.LocalTx, list[Checked]]] = []
             refused: list[tuple[p.LocalTx, Refused]] = []
@@ -263,6 +291,10 @@ class ChangeStore:
             rows = await self._lock_rows(conn, tenant, work)
             entries: list[tuple[merge_plan.PlannedTx, list[shapes.RowKeys]]] = []
             for tx, checked in work:
+                unborn = merge_plan.unborn(checked, rows)
+                if unborn is not None:
+                    refused.append((tx, Refused("bad_value", unborn)))
+                    continue
                 before = {}
                 for change in checked:
                     key = (change.table, change.id)
@@ -281,25 +313,29 @@ class ChangeStore:
             if also is not None:
                 await also(conn)
             if last > acked:
-                await self._raise_ack(conn, tenant, site, last)
+                await self._raise_ack(conn, tenant, site, last, _fingerprint(_change_at(txs, last)))
         if deferred is not None:
             log.info("deferred transaction %s of tenant %r: %s", deferred.tx, tenant, deferred.message)
         return MergeResult(max(acked, last), rejected, written, conflicts, positions, deferred)
 
-    async def _lock_site(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes) -> int:
+    async def _lock_site(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes) -> tuple[int, bytes]:
+        """Lock the site's ack row (made on its first push); its acked sequence and fingerprint."""
         cur = await conn.execute(
             f"INSERT INTO {SCHEMA}.site_acks AS a (tenant, site) VALUES (%s, %s) "
-            f"ON CONFLICT (tenant, site) DO UPDATE SET last_seen = now() RETURNING a.acked_seq",
+            f"ON CONFLICT (tenant, site) DO UPDATE SET last_seen = now() RETURNING a.acked_seq, a.acked_fingerprint",
             (tenant, site),
         )
         found = await cur.fetchone()
         assert found is not None
-        return found[0]
+        return found[0], bytes(found[1] or b"")
 
-    async def _raise_ack(self, conn: psycopg.AsyncConnection, tenant: str, site: bytes, upto: int) -> None:
+    async def _raise_ack(
+        self, conn: psycopg.AsyncConnection, tenant: str, site: bytes, upto: int, fingerprint: bytes
+    ) -> None:
         await conn.execute(
-            f"UPDATE {SCHEMA}.site_acks SET acked_seq = greatest(acked_seq, %s) WHERE tenant = %s AND site = %s",
-            (upto, tenant, site),
+            f"UPDATE {SCHEMA}.site_acks SET acked_fingerprint = CASE WHEN %s > acked_seq THEN %s "
+            f"ELSE acked_fingerprint END, acked_seq = greatest(acked_seq, %s) WHERE tenant = %s AND site = %s",
+            (upto, fingerprint, upto, tenant, site),
         )
 
     async def _lock_rows(
@@ -665,7 +701,7 @@ class ChangeStore:
                     name: (value, *extra[name]) if name in extra else (value, *base)
                     for name, value in zip(names, row_values)
                 }
-                rows.append(p.RowChange(table_name, ids[k], cells))
+                rows.append(p.RowChange(table_name, ids[k], _written(cells)))
             keep = sorted(set(range(taken)) - set(mixed))
             ids = [ids[k] for k in keep]
             values = [[column[k] for k in keep] for column in values]
@@ -706,7 +742,7 @@ class ChangeStore:
         for record in records:
             row_id, row = view.row_from_db(record)
             cells = {name: (cell.value, cell.hlc, bytes(cell.site)) for name, cell in row.cells.items()}
-            out.append(p.RowChange(table, row_id, cells))
+            out.append(p.RowChange(table, row_id, _written(cells)))
         return out
 
     async def cells(self, tenant: str, table: str, row_id: str) -> dict[str, Any] | None:
@@ -807,6 +843,16 @@ def _retrieved(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+def _written(cells: dict[str, tuple[Any, int, bytes]]) -> dict[str, tuple[Any, int, bytes]]:
+    """A row's cells without those nobody wrote (at the zero clock, which a row
+    merged before partial inserts were completed may hold): a replica fills
+    them itself with the same default at the same zero clock, and takes no
+    cell at that clock from the server."""
+    if all(cell[1] for cell in cells.values()):
+        return cells
+    return {name: cell for name, cell in cells.items() if cell[1]}
+
+
 def _value_size(view: Any, columns: Sequence[Sequence[Any]]) -> int:
     """The length of a chunk's text, bytes and vector values, column by
     column (``columns``: the view's columns as read, before the readers)."""
@@ -828,6 +874,32 @@ def _read_column(column: list[Any], reader: Callable[[Any], Any]) -> list[Any]:
         return [None if value is None else reader(value) for value in column]
     read[None] = None
     return list(map(read.__getitem__, column))
+
+
+def _change_at(txs: Sequence[p.LocalTx], seq: int) -> p.LocalChange:
+    for tx in reversed(txs):
+        for change in tx.changes:
+            if change.seq == seq:
+                return change
+    raise AssertionError(f"no change {seq} in the push")  # pragma: no cover - the caller took seq from it
+
+
+def _same_history(txs: Sequence[p.LocalTx], acked: int, known: bytes) -> None:
+    """Raise :class:`SiteReused` when a push holds a change at the site's acked
+    sequence that is not the one merged there (whose fingerprint is ``known``):
+    the changes up to it would be skipped as merged, but they are another
+    file's. (A push that starts after the acked sequence says nothing of it.)"""
+    if not known or not txs or not txs[0].changes or txs[0].changes[0].seq > acked:
+        return
+    for tx in txs:
+        for change in tx.changes:
+            if change.seq == acked:
+                if _fingerprint(change) != known:
+                    raise SiteReused(
+                        f"the change at sequence {acked} of this site is not the one the server merged there: "
+                        f"another copy of this replica file synced; this one must take a new site id"
+                    )
+                return
 
 
 def _renumber(txs: Sequence[p.LocalTx], *, after: int) -> list[p.LocalTx]:

@@ -10,7 +10,8 @@ it (see ``ChangeStore.merge``).
 What passes comes out in canonical stored form (see :mod:`syncstore.schema`),
 so the server writes and hands back exactly what every replica holds. Values
 go through the same compiled row checker as the replica's writes
-(:mod:`syncstore.replica.rowcheck`), so both ends agree on what is valid.
+(:mod:`syncstore.replica.rowcheck`), under the one definition of what may be
+stored (:mod:`syncstore.storable`), so both ends agree on what is valid.
 
 A client of an older schema version (``client_schema``, from its Hello) does
 not know the columns added since: its insert of a row leaves them out, and
@@ -100,7 +101,6 @@ class _Spec(NamedTuple):
     check: Any  # the replica's compiled row checker: canonical values, same errors
     known: frozenset[str]  # columns a change may name (and _deleted)
     required: tuple[str, ...]  # columns an insert must give
-    json: tuple[str, ...]
     width: int  # columns in a whole row, id included
 
 
@@ -110,7 +110,6 @@ def _spec(tbl: schema.Table) -> _Spec:
         rowcheck.checker(tbl).check,
         frozenset((*tbl.column_names, DELETED)),
         tuple(c.name for c in tbl.columns[1:] if c.required),
-        tuple(c.name for c in tbl.columns if c.type == "json"),
         len(tbl.columns),
     )
 
@@ -169,12 +168,9 @@ def check_change(
         if str(exc).endswith("unknown column") or "column name must be text" in str(exc):
             raise Refused("unknown_column", str(exc)) from None
         raise Refused("bad_value", str(exc)) from None
+    except RecursionError:  # a value no check foresaw, nested past Python's limit: never a retry loop
+        raise Refused("bad_value", f"{where}: a value is nested too deep") from None
     out.pop("id", None)
-    for name in spec.json:
-        text = out.get(name)
-        if text is not None and "\\u0000" in text:
-            # Valid JSON, but PostgreSQL's jsonb cannot hold a NUL character.
-            raise Refused("bad_value", f"{tbl.name}.{name}: JSON text may not contain \\u0000")
     if deleted is not _MISSING:
         if type(deleted) is not int or deleted not in (0, 1):
             raise Refused("bad_value", f"{where}: {DELETED} is 0 or 1, got {deleted!r}")

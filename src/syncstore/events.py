@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import msgspec
 
-from syncstore import records, schema
+from syncstore import records, schema, storable
 from syncstore.core.ids import uuid7
 from syncstore.errors import ValidationError
 from syncstore.event_writer import EventWriter
@@ -62,6 +62,7 @@ _TEXT_FIELDS = (
     "correlation_id",
 )
 _MAX_TEXT = schema.MAX_TEXT
+_MAX_INDEXED = storable.MAX_INDEXED_TEXT  # the fast check's limit; a longer text gets the exact one
 _encode_json = msgspec.json.Encoder(order="sorted").encode  # as schema.encode_json, reused
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MICRO = dt.timedelta(microseconds=1)
@@ -114,15 +115,12 @@ def to_ns(value: dt.datetime | str | int) -> int:
     return ((value - _EPOCH) // _MICRO) * 1000
 
 
-def _bad_text(texts: tuple[Any, ...]) -> ValidationError:
-    # The slow path, only to word the error exactly as the schema does.
+def _check_texts(texts: tuple[Any, ...]) -> None:
+    """The exact check, for texts the fast one doubts: raises the schema's
+    error for the first bad one (a long text is fine where no index is)."""
     tbl = schema.table(TABLE)
     for name, value in zip(_TEXT_FIELDS, texts):
-        try:
-            schema.to_storage(tbl.column(name), value, table_name=TABLE)
-        except ValidationError as exc:
-            return exc
-    return ValidationError("invalid text", table=TABLE)  # pragma: no cover - guard
+        schema.to_storage(tbl.column(name), value, table_name=TABLE)
 
 
 def _utf8(text: str) -> bool:
@@ -227,8 +225,9 @@ class Events:
             error_stack, trace_id, span_id, parent_span_id, correlation_id,
         )  # fmt: skip
         for value in texts:
-            if value is not None and (value.__class__ is not str or "\x00" in value or len(value) > _MAX_TEXT or not (value.isascii() or _utf8(value))):
-                raise _bad_text(texts)
+            if value is not None and (value.__class__ is not str or "\x00" in value or len(value) > _MAX_INDEXED or not (value.isascii() or _utf8(value))):
+                _check_texts(texts)  # raises, unless each is a long text where one may be
+                break
         if duration_ms is not None:
             if duration_ms.__class__ is not float:
                 duration_ms = _duration(duration_ms)
@@ -238,9 +237,14 @@ class Events:
             data_json = "{}"
         else:
             try:
-                data_json = _encode_json(data).decode()
+                data_json = storable.encoded_json(_encode_json(data))
+            except RecursionError:
+                raise ValidationError(
+                    f"JSON nested deeper than {storable.MAX_JSON_DEPTH} levels", table=TABLE, field="data"
+                ) from None
             except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
-                raise ValidationError(f"not valid JSON: {exc}", table=TABLE, field="data") from None
+                problem = str(exc) if str(exc).startswith("JSON") else f"not valid JSON: {exc}"
+                raise ValidationError(problem, table=TABLE, field="data") from None
         self._put(
             (time_ns() if timestamp is None else to_ns(timestamp), execution_id, event_type, severity, component,
              operation, duration_ms, error_code, error_message, error_stack, trace_id, span_id, parent_span_id,

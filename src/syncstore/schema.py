@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping
 import msgspec
 import numpy as np
 
+from syncstore import storable
 from syncstore.errors import ValidationError
 
 TYPES = ("text", "integer", "real", "boolean", "json", "timestamp", "blob", "vector")
@@ -38,12 +39,11 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 # A row id: a UUID written 8-4-4-4-12 in hex (any version, either case). Use it
 # with .match; it ends in \Z because "$" would also accept a trailing newline.
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
-MAX_TEXT = 1_000_000  # characters in one text value
+MAX_TEXT = storable.MAX_TEXT  # characters in one text value (what may be stored: syncstore.storable)
 # The version of the synced tables (see the module docstring). Version 1 is
 # every table and column with no ``since`` of its own; a peer that does not
 # say its version (it predates versions) is of version 1.
 SCHEMA_VERSION = 2  # 2: the LangGraph tables
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 
 
 def is_uuid(value: object) -> bool:
@@ -62,6 +62,7 @@ class Column(msgspec.Struct, frozen=True):
     # JSON columns: "object" or "array" when the value must be one (the typed
     # record holds a dict or a list); None accepts any JSON value.
     shape: str | None = None
+    indexed: bool = False  # the column has an index (set from Table.indexes below)
     since: int = 1  # the schema version that added the column
 
 
@@ -394,6 +395,15 @@ TABLES: dict[str, Table] = {
 }
 
 
+def _mark_indexed(tbl: Table) -> Table:
+    columns = tuple(msgspec.structs.replace(c, indexed=c.name in tbl.indexes) for c in tbl.columns)
+    return msgspec.structs.replace(tbl, columns=columns)
+
+
+# Text in an indexed column has a smaller limit (see syncstore.storable).
+TABLES = {name: _mark_indexed(tbl) for name, tbl in TABLES.items()}
+
+
 def table(name: str) -> Table:
     try:
         return TABLES[name]
@@ -487,7 +497,9 @@ def parse_timestamp(value: str) -> dt.datetime:
 
 
 def encode_json(value: Any) -> str:
-    return msgspec.json.encode(value, order="sorted").decode()
+    """The canonical JSON text of a value: compact, sorted keys, numbers as
+    jsonb keeps them (see syncstore.storable). No limits are checked here."""
+    return storable.jsonb_numbers(msgspec.json.encode(value, order="sorted").decode())
 
 
 def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
@@ -502,15 +514,10 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
     if kind == "text":
         if not isinstance(value, str):
             raise bad(f"expected text, got {type(value).__name__}")
-        if len(value) > MAX_TEXT:
-            raise bad(f"text longer than {MAX_TEXT} characters")
-        if "\x00" in value:
-            raise bad("text contains a NUL character")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise bad("text is not valid Unicode (it has a lone surrogate)") from None
+        try:
+            storable.text(value, indexed=col.indexed)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         if col.choices is not None and value not in col.choices:
             raise bad(f"{value!r} is not one of {', '.join(col.choices)}")
         return value
@@ -526,7 +533,7 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
                 if not value.is_integer():
                     raise bad(f"expected an integer, got {value!r}")
                 value = int(value)
-            if not -(2**63) <= value < 2**63:
+            if not storable.INT_MIN <= value <= storable.INT_MAX:
                 raise bad("integer out of the 64-bit range")
         else:
             value = float(value)
@@ -539,18 +546,13 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
         return value
     if kind == "json":
         try:
-            decoded = msgspec.json.decode(value) if isinstance(value, str) else value
-            text = encode_json(decoded)
-        except (msgspec.DecodeError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
-            raise bad(f"not valid JSON: {exc}") from None
+            text = storable.json(value)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         if col.shape == "object" and not text.startswith("{"):
             raise bad(f"expected a JSON object, got {text[:40]}")
         if col.shape == "array" and not text.startswith("["):
             raise bad(f"expected a JSON array, got {text[:40]}")
-        if "\\u0000" in text and _JSON_NUL.search(text):
-            # Valid JSON, but PostgreSQL's jsonb cannot hold it: refuse it here,
-            # not on the server after the write has been made offline.
-            raise bad("JSON text may not contain the NUL character (\\u0000)")
         return text
     if kind == "timestamp":
         if isinstance(value, dt.datetime):
@@ -568,7 +570,10 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
         raise bad(f"expected a timestamp, got {type(value).__name__}")
     if kind == "blob":
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return bytes(value)
+            try:
+                return storable.blob(bytes(value))
+            except ValueError as exc:
+                raise bad(str(exc)) from None
         raise bad(f"expected bytes, got {type(value).__name__}")
     if kind == "vector":
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -583,6 +588,10 @@ def to_storage(col: Column, value: Any, *, table_name: str = "") -> Any:
                 raise bad("expected a sequence of numbers") from None
             if array.ndim != 1 or array.size == 0:
                 raise bad("expected a non-empty one-dimensional vector")
+        try:
+            storable.vector_dims(array.size)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         if not np.isfinite(array).all():
             raise bad("vector has a non-finite component")
         return array.astype(np.float32, copy=False).tobytes()

@@ -158,7 +158,7 @@ def test_a_push_keeps_back_what_an_older_server_cannot_take(old):
         flow,
     ]
     assert [versions.needed_version(c) for c in held] == [old + 1] * 3
-    assert versions.needed_version(plain) == old
+    assert versions.needed_version(plain) <= old  # all it writes is known to the older server
 
 
 def client() -> cs.ClientSession:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncstore import schema
+from syncstore import schema, storable
 from syncstore.errors import ValidationError
 from syncstore.replica import rowcheck
 
@@ -16,6 +16,8 @@ UUIDS = st.sampled_from(["01a215e4-e4c7-7804-a2c7-551014ae9339", "not-a-uuid", "
 TEXTS = st.one_of(
     st.text(max_size=8),
     st.sampled_from(["pending", "high", "code", "user", "\x00", "caf\u00e9", "\ud800", "x" * (schema.MAX_TEXT + 1)]),
+    # Around the limit of a column with an index (in bytes: ASCII, then two bytes a character).
+    st.sampled_from(["x" * storable.MAX_INDEXED_TEXT, "x" * (storable.MAX_INDEXED_TEXT + 1), "\u00e9" * 501]),
 )
 NUMBERS = st.one_of(
     st.integers(min_value=-(2**64), max_value=2**64),
@@ -33,6 +35,7 @@ TIMES = st.one_of(
 )
 JSONS = st.one_of(
     st.sampled_from(["{}", "[]", '{"b":1,"a":2}', '{"a":2,"b":1}', "{not json", "null", '"s"', " {} "]),
+    st.sampled_from(["[1e16,-0.0]", '{"a":1.5e300}', "[" * 129 + "]" * 129, "[" * 128 + "]" * 128, '["\\u0000"]']),
     st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=3),
     st.lists(st.integers(), max_size=3),
 )

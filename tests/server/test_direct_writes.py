@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncstore import schema
+from syncstore import schema, storable
 from syncstore.core import protocol as p
 from syncstore.core import shapes
 from syncstore.core.hlc import COUNTER_BITS, wall_ms
@@ -241,6 +241,16 @@ REFUSED = [
     ("UPDATE syncstore.task_messages SET content = 'x' WHERE id = %(msg)s", "append-only"),
     ("DELETE FROM syncstore.task_messages WHERE id = %(msg)s", "append-only"),
     ("TRUNCATE syncstore.tasks", "cannot be truncated"),
+    # What no replica could take (syncstore.storable): a long text where an index is, deep JSON.
+    (f"UPDATE syncstore.tasks SET repository = repeat('r', {storable.MAX_INDEXED_TEXT + 1}) WHERE id = %(id)s",
+     "tasks.repository has an index"),
+    (f"UPDATE syncstore.tasks SET user_id = repeat('\u00e9', {storable.MAX_INDEXED_TEXT // 2 + 1}) WHERE id = %(id)s",
+     "at most 1000 bytes"),
+    ("INSERT INTO syncstore.langgraph_checkpoint_blobs (tenant, id, thread_id, channel, version, blob) VALUES "
+     f"('direct', %(new)s, 't', 'c', '1', decode(repeat('00', {storable.MAX_BLOB + 1}), 'hex'))",
+     "langgraph_checkpoint_blobs.blob is longer than"),
+    (f"UPDATE syncstore.tasks SET metadata = ('{{\"a\": ' || repeat('[', {storable.MAX_JSON_DEPTH}) "
+     f"|| repeat(']', {storable.MAX_JSON_DEPTH}) || '}}')::jsonb WHERE id = %(id)s", "nested deeper than 128"),
 ]  # fmt: skip
 
 
@@ -256,6 +266,20 @@ def test_a_bad_direct_write_is_refused_with_a_clear_error_and_changes_nothing(sh
         sql(shared, (statement, {"id": row, "new": new_id(), "msg": msg}))
     assert queued(shared) == before
     assert cells(shared, row)["title"].value == "t"
+
+
+def test_a_direct_write_at_the_limits_of_a_storable_value_is_taken_and_published(shared):
+    row = new_id()
+    depth = storable.MAX_JSON_DEPTH - 1  # inside the object: as deep as a value may be
+    sql(shared, (
+        f"INSERT INTO syncstore.tasks (tenant, id, title, repository, metadata) VALUES (%(t)s, %(id)s, 't', "
+        f"repeat('r', {storable.MAX_INDEXED_TEXT}), ('{{\"a\": ' || repeat('[', {depth}) || repeat(']', {depth}) || '}}')::jsonb)",
+        {"t": T, "id": row},
+    ))  # fmt: skip
+    publish(shared)
+    got = cells(shared, row)
+    assert len(got["repository"].value) == storable.MAX_INDEXED_TEXT
+    assert got["metadata"].value == schema.to_storage(schema.table("tasks").column("metadata"), got["metadata"].value)
 
 
 # --- the migration ------------------------------------------------------------------

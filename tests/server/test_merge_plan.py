@@ -5,7 +5,7 @@ from __future__ import annotations
 from syncstore.core import merge
 from syncstore.core.merge import DELETED, Cell
 
-from syncstore_server.merge_plan import Row, empty_row, plan_tx
+from syncstore_server.merge_plan import Row, empty_row, plan_tx, unborn
 from syncstore_server.validate import Checked
 
 A, B = b"a" * 16, b"b" * 16
@@ -22,16 +22,33 @@ def inserted(rows, hlc=10, site=A, **values):
     return plan_tx([checked(values, hlc)], rows, site=site, origin_tx=1)
 
 
-def test_an_insert_writes_every_given_cell_and_leaves_the_rest_at_the_zero_clock():
+def test_an_insert_that_leaves_columns_out_writes_their_defaults_at_its_clock():
+    """A row is created whole, as a replica's insert always writes it: a cell
+    at the zero clock is no replica's to take, and would stop every bootstrap."""
     rows: dict = {}
     planned = inserted(rows)
     row = rows[KEY]
     assert not row.exists and row.dirty
     assert row.cells["title"] == Cell("first", 10, A)
-    assert row.cells["priority"] == Cell("medium", 0, b"")  # the default, written by nobody
+    assert row.cells["priority"] == Cell("medium", 10, A)  # the default, written by the insert
+    assert all(cell.hlc == 10 and cell.site == A for cell in row.cells.values())
     (change,) = planned.changes
-    assert set(change.cells) == {"title", "status", DELETED}
+    assert change.cells == dict(row.cells)  # logged whole: a live replica gets the same row
     assert planned.conflicts == [] and planned.tables == ["tasks"]
+
+
+def test_a_transaction_that_would_make_a_row_live_without_a_required_column_is_unborn():
+    rows: dict = {}
+    assert unborn([checked({"status": "paused", DELETED: 0}, 10, seen={})], rows) is not None
+    assert "title" in unborn([checked({"status": "paused", DELETED: 0}, 10, seen={})], rows)
+    assert unborn([checked({"title": "t", DELETED: 0}, 10)], rows) is None
+    # Made live by an earlier change of the same transaction, or already held: fine.
+    born = [checked({"title": "t", DELETED: 0}, 10), checked({"status": "paused", DELETED: 0}, 11, seen={}, seq=2)]
+    assert unborn(born, rows) is None
+    inserted(rows)
+    assert unborn([checked({"status": "paused", DELETED: 0}, 12, seen={})], rows) is None
+    # A write to a row the server does not hold that does not make it live is dropped, not refused.
+    assert unborn([checked({"status": "paused"}, 10, seen={})], {}) is None
 
 
 def test_last_write_wins_per_column():

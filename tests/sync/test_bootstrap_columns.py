@@ -1,16 +1,13 @@
 """Columnar snapshot chunks on the client: rows the replica does not hold go
 in by one statement, the others through apply_remote, the same cells as
 apply_remote alone; a chunk with a value the column does not take goes
-through the full checks and writes nothing (nor its resume key)."""
+through the full checks, which keep that row aside and apply the others."""
 
 from __future__ import annotations
-
-import pytest
 
 from syncstore.core import client_session as cs
 from syncstore.core import protocol as p
 from syncstore.core.merge import Cell
-from syncstore.errors import ValidationError
 from syncstore.replica.store import RemoteChange
 from syncstore.sync.state import SyncState
 
@@ -66,7 +63,10 @@ def test_a_columnar_chunk_applies_as_apply_remote_would(replicas):
     assert state.snapshot_progress()[sub.id] == ("snapshot", 7, "0:y")
 
 
-def test_a_columnar_chunk_with_a_bad_value_writes_nothing(replicas):
+def test_a_columnar_chunk_with_a_bad_value_applies_the_others_and_reports_that_row(replicas):
+    """A row the replica cannot take is kept in _ss_sync_skipped, not applied;
+    failing the chunk would fail every later sync too. The chunk's other rows
+    and the snapshot's progress are applied together, as always."""
     source, fresh = replicas("source"), replicas("fresh")
     ids = source.insert_many("tasks", [{"title": f"task {i}"} for i in range(4)])
     chunk = columns_of(source, ids)
@@ -76,11 +76,9 @@ def test_a_columnar_chunk_with_a_bad_value_writes_nothing(replicas):
     bad = p.Columns(chunk.table, chunk.columns, chunk.ids, values, chunk.hlcs, chunk.sites, chunk.site_index)
     state = SyncState(fresh)
     (sub,) = state.subscriptions([p.Shape("tasks")])
-    before = state.snapshot_progress()
-    with pytest.raises(ValidationError):
-        state.apply_snapshot(cs.SnapshotChunk(sub.id, [], 7, False, "0:x", [], bad))
-    assert not replica_rows(fresh)
-    assert state.snapshot_progress() == before
-    state.apply_snapshot(cs.SnapshotChunk(sub.id, [], 7, False, "0:x", [], chunk))
+    state.apply_snapshot(cs.SnapshotChunk(sub.id, [], 7, False, "0:x", [], bad))
+    assert sorted(replica_rows(fresh)) == sorted(i for k, i in enumerate(chunk.ids) if k != 2)
     assert state.snapshot_progress()[sub.id] == ("snapshot", 7, "0:x")
-    assert sorted(replica_rows(fresh)) == sorted(ids)
+    assert state.skipped_rows() == 1
+    (skipped,) = fresh.query("select tbl, pk, problem from _ss_sync_skipped")
+    assert (skipped["tbl"], skipped["pk"]) == ("tasks", chunk.ids[2]) and "expected text" in skipped["problem"]

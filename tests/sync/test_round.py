@@ -107,27 +107,6 @@ def test_a_replica_never_mixes_two_tenants(sync_server, tenant, replicas):
     assert exc.value.code == "tenant_mismatch"
 
 
-def test_a_copied_replica_file_is_refused_rather_than_losing_writes(sync_server, tenant, replicas, tmp_path):
-    import shutil
-
-    import syncstore
-
-    a = replicas("a")
-    token = sync_server.token(tenant)
-    a.sync(sync_server.url, token=token)
-    copy_path = str(tmp_path / "copy.db")
-    a.connection.execute("pragma wal_checkpoint(truncate)")
-    shutil.copy(a.path, copy_path)
-    for i in range(3):
-        a.tasks.create(f"after the copy {i}")
-    a.sync(sync_server.url, token=token)
-    with syncstore.open(copy_path) as copy:
-        copy.tasks.create("on the copy")
-        with pytest.raises(SyncError) as exc:
-            copy.sync(sync_server.url, token=token)
-    assert exc.value.code == "site_reused"
-
-
 def test_conflicts_arrive_with_the_transaction_and_resolve_by_a_write(sync_server, tenant, replicas):
     a, b = replicas("a"), replicas("b")
     token = sync_server.token(tenant)

@@ -71,6 +71,7 @@ class Welcomed(NamedTuple):
     server_time_ms: int = 0  # the server's clock when it welcomed us (0: not said)
     max_drift_ms: int = 0  # how far ahead of it the server accepts stamps (0: not said)
     server_schema: int = 1  # the version of the synced tables the server knows
+    acked_fingerprint: bytes = b""  # of the site's change at acked_seq, as the server merged it
 
 
 class Acked(NamedTuple):
@@ -485,6 +486,7 @@ class ClientSession:
                 server_time_ms=msg.server_time_ms,
                 max_drift_ms=msg.max_drift_ms,
                 server_schema=self.server_schema,
+                acked_fingerprint=msg.acked_fingerprint,
             )
         )
         self.subscribe(self.subscriptions)

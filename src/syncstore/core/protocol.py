@@ -179,6 +179,10 @@ class Welcome(_Message, tag="welcome"):
     # before versions, which is version 1). A newer client keeps back what
     # an older server could not take.
     synced_schema: int = 0
+    # The fingerprint (syncstore.core.fingerprint) of this site's change at
+    # acked_seq (b"": none merged, or a server that does not keep it): a file
+    # whose own change there differs is a copy, and takes a new site id.
+    acked_fingerprint: bytes = b""
 
 
 class Push(_Message, tag="push"):

@@ -414,8 +414,9 @@ class ServerSession:
 
     # --- input: what the driver did -----------------------------------------
 
-    def accept(self, identity: Identity, *, acked_seq: int) -> None:
-        """The token is good; ``acked_seq`` is the server's record for this site."""
+    def accept(self, identity: Identity, *, acked_seq: int, acked_fingerprint: bytes = b"") -> None:
+        """The token is good; ``acked_seq`` is the server's record for this site
+        (and ``acked_fingerprint`` that of its change there)."""
         if self.state is not State.AUTHENTICATING:
             raise ProtocolError(f"accept() in state {self.state.value}", code="state")
         self.identity = identity
@@ -434,6 +435,7 @@ class ServerSession:
                 max_frame=self.max_frame,
                 max_drift_ms=self.max_drift_ms,
                 synced_schema=self.synced_schema,
+                acked_fingerprint=acked_fingerprint,
             )
         )
 

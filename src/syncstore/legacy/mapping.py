@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from syncstore import schema
+from syncstore import schema, storable
 from syncstore.core import hlc
 from syncstore.errors import ValidationError
 from syncstore.legacy.report import Duplicate
@@ -232,7 +232,7 @@ def map_messages(task: MappedTask, messages: list[dict[str, Any]]) -> None:
         data = encode(row["data"]).decode()
         if "\\u0000" in data:
             data = _without_nul(row["data"])
-        row["data"] = data
+        row["data"] = storable.jsonb_numbers(data)  # canonical, as the schema writes JSON
 
 
 def _without_nul(extra: dict[str, Any]) -> str:

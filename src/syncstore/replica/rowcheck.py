@@ -23,13 +23,15 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
-from syncstore import schema
+from syncstore import schema, storable
 from syncstore.errors import ValidationError
 
 _MISSING = object()
 _CANONICAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z").fullmatch
-_MAX_TEXT = schema.MAX_TEXT
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_MAX_TEXT = storable.MAX_TEXT
+_MAX_INDEXED = storable.MAX_INDEXED_TEXT  # for ASCII text (the fast path), characters are bytes
+_MAX_BLOB = storable.MAX_BLOB
+_INT_MIN, _INT_MAX = storable.INT_MIN, storable.INT_MAX
 
 # Short JSON texts already known to be canonical (``encode(decode(t)) == t``),
 # e.g. "{}" and the metadata an agent writes on every row. Bounded: cleared when full.
@@ -84,6 +86,7 @@ class RowChecker:
             c.name: (_KINDS[c.type], c, c.required, None if c.choices is None else frozenset(c.choices), c.minimum, c.maximum)
             for c in tbl.columns
         }
+        self._longest = {c.name: _MAX_INDEXED if c.indexed else _MAX_TEXT for c in tbl.columns}
         self._check_insert = self._compile_insert()
 
     def _value(self, kind: int, col: schema.Column, value: Any, choices, minimum, maximum) -> Any:
@@ -92,8 +95,8 @@ class RowChecker:
         if kind == _TEXT:
             if (
                 cls is str
-                and value.isascii()  # no lone surrogates to check for
-                and len(value) <= _MAX_TEXT
+                and value.isascii()  # no lone surrogates to check for (and a character is a byte)
+                and len(value) <= self._longest[col.name]
                 and "\x00" not in value
                 and (choices is None or value in choices)
             ):
@@ -122,7 +125,7 @@ class RowChecker:
             if cls is str:
                 return _json_text(col, value, self.table.name)
         elif kind == _BLOB:
-            if cls is bytes:
+            if cls is bytes and len(value) <= _MAX_BLOB:
                 return value
         return schema.to_storage(col, value, table_name=self.table.name)
 
@@ -174,6 +177,7 @@ class RowChecker:
         env: dict[str, Any] = {
             "MISSING": _MISSING, "isfinite": math.isfinite, "canonical_time": _canonical_time,
             "CANON_TIME": _CANONICAL_TIMES, "UUID": schema.UUID_PATTERN.match, "MAX_TEXT": _MAX_TEXT,
+            "MAX_INDEXED": _MAX_INDEXED, "MAX_BLOB": _MAX_BLOB,
             "slow": self._slow, "json": self._json, "check_id": self._id, "required": self._required,
             "unknown": self._unknown,
         }
@@ -232,7 +236,8 @@ def _fast_test(col: schema.Column, i: int) -> str:
     """A Python expression true when ``v`` is already this column's canonical form."""
     kind = col.type
     if kind == "text":
-        test = 'type(v) is str and v.isascii() and len(v) <= MAX_TEXT and "\\x00" not in v'
+        longest = "MAX_INDEXED" if col.indexed else "MAX_TEXT"
+        test = f'type(v) is str and v.isascii() and len(v) <= {longest} and "\\x00" not in v'
         return test + (f" and v in CHOICES{i}" if col.choices is not None else "")
     if kind == "boolean":
         return "type(v) is int and (v == 0 or v == 1)"
@@ -249,7 +254,7 @@ def _fast_test(col: schema.Column, i: int) -> str:
     if kind == "timestamp":
         return "type(v) is str and (v in CANON_TIME or canonical_time(v))"
     if kind == "blob":
-        return "type(v) is bytes"
+        return "type(v) is bytes and len(v) <= MAX_BLOB"
     return "False"  # vectors: always converted
 
 

@@ -253,7 +253,8 @@ class Replica:
         )
         try:
             self._open_schema()
-            self.site_id: bytes = self.meta_get("site_id")
+            self._site_id: bytes = self.meta_get("site_id")
+            self._site_version: int | None = self._conn.data_version()
         except apsw.Error as exc:
             self._conn.close()
             raise replica_error(self.path, exc) from None
@@ -333,6 +334,24 @@ class Replica:
         self.close()
 
     @property
+    def site_id(self) -> bytes:
+        """This file's site id: the origin of its writes. A file that turns out
+        to be a copy of another takes a new one (see :mod:`syncstore.replica.rekey`),
+        possibly on another connection: outside a transaction it is read again
+        when the file changed."""
+        if self._depth == 0:
+            with self._lock:
+                version = self._conn.data_version()
+                if version != self._site_version:
+                    self._site_id = self._conn.execute("select value from _ss_meta where key = 'site_id'").fetchone()[0]
+                    self._site_version = version
+        return self._site_id
+
+    @site_id.setter
+    def site_id(self, value: bytes) -> None:
+        self._site_id = value
+
+    @property
     def connection(self) -> apsw.Connection:
         """The underlying apsw connection, for reads the API does not cover."""
         return self._conn
@@ -362,6 +381,9 @@ class Replica:
                 # re-stamping (syncstore.sync.restamp) may have set it back.
                 self.clock.reset(last_hlc)
                 self.clock.server = _server_time(conn)
+                # The site id too: a copy of the file may have taken a new one (replica.rekey).
+                self._site_id = conn.execute("select value from _ss_meta where key = 'site_id'").fetchone()[0]
+                self._site_version = version
                 self._no_tombstones.clear()
                 self._version = version
         except BaseException:

@@ -45,7 +45,6 @@ _ADVICE = {
     "forbidden": "start the sync again with a token that has the scope",
     "tenant_mismatch": "use a separate replica file per tenant",
     "tenant_deleted": "the tenant is gone from the server: stop syncing this replica, or sync it as another tenant in a new file",
-    "site_reused": "open a new replica file and sync it",
     "protocol_version": "upgrade syncstore on the client or the server so both speak one protocol",
     "bad_site": "open a new replica file and sync it",
     "bad_shape": "start the sync again with shapes this client can sync",

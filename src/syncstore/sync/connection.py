@@ -40,6 +40,7 @@ from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
 from syncstore.core import versions
 from syncstore.core.merge import Cell
+from syncstore.core.fingerprint import change_fingerprint
 from syncstore.core.server_session import parse_resume
 from syncstore.errors import (
     AuthError,
@@ -75,6 +76,11 @@ AUTH_CODES = frozenset({"auth", "auth_required", "bad_token", "token_expired", "
 FATAL_CODES = frozenset({"protocol_version", "bad_site", "tenant_deleted"})
 
 
+class _ConnectAgain(SyncError):
+    """End this connection and open the next one at once (this file took a new
+    site id, or the server refused a push whose history it does not have)."""
+
+
 def fatal(message: str, *, code: str) -> SyncError:
     """A sync failure that retrying will not mend (the background loop stops)."""
     exc = SyncError(message)
@@ -103,8 +109,6 @@ def sync_error(exc: BaseException) -> SyncError:
         converted = SyncError(f"the sync client failed unexpectedly ({type(exc).__name__}: {exc})")
         converted.code = "internal"
     return converted
-
-
 
 
 class RoundResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,7 +209,15 @@ class SyncConnection:
         """Connect and sync until ``stop`` is set or, with ``until_settled``,
         until settled. Raises only SyncError (see :func:`sync_error`)."""
         try:
-            return self._run(until_settled=until_settled, timeout=timeout, stop=stop)
+            # A connection that found this file to be a copy (it took a new
+            # site id) ends; the next one, under the new id, follows at once.
+            for attempt in range(3):
+                try:
+                    return self._run(until_settled=until_settled, timeout=timeout, stop=stop)
+                except _ConnectAgain:
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
         except SyncError:
             raise
         except Exception as exc:
@@ -653,24 +665,57 @@ class SyncConnection:
                 f"Use a separate replica file per tenant",
                 code="tenant_mismatch",
             )
-        last = self.replica.last_seq()
-        if event.acked_seq > last:
-            # The server has merged changes of this site that this file never
-            # wrote: a copy of the file (same site id) synced, or the file was
-            # restored from an older backup. New writes would reuse sequence
-            # numbers the server already holds, and be skipped as duplicates.
-            raise fatal(
-                f"the server has merged changes of this replica up to sequence {event.acked_seq}, "
-                f"but this file's log ends at {last}: it is a copy or an older backup of a replica "
-                f"that synced. Open a new replica file and sync it instead",
-                code="site_reused",
-            )
+        reused = self._reused(event)
+        if reused is not None:
+            self._take_new_site(reused)
         self.state.welcomed(tenant=event.tenant, acked_seq=event.acked_seq)
+        session = self.session
+        base = self.state.site_base
+        if session is not None and base > session.acked_seq:
+            # Changes up to the base went out under an earlier site id of this file.
+            session.acked_seq = session.pushed_seq = base
         if event.server_time_ms > 0:
             self._server_clock = (event.server_time_ms, time.monotonic())
             self._max_drift_ms = event.max_drift_ms or hlc.DEFAULT_MAX_DRIFT_MS
             self._keeps_server_time = self.state.server_time is not None
             self._check_clock()
+
+    def _reused(self, event: cs.Welcomed) -> str | None:
+        """Why this file is not the one whose changes the server merged under
+        its site id (a copy of the file synced, or it is an older backup), or None."""
+        acked = event.acked_seq
+        if acked <= self.state.site_base:
+            return None  # nothing merged under this site id since the file took it
+        last = self.replica.last_seq()
+        if acked > last:
+            return (
+                f"the server has merged this replica's changes up to sequence {acked}, but this file's "
+                f"log ends at {last}: it is an older backup, or a copy, of a replica file that synced since"
+            )
+        if not event.acked_fingerprint:
+            return None  # a server that keeps no fingerprint: nothing more to compare
+        found = self.replica.changes(after=acked - 1, limit=1)
+        if not found or found[0].seq != acked:
+            return None  # no entry of ours there to compare with
+        mine = change_fingerprint(found[0].hlc, found[0].table, found[0].id)
+        if mine != event.acked_fingerprint:
+            return (
+                f"the change the server merged at sequence {acked} of this replica's site is not this "
+                f"file's: the file is a copy of a replica file that synced its own changes since"
+            )
+        return None
+
+    def _take_new_site(self, reason: str) -> None:
+        """Re-key this file (a copy): a new site id, under which its changes the
+        server has not merged as its own are pushed again; then connect again."""
+        merged = min(self.state.acked_seq, self.replica.last_seq())
+        new = self.state.take_new_site(merged_upto=merged, reason=reason)
+        message = (
+            f"{self.replica.path}: {reason}. It now syncs as a new site ({new.new.hex()}, was {new.old.hex()}); "
+            f"its {new.changes} changes after sequence {merged} are pushed again under it, and nothing is lost"
+        )
+        log.warning("%s", message)
+        raise _ConnectAgain(message)
 
     def _server_error(self, event: cs.SessionError) -> None:
         # Even an error the server calls non-fatal ends this connection: it
@@ -699,6 +744,10 @@ class SyncConnection:
             # our own estimate of its clock would.
             self._hold(why, look_again_s=max(self._poll, DRIFT_RETRY_S))
             return
+        if event.code == "site_reused":
+            # A push met another copy's history: the next Welcome says so, and
+            # this file takes a new site id then.
+            raise _ConnectAgain(text)
         error = SyncError(text)
         error.code = event.code
         if event.retry_after_ms > 0:

@@ -14,6 +14,7 @@ left unsent).
 from __future__ import annotations
 
 import itertools
+import logging
 import operator
 from typing import Any, Iterable
 
@@ -25,8 +26,9 @@ from syncstore.core import protocol as p
 from syncstore.core import shapes as sh
 from syncstore.core import versions
 from syncstore.core.client_session import SnapshotChunk, Subscription, group_transactions
-from syncstore.replica import clocks
 from syncstore.core.hlc import ServerTime
+from syncstore.errors import ValidationError
+from syncstore.replica import clocks, rekey
 from syncstore.replica.store import SERVER_TIME_KEY, Change, LoggedChange, RemoteChange, Replica, RevertRow
 
 # What a snapshot cell may hold, by column type (values arrive canonical from
@@ -128,6 +130,10 @@ LAST_SYNCED_AT = "sync.last_synced_at"
 STOPPED = "sync.stopped"  # why the last background sync stopped for good, and what to do
 STOPPED_AT = "sync.stopped_at"
 SERVER_TIME = SERVER_TIME_KEY  # the server's time, kept while this replica's clock runs past its cap
+# This file's changes up to here were pushed under an earlier site id (it took
+# a new one, being a copy of another file): the current id's pushes start after.
+SITE_BASE = "sync.site_base"
+REKEYED = "sync.rekeyed"  # why and when this file last took a new site id
 # The schema version this replica's rows are complete for: the lower of its
 # own and the servers' it followed since (a server of an older version sends
 # no newer columns). Below this library's and the server's, the shapes of
@@ -137,6 +143,7 @@ SERVER_SCHEMA = "sync.server_schema"  # the last server's schema version
 
 _encode = msgspec.msgpack.encode
 _decode_tx = msgspec.msgpack.Decoder(p.LocalTx).decode
+log = logging.getLogger("syncstore.sync")
 
 
 def synced_tables() -> list[str]:
@@ -160,6 +167,10 @@ def _filter_sql(shape: sh.ShapeFilter) -> tuple[list[str], list[Any]]:
         clauses.append(part)
         params.extend(values)
     return clauses, params
+
+
+def _as_remote(rc: p.RowChange) -> RemoteChange:
+    return RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
 
 
 def _remote(rows: Iterable[p.RowChange]) -> list[RemoteChange]:
@@ -258,13 +269,33 @@ class SyncState:
 
     # --- transitions --------------------------------------------------------
 
+    @property
+    def site_base(self) -> int:
+        """The changes up to here went out under an earlier site id of this file."""
+        return int(self.replica.meta_get(SITE_BASE, 0))
+
     def welcomed(self, *, tenant: str, acked_seq: int) -> None:
-        """The server's record of our merged changes replaces ours (it is the truth)."""
+        """The server's record of our merged changes replaces ours (it is the
+        truth; the changes pushed under an earlier site id stay merged)."""
         with self.replica.transaction():
             self._set(TENANT, tenant)
-            self._set(ACKED, acked_seq)
+            self._set(ACKED, max(acked_seq, self.site_base))
             self._set(LAST_CONNECTED_AT, schema.now_iso())
             self._conn.execute("delete from _ss_meta where key in (?, ?)", (STOPPED, STOPPED_AT))
+
+    def take_new_site(self, *, merged_upto: int, reason: str) -> rekey.NewSite:
+        """This file is a copy of another that synced (same site id, another
+        history): take a new site id, and push every change after
+        ``merged_upto`` (the last the server acknowledged of this file's own)
+        again under it. One transaction."""
+        with self.replica.transaction():
+            found = rekey.take_new_site(self.replica, resend_after=merged_upto)
+            self._set(SITE_BASE, merged_upto)
+            self._set(ACKED, merged_upto)
+            if self.replica.meta_get(RECONCILED) is not None and self.reconciled_seq > merged_upto:
+                self._set(RECONCILED, merged_upto)
+            self._set(REKEYED, f"{schema.now_iso()}: {reason}")
+        return found
 
     def acked(self, upto_seq: int, rejected: Iterable[p.Rejection]) -> None:
         """Move the acked sequence and keep each refused transaction, in one transaction."""
@@ -547,10 +578,7 @@ class SyncState:
                 if params:
                     self._conn.executemany(bulk.insert, params)
             if slow:
-                applied = self.replica.apply_remote(
-                    RemoteChange(rc.table, rc.id, {name: merge.Cell(*cell) for name, cell in rc.cells.items()})
-                    for rc in slow
-                )
+                applied = self._apply_or_skip(slow)
             if chunk.conflicts:
                 # The chunk does not say at which log position each record was
                 # made: the snapshot's position stands for it.
@@ -570,6 +598,34 @@ class SyncState:
                     (chunk.position, chunk.resume, chunk.id),
                 )
         return fresh + applied
+
+    def _apply_or_skip(self, rows: list[p.RowChange]) -> list[Change]:
+        """Merge snapshot rows (in the caller's transaction). A row this replica
+        cannot take (a value its schema refuses, a column it does not know) is
+        kept in ``_ss_sync_skipped`` and logged, not applied: failing the chunk
+        would fail every later sync too, for good. Checking happens before
+        anything is written, so the good rows are merged as one batch either way."""
+        try:
+            return self.replica.apply_remote(_as_remote(rc) for rc in rows)
+        except (ValidationError, TypeError, ValueError):
+            pass  # find the rows at fault
+        applied: list[Change] = []
+        now = schema.now_iso()
+        for rc in rows:
+            try:
+                applied += self.replica.apply_remote([_as_remote(rc)])
+            except (ValidationError, TypeError, ValueError) as exc:
+                log.warning("the server's %s row %s cannot be stored here, skipped: %s", rc.table, rc.id, exc)
+                self._conn.execute(
+                    "insert or replace into _ss_sync_skipped (tbl, pk, problem, cells, skipped_at) "
+                    "values (?, ?, ?, ?, ?)",
+                    (str(rc.table), str(rc.id), str(exc), _encode(rc.cells), now),
+                )
+        return applied
+
+    def skipped_rows(self) -> int:
+        """Server rows a snapshot sent that this replica could not take (see ``_ss_sync_skipped``)."""
+        return self._conn.execute("select count(*) from _ss_sync_skipped").fetchone()[0]
 
     def _insert_columns(self, chunk: p.Columns, fresh: list[Change]) -> list[p.RowChange]:
         """Insert the rows of a columnar chunk this replica does not hold (in

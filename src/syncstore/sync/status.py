@@ -37,6 +37,8 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
     server_schema: int | None = None  # ... and the last server met (None: never met)
     held_changes: int = 0  # local changes kept back from an older server (see schema_notice)
     schema_notice: str | None = None  # one line on what an older server cannot take
+    skipped_rows: int = 0  # server rows a snapshot sent that this replica could not take (_ss_sync_skipped)
+    rekeyed: str | None = None  # when and why this file last took a new site id (it was a copy)
 
     @property
     def pending(self) -> int:
@@ -86,6 +88,8 @@ def read_status(
         server_schema=None if server_schema is None else int(server_schema),
         held_changes=held,
         schema_notice=_notice(held, needs, None if server_schema is None else int(server_schema)),
+        skipped_rows=state.skipped_rows(),
+        rekeyed=meta(st.REKEYED),
     )
 
 

@@ -1,0 +1,1 @@
+DROP TABLE _ss_sync_skipped;
