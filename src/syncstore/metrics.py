@@ -32,7 +32,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping  # typing.Mapping's isinstance check costs several times more, per row
+from typing import Any, Callable, Iterable, Sequence
 
 import msgspec
 
@@ -196,7 +197,10 @@ def execution_stats(
         ended = stats.completed + stats.failed + stats.cancelled
         stats.error_rate = stats.failed / ended if ended else None
 
-    selected = [r for r in rows if in_window(as_time(r.get("started_at") or r.get("created_at")), since, until)]
+    if since is None and until is None:
+        selected: Iterable[Mapping[str, Any]] = rows  # no window: no time to read
+    else:
+        selected = [r for r in rows if in_window(as_time(r.get("started_at") or r.get("created_at")), since, until)]
     return _summarize(selected, by=by, tally=tally, finish=finish)
 
 
@@ -239,5 +243,8 @@ def event_stats(
     def finish(stats: GroupStats) -> None:
         stats.error_rate = stats.errors / stats.count if stats.count else None
 
-    selected = [r for r in rows if in_window(as_time(r.get("timestamp")), since, until)]
+    if since is None and until is None:
+        selected: Iterable[Mapping[str, Any]] = rows  # no window: no time to read
+    else:
+        selected = [r for r in rows if in_window(as_time(r.get("timestamp")), since, until)]
     return _summarize(selected, by=by, tally=tally, finish=finish)

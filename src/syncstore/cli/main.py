@@ -54,6 +54,7 @@ def _register() -> None:
         server,
         sync,
         tasks,
+        ui,
         workflows,
     )
 
@@ -72,6 +73,7 @@ def _register() -> None:
         workflows.workflows,
         debug.debug,
         memory.memory,
+        ui.ui,
     ):
         cli.add_command(command)
 
