@@ -7,7 +7,7 @@ Two steps per tenant, both safe while the server runs:
    the newer version wins on every replica anyway. An entry left with no
    cells is deleted. A row whose indexed values moved in an entry keeps its
    (possibly empty) change there: its routing keys hold the whole row, which
-   a subscriber whose shape it entered must still receive. Conflict records
+   a subscriber whose shape it entered or left must still receive. Conflict records
    older than the retention window are dropped from the log (they stay in the
    ``conflicts`` table). Replaying the compacted log gives every replica the
    same cells as replaying the full log, from any position: every cell's

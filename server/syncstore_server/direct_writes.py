@@ -20,8 +20,9 @@ queue into change log entries:
   then wakes the streams of every instance.
 - **Shapes**: each entry carries routing keys as a merge's does
   (:class:`syncstore.core.shapes.RowKeys`): the triggers keep the old values of
-  the indexed columns a write changed, so a row moving into a shape is sent
-  whole to its subscribers and one moving out still reaches the old shape's.
+  the indexed columns a write changed, so a row moving into or out of a
+  shape is sent whole to its subscribers (one moving out still reaches the
+  old shape's).
 - **Transactions stay whole**: the rows one direct transaction wrote become one
   server transaction (split only when it is larger than ``max_entry_rows`` rows
   or ``max_entry_bytes``, so no client is sent a frame it cannot take: then its
@@ -311,7 +312,7 @@ def _routing(touch: _Touch, held: dict[str, Any]) -> shapes.RowKeys:
     if touch.created:
         return shapes.RowKeys(touch.table, touch.row_id, touch.after, None, None)
     moved = {c: v for c, v in touch.before.items() if touch.after.get(c) != v}
-    # A row moving into a shape goes to its subscribers whole.
+    # A row moving into or out of a shape goes to its subscribers whole.
     full = {name: (cell[0], cell[1], cell[2]) for name, cell in held.items() if cell[1] > 0} if moved else None
     return shapes.RowKeys(touch.table, touch.row_id, touch.after, moved, full)
 

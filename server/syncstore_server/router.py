@@ -9,7 +9,7 @@ the old ones of the columns it moved, from the entry's routing keys); only
 the streams found there are looked at, so routing costs about the same
 whatever the number of shapes. Each of those streams then gets the part of
 the entry its shapes select (:func:`syncstore.core.shapes.select`), with rows
-that moved into one of its shapes sent whole.
+that moved into or out of one of its shapes sent whole.
 
 Streams with the same shapes (most of a tenant's clients subscribe to whole
 tables) are indexed as one group: the selection is made once per group, and

@@ -19,7 +19,9 @@ one or two shapes, whole-table or filtered, different replicas different ones.
   ``shapes.shape_key``): state, position, resume key.
 - The schedule interleaves single steps on every link, inserts, updates that
   move rows into and out of shapes (the filtered columns change), deletes,
-  inserts of a deleted id again, and cuts; then everyone syncs cleanly.
+  inserts of a deleted id again, cuts, and a replica following one more
+  shape (as a sync call with a longer list of shapes: it connects again, its
+  other shapes live, the new one by snapshot); then everyone syncs cleanly.
 
 - Reconciling (as ``SyncConnection`` does): after an Ack, the replica
   fetches the rows whose filtered columns its acked changes wrote; after
@@ -184,6 +186,16 @@ class FilteredReplica(SnapshotReplica):
         self.shapes = {key: ShapeProgress() for key in self.filters}  # a fresh replica
         self.reconciled = 0  # local changes up to here had their rows fetched back (SyncState.reconciled_seq)
 
+    def follow(self, shape: p.Shape) -> bool:
+        """One more shape (as SyncState.subscriptions records a new one): False if followed already."""
+        found = sh.check_shape(shape)
+        key = sh.shape_key(found)
+        if key in self.filters:
+            return False
+        self.filters[key] = found
+        self.shapes[key] = ShapeProgress()
+        return True
+
     def subscriptions(self) -> list[cs.Subscription]:
         """As SyncState.subscriptions: live shapes follow the log from the
         cursor; the others take a snapshot, resumed where it was cut off."""
@@ -292,6 +304,8 @@ class World(BaseWorld):
             super().local((kind, who, [((TABLE, i), values) for i, values in step[2]]))
         elif kind == "delete":
             super().local((kind, who, (TABLE, step[2])))
+        elif kind == "follow" and self.replicas[who].follow(step[2]):  # type: ignore[attr-defined]
+            self.reconnect(who)
 
 
 def assert_shapes_converged(world: World) -> None:
@@ -348,6 +362,7 @@ STEPS = st.lists(
         st.tuples(st.just("delete"), WHO, st.sampled_from(IDS)),
         st.tuples(st.just("cut"), WHO),
         st.tuples(st.just("tick")),
+        st.tuples(st.just("follow"), WHO, st.sampled_from(SHAPES)),
         *[deliver() for _ in range(12)],
     ),
     min_size=30,
@@ -355,6 +370,22 @@ STEPS = st.lists(
 )
 
 
+# Replica 1 follows repository r2 (pending or no status) and repository r1.
+# Replica 0 inserts task R1 at r1 (entry 1). Replica 1's first shape is read
+# at position 1 (R1 is not in it) and goes live; its connection ends before
+# the second shape's snapshot is read. Replica 0 moves R1 to r2 (entry 2).
+# Replica 1 connects again: the stream of its live shape starts at 1, and the
+# second shape's snapshot, read at 2, leaves R1 out. Entry 2 moves R1 out of
+# r1 and into r2: it reached replica 1 as the moved cell alone, as if R1 being
+# in the r1 shape before meant replica 1 held it whole (found by this property).
+@example(
+    shapes=[[WHOLE], [REPO_2_OPEN, REPO_1]],
+    schedule=[
+        ("insert", 0, R1, {"title": "a", "status": "pending", "repository": "r1"}),
+        *[("deliver", 0, False)] * 4, *[("deliver", 2, False)] * 5, ("deliver", 3, False),
+        ("update", 0, [(R1, {"repository": "r2"})]),
+    ],
+)  # fmt: skip
 # Replica 1 follows two filtered shapes and inserts task R1 at r2 before its
 # snapshot; its push merges, replica 0 moves R1 to r1, and replica 1's
 # snapshots (read during the final sync) leave R1 out: replica 1 kept R1 at
@@ -479,3 +510,33 @@ def test_a_move_into_a_shape_meeting_a_concurrent_move_out_leaves_the_writers_sh
         sh.check_shape(REPO_2_OPEN)
     )
     assert world.replicas[b].visible()[(TABLE, R1)] == on_server
+
+
+def test_a_row_leaving_a_shape_before_its_snapshot_comes_whole_and_outside_the_others():
+    """Fresh replica A follows repository r2 with status pending (or none),
+    and repository r1. Task R is at r1, completed (entry 1). A's first
+    snapshot is read at position 1 (R is not in it); B moves R to r2
+    (entry 2); A's second snapshot, read at 2, leaves R out; the stream
+    starts at 1. Entry 2 moves R out of A's r1 shape, and A never held R: the
+    moved cell alone would make A's copy a task at r2 with no status, inside
+    A's first shape, while the server's R (completed) lies outside it. A row
+    whose membership in any of a stream's shapes changes is sent whole."""
+    world = World([[REPO_2_OPEN, REPO_1], [WHOLE]])
+    a, b = range(2)
+    world.write(b, [((TABLE, R1), {"title": "t", "status": "completed", "repository": "r1"})])
+    world.sync(b)  # entry 1
+    link = world.connected[a]
+    link.deliver_to_server()  # Hello
+    link.deliver_to_client()  # Welcome: A subscribes to both shapes
+    while link.to_server:
+        link.deliver_to_server()
+    link.read_snapshot()  # the first shape, at position 1: R is not in it
+    assert world.server.waiting(link.session, ss.ReadSnapshot)  # the second waits
+    world.time.ms += 1
+    world.write(b, [((TABLE, R1), {"repository": "r2"})])
+    world.sync(b)  # entry 2: R leaves r1 for r2, completed
+    link.run_clean()  # the second snapshot, read at 2, leaves R out; the stream starts at 1
+    world.settle_everyone()
+    assert world.server.visible_in_shape(sh.check_shape(REPO_2_OPEN)) == {}
+    assert world.replicas[a].visible_in_shape(sh.check_shape(REPO_2_OPEN)) == {}
+    assert world.replicas[a].visible()[(TABLE, R1)] == {"title": "t", "status": "completed", "repository": "r2"}

@@ -107,25 +107,55 @@ def test_a_position_before_the_horizon_must_resnapshot_and_ends_every_subscripti
     assert isinstance(s.actions()[0], ss.ReadSnapshot)
 
 
-def test_a_catching_up_stream_selects_by_routing_keys_and_sends_a_moved_in_row_whole():
+def test_a_catching_up_stream_selects_by_routing_keys_and_sends_a_moving_row_whole():
     s = ready()
     s.receive(p.Subscribe(shapes=[WEB], cursor=0))
     s.actions()
     full = {"title": ("t", 1, SITE), "repository": ("acme/web", 2, SITE)}
+    gone = {"title": ("t", 1, SITE), "repository": ("y", 3, SITE)}
     entries = [
         sh.LogEntry(1, p.ServerTx(1, [row("in", title="a")]), [sh.RowKeys("tasks", "in", {"repository": "acme/web"}, {})]),
         sh.LogEntry(2, p.ServerTx(2, [row("out", title="b")]), [sh.RowKeys("tasks", "out", {"repository": "x"}, {})]),
         sh.LogEntry(3, p.ServerTx(3, [row("mv", repository="acme/web")]),
                     [sh.RowKeys("tasks", "mv", {"repository": "acme/web"}, {"repository": "x"}, full)]),
         sh.LogEntry(4, p.ServerTx(4, [row("mv", repository="y")]),
-                    [sh.RowKeys("tasks", "mv", {"repository": "y"}, {"repository": "acme/web"})]),
+                    [sh.RowKeys("tasks", "mv", {"repository": "y"}, {"repository": "acme/web"}, gone)]),
     ]  # fmt: skip
     s.log_read(entries, more=False)
     changes, up = sent(s.actions())
     assert [tx.seq for tx in changes.txs] == [1, 3, 4]
+    assert changes.txs[0].changes[0].cells == {"title": ("a", 1, SITE)}  # inside before and after: the change
     assert changes.txs[1].changes[0].cells == full  # moved in: whole
-    assert changes.txs[2].changes[0].cells == {"repository": ("y", 1, SITE)}  # moved out: the move itself
+    assert changes.txs[2].changes[0].cells == gone  # moved out: whole too (see the next test)
     assert up == p.UpToDate(cursor=4)
+
+
+def test_a_row_moving_between_two_shapes_of_a_stream_is_sent_whole():
+    """A stream follows r1 and r2. Task R moves from r1 to r2, or changes
+    status while staying at r1 and entering a completed-tasks shape: each
+    time it enters or leaves one of the shapes, so it is sent whole. Being
+    inside the r1 shape before does not prove the subscriber holds R: that
+    shape's snapshot may have been read after R left it (a shape added to a
+    live replica, or a second snapshot read later than the first)."""
+    r1, r2 = p.Shape("tasks", where={"repository": ["r1"]}), p.Shape("tasks", where={"repository": ["r2"]})
+    done = p.Shape("tasks", where={"status": ["completed"]})
+    full = {"title": ("t", 1, SITE), "status": ("pending", 1, SITE), "repository": ("r2", 2, SITE)}
+    moved = sh.LogEntry(
+        2, p.ServerTx(2, [row("R", repository="r2")]),
+        [sh.RowKeys("tasks", "R", {"repository": "r2", "status": "pending"}, {"repository": "r1"}, full)],
+    )  # fmt: skip
+    selection = sh.by_table(sh.check_shape(shape) for shape in (r1, r2))
+    assert sh.select(moved, selection).changes[0].cells == full
+    completed = {**full, "status": ("completed", 3, SITE), "repository": ("r1", 1, SITE)}
+    entered = sh.LogEntry(
+        3, p.ServerTx(3, [row("R", status="completed")]),
+        [sh.RowKeys("tasks", "R", {"repository": "r1", "status": "completed"}, {"status": "pending"}, completed)],
+    )  # fmt: skip
+    selection = sh.by_table(sh.check_shape(shape) for shape in (r1, done))
+    assert sh.select(entered, selection).changes[0].cells == completed
+    # A change moving R into or out of none of the shapes carries the changed cells only.
+    selection = sh.by_table([sh.check_shape(r1)])
+    assert sh.select(entered, selection).changes[0].cells == {"status": ("completed", 1, SITE)}
 
 
 def live_then_pushed(shape: p.Shape) -> ss.ServerSession:

@@ -11,12 +11,22 @@ Routing needs more than the cells a change carries (an update of ``title``
 does not say which ``repository`` the task belongs to), so the server keeps,
 beside each log entry, the :class:`RowKeys` of every row the entry touches:
 the row's indexed values after the change, the old values of indexed columns
-the change moved, and, when it moved any, every cell of the row (a row moving
-*into* a shape must arrive whole: its subscriber never had it).
+the change moved, and, when it moved any, every cell of the row.
 
-A row moving *out* of a shape: the change that moved it is still sent to the
-shape's subscribers (so their copy shows the new value, which no longer
-matches), and later changes of the row are not. The row stays in their replica.
+A row moving *into* or *out of* any of a stream's shapes is sent whole.
+Into: its subscriber may never have had it. Out of: the subscriber's copy
+shows the new values, which no longer match, and later changes of the row are
+not sent (the row stays in the replica). Whole both ways, even when the row
+was or stays inside another of the stream's shapes, because the stream cannot
+tell whether the subscriber holds the row: each shape's snapshot reads rows as
+they are when its chunk is read, which may be after the position the stream
+starts from (another shape's snapshot position, or the cursor of the live
+shapes when a shape is added). A row that left a shape before that shape's
+snapshot reached it was never sent, yet the stream meets the move as one of a
+row in the shape. Its moved cells alone would leave a partial row (the other
+columns at their defaults), which may lie inside another shape of the replica
+while the server's row does not. A change that moves the row into or out of
+none of the shapes carries only the changed cells.
 """
 
 from __future__ import annotations
@@ -107,7 +117,8 @@ class RowKeys(NamedTuple):
     ``after``: the row's indexed values after the entry. ``before``: the old
     values of indexed columns the entry changed (``{}``: none changed; None:
     the entry created the row). ``full``: every cell of the row after the
-    entry, kept when ``before`` is not empty (a row moving into a shape).
+    entry, kept when ``before`` is not empty (a row moving into or out of a
+    shape is sent whole).
     """
 
     table: str
@@ -139,7 +150,7 @@ def decode_keys(blob: bytes | None) -> list[RowKeys] | None:
 
 class Match(NamedTuple):
     deliver: bool
-    moved_in: bool  # the row entered the shape with this entry: send it whole
+    moved: bool  # the row entered or left the shape with this entry: send it whole
 
 
 NO = Match(False, False)
@@ -167,9 +178,8 @@ def match_row(shape: ShapeFilter, keys: RowKeys | None, change: p.RowChange | No
         return YES if now else NO
     if keys.before:
         was = shape.matches({**keys.after, **keys.before})
-        if now and not was:
+        if now != was:
             return Match(True, keys.full is not None)
-        return YES if (now or was) else NO
     return YES if now else NO
 
 
@@ -187,7 +197,7 @@ def select(entry: LogEntry, shapes: Mapping[str, Sequence[ShapeFilter]]) -> p.Se
             continue
         key = (change.table, change.id)
         rows.add(key)
-        if match.moved_in:
+        if match.moved:
             whole = False
             changes.append(p.RowChange(change.table, change.id, dict(by_row[key].full or {})))
         else:
@@ -212,9 +222,12 @@ def _match_any(filters: Sequence[ShapeFilter] | None, keys: RowKeys | None, chan
     best = NO
     for shape in filters:
         found = match_row(shape, keys, change)
+        if found.moved:
+            # Whole even if the row stays inside another of the shapes: that
+            # shape's snapshot may have been read after the row left it, so
+            # being in it says nothing of what the subscriber holds.
+            return found
         if found.deliver:
-            if not found.moved_in:
-                return found  # in a shape it was already in: the changed cells suffice
             best = found
     return best
 
